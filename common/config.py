@@ -1,0 +1,163 @@
+"""Dataclass configs -> argparse flags, device choice, run folders. No config framework.
+
+Every experiment's presets (smoke | quick | paper) live in common/presets.py; a script
+builds its config with `parse_config(ExpConfig, PRESETS_OF_EXP)`: the preset gives the
+defaults, any field can be overridden by a flag of the same name (`--n-points 200`).
+"""
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICES = ("auto", "cpu", "cuda")
+PRESET_NAMES = ("smoke", "quick", "paper")
+
+
+class ConfigError(ValueError):
+    """Bad user input: printed as one line, exit code 2, nothing written."""
+
+
+def fail(message: str) -> "NoReturn":  # noqa: F821
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise ConfigError(f"DEVICE={name} is not allowed; use one of: {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("DEVICE=cuda but CUDA is not available on this machine; "
+                          "use DEVICE=cpu or DEVICE=auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("RESULTS_DIR", ROOT / "results"))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_value(kind, text: str, name: str):
+    try:
+        if kind is bool:
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError
+            return text.lower() in ("1", "true", "yes")
+        if kind in (int, float, str):
+            return kind(text)
+        if kind == tuple:  # comma-separated list of ints (hidden sizes, epochs) or names
+            parts = [p for p in text.split(",") if p]
+            return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts)
+    except ValueError:
+        pass
+    raise ConfigError(f"--{name.replace('_', '-')}={text!r} is not a valid {kind.__name__}")
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
+    for field in dataclasses.fields(cls):
+        parser.add_argument(_flag(field.name), dest=field.name, default=None, type=str,
+                            help=f"(default from preset) {field.metadata.get('help', '')}")
+
+
+def parse_config(cls, presets: dict, argv=None, description: str = ""):
+    """Build `cls` from --preset defaults plus per-field flag overrides; exits 2 on bad input."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--preset", default="quick", help="smoke | quick | paper")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--seed", default="0", help="integer seed")
+    add_dataclass_flags(parser, cls)
+    args = parser.parse_args(argv)
+    try:
+        if args.preset not in presets:
+            raise ConfigError(f"PRESET={args.preset} is not allowed; use one of: "
+                              f"{', '.join(presets)}")
+        try:
+            seed = int(args.seed)
+        except ValueError:
+            raise ConfigError(f"SEED={args.seed} is not allowed; use a whole number") from None
+        device = resolve_device(args.device)
+        config = presets[args.preset]
+        overrides = {}
+        types = {f.name: type(getattr(config, f.name)) for f in dataclasses.fields(cls)}
+        for name, kind in types.items():
+            text = getattr(args, name)
+            if text is not None:
+                overrides[name] = _parse_value(kind, text, name)
+        config = dataclasses.replace(config, **overrides)
+        validate = getattr(config, "validate", None)
+        if validate:
+            validate()
+    except ConfigError as err:
+        fail(str(err))
+    return config, args.preset, seed, device
+
+
+def to_jsonable(obj):
+    if dataclasses.is_dataclass(obj):
+        return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (torch.device, Path)):
+        return str(obj)
+    return obj
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=5).stdout
+        return out.stdout.strip() + ("+dirty" if dirty.strip() else "") if out.returncode == 0 \
+            else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(preset: str, seed: int, device) -> dict:
+    return {"preset": preset, "seed": seed, "device": str(device), "git_commit": git_commit(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def check_main(argv=None) -> int:
+    """`python -m common.config DEVICE PRESET`: validate Make variables before anything runs."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        resolve_device(argv[0] if argv else "auto")
+        if len(argv) > 1 and argv[1] not in PRESET_NAMES:
+            raise ConfigError(f"PRESET={argv[1]} is not allowed; use one of: "
+                              f"{', '.join(PRESET_NAMES)}")
+    except ConfigError as err:
+        fail(str(err))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(check_main())

@@ -1,0 +1,210 @@
+"""Trainer: Adam + the IWAE learning-rate schedule, entropy warm-up, gradient-norm logging,
+atomic checkpoints, bit-identical resume on CPU, and a guard against non-finite losses.
+
+Warm-up (as the paper's code): the training objective is
+    log p(x|z) + log p(z) - w(epoch) * log q(z|x),   w = min(1, epoch / warmup_epochs),
+so it anneals the entropy term of q, not the KL.
+
+Schedule (IWAE paper): stage i = 0..7 lasts 3^i epochs at lr = 1e-3 * 10^(-i/7), 3280 epochs in
+all. A run of E epochs is a compressed copy: epoch e uses the stage of paper epoch e * 3280 / E.
+"""
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import write_json
+from .posteriors import log_standard_normal
+from .vae import VAE, ModelConfig
+
+PAPER_EPOCHS = sum(3 ** i for i in range(8))  # 3280
+METRIC_FIELDS = ["epoch", "lr", "train_elbo", "valid_elbo", "wall_s", "enc_grad_norm",
+                 "dec_grad_norm", "enc_grad_norm_normalised", "dec_grad_norm_normalised",
+                 "grad_ratio_normalised", "enc_params", "dec_params"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30               # paper: 3280 (the whole IWAE schedule)
+    batch_size: int = 100          # paper: 100
+    lr: float = 1e-3               # lr of stage 0
+    adam_eps: float = 1e-4         # paper's Adam epsilon
+    warmup_epochs: int = 5         # entropy warm-up length (paper: 100)
+    n_train: int = 0               # 0 = the whole training split
+    n_valid_monitor: int = 1000    # validation points for the per-epoch single-sample ELBO
+    checkpoint_epochs: tuple = ()  # extra kept checkpoints (exp55 evaluates at these)
+    freeze_decoder: bool = False   # train only the encoder (exp53, exp_refit)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def lr_at(epoch: int, total_epochs: int, base_lr: float = 1e-3) -> float:
+    """lr of (0-based) epoch in a run of total_epochs, following the compressed IWAE schedule."""
+    paper_epoch = epoch * PAPER_EPOCHS / total_epochs
+    stage, end = 0, 1
+    while paper_epoch >= end and stage < 7:
+        stage += 1
+        end += 3 ** stage
+    return base_lr * 10 ** (-stage / 7)
+
+
+def encoder_decoder_params(model: VAE):
+    enc = [p for p in model.encoder.parameters() if p.requires_grad]
+    dec = [p for p in model.decoder.parameters() if p.requires_grad]
+    return enc, dec
+
+
+def grad_norm(params) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads)
+
+
+def save_checkpoint(path: Path, model, optimizer, epoch: int, config: dict) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+             "config": config, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: Path, device="cpu") -> VAE:
+    """A trained VAE from a checkpoint written by this trainer."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    model = VAE(ModelConfig(**state["config"]["model"])).to(device)
+    model.load_state_dict(state["model"])
+    return model
+
+
+def _read_metrics(path: Path, upto_epoch: int) -> list:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
+
+
+def _write_metrics(path: Path, rows: list) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _progress(line: str) -> None:
+    end = "\r" if sys.stdout.isatty() else "\n"
+    print(line, end=end, flush=True)
+
+
+def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainConfig,
+          run_dir: Path, seed: int, resume: bool = True, extra_config: dict = None,
+          log_prefix: str = "") -> VAE:
+    """Train `model` in place; checkpoints and metrics.csv go to run_dir. Returns the model.
+
+    With resume=True a run whose `last.pt` exists continues from it (a finished run returns
+    at once). The decoder is frozen when cfg.freeze_decoder.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"train": cfg, "model": model.config, "seed": seed, **(extra_config or {})}
+    write_json(run_dir / "config.json", config)
+    config_for_ckpt = {"model": model.config.__dict__, "seed": seed}
+    if cfg.freeze_decoder:
+        for p in model.decoder.parameters():
+            p.requires_grad_(False)
+    enc_params, dec_params = encoder_decoder_params(model)
+    n_enc = sum(p.numel() for p in enc_params)
+    n_dec = sum(p.numel() for p in dec_params)
+    optimizer = torch.optim.Adam(enc_params + dec_params, lr=cfg.lr, eps=cfg.adam_eps)
+
+    last = run_dir / "last.pt"
+    start_epoch = 0
+    torch.manual_seed(seed)
+    if resume and last.exists():
+        state = torch.load(last, map_location=x_train.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start_epoch = state["epoch"]
+        if start_epoch < cfg.epochs:
+            print(f"{log_prefix}resuming from epoch {start_epoch} ({last})", flush=True)
+    rows = _read_metrics(run_dir / "metrics.csv", start_epoch)
+
+    x_train = x_train[:cfg.n_train] if cfg.n_train else x_train
+    x_monitor = x_valid[:cfg.n_valid_monitor]
+    n, bs = x_train.shape[0], cfg.batch_size
+    shuffle_gen = torch.Generator()
+    t_run = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        lr = lr_at(epoch, cfg.epochs, cfg.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        entropy_weight = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
+        shuffle_gen.manual_seed(seed * 100003 + epoch)
+        order = torch.randperm(n, generator=shuffle_gen).to(x_train.device)
+        model.train()
+        elbo_sum = torch.zeros((), device=x_train.device)
+        enc_norm_sum = torch.zeros((), device=x_train.device)
+        dec_norm_sum = torch.zeros((), device=x_train.device)
+        n_batches = 0
+        for step, start in enumerate(range(0, n, bs)):
+            x = x_train[order[start:start + bs]]
+            z, log_q = model.encoder.sample_and_log_prob(x, 1)
+            log_px_z = model.log_likelihood(x, z)
+            log_pz = log_standard_normal(z)
+            objective = (log_px_z + log_pz - entropy_weight * log_q).mean()
+            loss = -objective
+            if not torch.isfinite(loss):
+                terms = {"log p(x|z)": log_px_z, "log p(z)": log_pz, "log q(z|x)": log_q}
+                bad = [k for k, v in terms.items() if not torch.isfinite(v).all()] or ["loss"]
+                raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1} "
+                                    f"(term: {', '.join(bad)}); last good checkpoint kept at {last}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            enc_norm_sum += grad_norm(enc_params)
+            dec_norm_sum += grad_norm(dec_params)
+            optimizer.step()
+            with torch.no_grad():
+                elbo_sum += (log_px_z + log_pz - log_q).sum()
+            n_batches += 1
+        model.eval()
+        with torch.no_grad():
+            valid_elbo = model.elbo(x_monitor, 1).mean().item() if len(x_monitor) else float("nan")
+        enc_norm = enc_norm_sum.item() / n_batches
+        dec_norm = dec_norm_sum.item() / n_batches
+        enc_normalised = enc_norm / math.sqrt(max(n_enc, 1))
+        dec_normalised = dec_norm / math.sqrt(max(n_dec, 1)) if n_dec else float("nan")
+        row = {"epoch": epoch + 1, "lr": lr, "train_elbo": elbo_sum.item() / n,
+               "valid_elbo": valid_elbo, "wall_s": time.time() - t0, "enc_grad_norm": enc_norm,
+               "dec_grad_norm": dec_norm if n_dec else float("nan"),
+               "enc_grad_norm_normalised": enc_normalised, "dec_grad_norm_normalised": dec_normalised,
+               "grad_ratio_normalised": enc_normalised / dec_normalised if n_dec else float("nan"),
+               "enc_params": n_enc, "dec_params": n_dec}
+        rows.append(row)
+        if epoch + 1 in cfg.checkpoint_epochs:
+            save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", model, optimizer, epoch + 1,
+                            config_for_ckpt)
+        save_checkpoint(last, model, optimizer, epoch + 1, config_for_ckpt)
+        _write_metrics(run_dir / "metrics.csv", rows)
+        done = epoch + 1 - start_epoch
+        eta = (time.time() - t_run) / done * (cfg.epochs - epoch - 1)
+        _progress(f"{log_prefix}epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train elbo "
+                  f"{row['train_elbo']:.2f} valid elbo {valid_elbo:.2f} "
+                  f"({row['wall_s']:.1f}s, eta {eta / 60:.1f} min)")
+    if sys.stdout.isatty() and cfg.epochs > start_epoch:
+        print()
+    model.eval()
+    return model

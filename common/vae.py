@@ -1,0 +1,108 @@
+"""The VAE: an amortised posterior (common/posteriors.py) and a Bernoulli MLP decoder.
+
+    p(z) = N(0, I),  p(x|z) = prod_i Bernoulli(x_i; sigmoid(logits_i(z)))
+    elbo(x, k) = mean_k [log p(x, z_k) - log q(z_k|x)]              (k single-sample bounds)
+    iwae(x, k) = log (1/k) sum_k exp(log p(x, z_k) - log q(z_k|x))
+Both stream over chunks of k so that k = 5000 on a batch fits in bounded memory.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .posteriors import AmortisedPosterior, log_standard_normal, mlp
+
+X_DIM = 784
+ARCHITECTURES = {  # name: (encoder hidden sizes, decoder hidden sizes)
+    "standard": ((200, 200), (200, 200)),
+    "large_encoder": ((500, 500, 500), (200, 200)),
+    "large_decoder": ((200, 200), (500, 500, 500)),
+    "small_encoder": ((100,), (200, 200)),
+    "linear_encoder": ((), (200, 200)),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str = "ffg"            # ffg | flow | cflow
+    z_dim: int = 50                # latent size (paper: 50 on MNIST, 20 for Fashion dynamics)
+    enc_hidden: tuple = (200, 200)  # encoder trunk, shared by every family
+    dec_hidden: tuple = (200, 200)  # decoder MLP
+    activation: str = "elu"        # same everywhere, so families differ only by the family
+    flow_steps: int = 2            # coupling steps (each = two half-couplings)
+    flow_hidden: int = 50          # hidden units of each coupling net (paper: 50)
+    context_dim: int = 20          # cflow only: size of c(x) fed to every coupling net
+
+
+def model_config(architecture: str = "standard", **overrides) -> ModelConfig:
+    enc, dec = ARCHITECTURES[architecture]
+    return ModelConfig(enc_hidden=enc, dec_hidden=dec, **overrides)
+
+
+class Decoder(nn.Module):
+    def __init__(self, z_dim: int, hidden=(200, 200), activation: str = "elu", x_dim: int = X_DIM):
+        super().__init__()
+        self.net = mlp((z_dim, *hidden, x_dim), activation)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """sum_i x_i log sigmoid(l_i) + (1 - x_i) log sigmoid(-l_i) = sum_i x_i l_i - softplus(l_i)."""
+    return (x * logits - F.softplus(logits)).sum(-1)
+
+
+class VAE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.encoder = AmortisedPosterior(X_DIM, c.z_dim, c.enc_hidden, c.activation, c.family,
+                                          c.flow_steps, c.flow_hidden, c.context_dim)
+        self.decoder = Decoder(c.z_dim, c.dec_hidden, c.activation)
+
+    @property
+    def z_dim(self) -> int:
+        return self.config.z_dim
+
+    def log_likelihood(self, x, z):
+        """log p(x|z) for z [..., B, D] and x [B, 784] -> [..., B]."""
+        return bernoulli_log_likelihood(self.decoder(z), x)
+
+    def log_joint(self, x, z):
+        return self.log_likelihood(x, z) + log_standard_normal(z)
+
+    def log_weights(self, x, k: int, chunk: int = 0):
+        """Yields chunks of log w = log p(x, z) - log q(z|x), each [k_chunk, B]."""
+        chunk = chunk or chunk_size(x.shape[0], X_DIM)
+        for start in range(0, k, chunk):
+            z, log_q = self.encoder.sample_and_log_prob(x, min(chunk, k - start))
+            yield self.log_joint(x, z) - log_q
+
+    def elbo(self, x, k: int = 1, chunk: int = 0):
+        """Mean of k single-sample ELBOs per point, [B]."""
+        return sum(w.sum(0) for w in self.log_weights(x, k, chunk)) / k
+
+    def iwae(self, x, k: int = 1, chunk: int = 0):
+        """IWAE bound per point, [B], log-mean-exp streamed over chunks."""
+        return streaming_logmeanexp(self.log_weights(x, k, chunk), k)
+
+    def parameter_counts(self) -> dict:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {"encoder": count(self.encoder), "decoder": count(self.decoder)}
+
+
+def chunk_size(n_points: int, width: int, max_elements: int = 2 ** 24) -> int:
+    """Samples per chunk so that one [chunk, n_points, width] activation stays under max_elements."""
+    return max(1, max_elements // max(1, n_points * width))
+
+
+def streaming_logmeanexp(chunks, k: int):
+    """log (1/k) sum exp(w) over an iterable of [k_chunk, B] tensors, in float64."""
+    total = None
+    for w in chunks:
+        lse = torch.logsumexp(w.double(), dim=0)
+        total = lse if total is None else torch.logaddexp(total, lse)
+    return (total - torch.log(torch.tensor(float(k), dtype=torch.float64))).to(torch.float32)
