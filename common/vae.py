@@ -37,7 +37,7 @@ class ModelConfig:
 
 def model_config(architecture: str = "standard", **overrides) -> ModelConfig:
     enc, dec = ARCHITECTURES[architecture]
-    return ModelConfig(enc_hidden=enc, dec_hidden=dec, **overrides)
+    return ModelConfig(**{"enc_hidden": enc, "dec_hidden": dec, **overrides})
 
 
 class Decoder(nn.Module):
@@ -92,6 +92,19 @@ class VAE(nn.Module):
     def parameter_counts(self) -> dict:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
         return {"encoder": count(self.encoder), "decoder": count(self.decoder)}
+
+
+class BatchLikelihood:
+    """log p(x_b|z) for a fixed batch x [B, 784] of a VAE: the callable the estimators take."""
+
+    def __init__(self, model: "VAE", x: torch.Tensor):
+        self.model, self.x, self.device = model, x, x.device
+
+    def __call__(self, z):
+        return self.model.log_likelihood(self.x, z)
+
+    def subset(self, idx) -> "BatchLikelihood":
+        return BatchLikelihood(self.model, self.x[idx])
 
 
 def chunk_size(n_points: int, width: int, max_elements: int = 2 ** 24) -> int:

@@ -1,0 +1,163 @@
+"""Local optimisation of q*: one set of free variational parameters per point, all points
+optimised together in one batch.
+
+Families (their q* is the best member of the family for each point):
+  - ffg:  mu [B, D], log sigma^2 [B, D];
+  - flow: the same base plus a whole coupling flow with per-point weights and biases (batched
+    matmul in common/flows.py). q* for cflow uses this family too: the contextual encoder's
+    output is one member of it, so flow and cflow gaps are comparable.
+
+Algorithm (paper): Adam (lr 1e-3), S samples per step; every `check_every` steps the mean of the
+last `check_every` losses of each point is compared with that point's best; a point stops after
+more than `patience` checks without improvement (or at `max_steps`). Stopped points are frozen
+and dropped from the batch, so the batch shrinks as points converge. Final L[q*] is the mean
+ELBO over `eval_samples` samples, and IWAE of q* is computed on the same samples.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .estimators import _probe_device, proposal_bounds
+from .flows import init_flow
+from .posteriors import log_standard_normal, sample_base_and_flow
+
+FAMILIES = ("ffg", "flow")
+
+
+@dataclass
+class LocalOptResult:
+    elbo: torch.Tensor      # L[q*] per point, [n_points]
+    iwae: torch.Tensor      # IWAE of q* per point, [n_points]
+    steps: torch.Tensor     # optimisation steps taken per point, [n_points]
+    params: dict            # final per-point parameters (flat dict of [n_points, ...] tensors)
+
+
+def flatten(mu, logvar, layers) -> dict:
+    flat = {"mu": mu, "logvar": logvar}
+    for i, (_, p) in enumerate(layers):
+        flat.update({f"{i}.{k}": v for k, v in p.items()})
+    return flat
+
+
+def unflatten(flat: dict, update_second: list):
+    layers = [(u, {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{i}.")})
+              for i, u in enumerate(update_second)]
+    return flat["mu"], flat["logvar"], layers
+
+
+class _Subset:
+    """Evaluate a fixed-batch log-likelihood on a subset of its points."""
+
+    def __init__(self, log_likelihood, n_points, idx):
+        self.fn, self.n, self.idx = log_likelihood, n_points, idx
+        self.direct = hasattr(log_likelihood, "subset")
+        self.sub = log_likelihood.subset(idx) if self.direct else None
+
+    def __call__(self, z):
+        if self.direct:
+            return self.sub(z)
+        full = z.new_zeros(*z.shape[:-2], self.n, z.shape[-1])
+        full[..., self.idx, :] = z
+        return self.fn(full)[..., self.idx]
+
+
+def initial_params(n_points, z_dim, family, init=None, flow_steps=2, flow_hidden=50,
+                   generator=None, device="cpu"):
+    """Prior initialisation (mu = 0, log sigma^2 = 0, fresh random flow per point) unless
+    `init` (a flat dict of per-point tensors, e.g. the encoder's output) is given."""
+    if init is not None:
+        return {k: v.detach().clone().float() for k, v in init.items()}
+    zeros = torch.zeros(n_points, z_dim, device=device)
+    layers = init_flow(z_dim, flow_hidden, flow_steps, batch_shape=(n_points,), generator=generator,
+                       device=device) if family == "flow" else []
+    return flatten(zeros, zeros.clone(), layers)
+
+
+def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "ffg",
+                   n_samples: int = 50, lr: float = 1e-3, check_every: int = 100,
+                   patience: int = 10, max_steps: int = 100_000, eval_samples: int = 5000,
+                   init: dict = None, flow_steps: int = 2, flow_hidden: int = 50, seed=None,
+                   eval_chunk: int = 0, verbose: bool = False, device=None) -> LocalOptResult:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown local family {family!r}; allowed: {', '.join(FAMILIES)}")
+    if device is None:
+        device = init["mu"].device if init else _probe_device(log_likelihood, n_points, z_dim)
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(seed if seed is not None else torch.seed() % 2 ** 31)
+    torch_gen = torch.Generator(device=device)
+    torch_gen.manual_seed(int(torch.randint(0, 2 ** 31, (1,), generator=generator)))
+    params = initial_params(n_points, z_dim, family, init, flow_steps, flow_hidden, generator,
+                            device)
+    update_second = [True, False] * (sum(1 for k in params if k.endswith(".w_in")) // 2)
+    names = list(params)
+    steps = torch.zeros(n_points, dtype=torch.long, device=device)
+    best = torch.full((n_points,), math.inf, device=device)
+    bad_checks = torch.zeros(n_points, dtype=torch.long, device=device)
+    # Adam state, per point; frozen points are removed from the working batch
+    m = {k: torch.zeros_like(v) for k, v in params.items()}
+    v2 = {k: torch.zeros_like(v) for k, v in params.items()}
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    active = torch.arange(n_points, device=device)
+    t = 0
+    while len(active) and t < max_steps:
+        work = {k: params[k][active].requires_grad_(True) for k in names}
+        mw = {k: m[k][active] for k in names}
+        vw = {k: v2[k][active] for k in names}
+        ll_fn = _Subset(log_likelihood, n_points, active)
+        window = torch.zeros(len(active), device=device)
+        for _ in range(check_every):
+            t += 1
+            mu, logvar, layers = unflatten(work, update_second)
+            z, log_q = sample_base_and_flow(mu, logvar, layers, n_samples, torch_gen)
+            loss_per_point = -(ll_fn(z) + log_standard_normal(z) - log_q).mean(0)
+            grads = torch.autograd.grad(loss_per_point.sum(), [work[k] for k in names])
+            with torch.no_grad():
+                window += loss_per_point.detach()
+                for k, g in zip(names, grads):
+                    mw[k].mul_(beta1).add_(g, alpha=1 - beta1)
+                    vw[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    m_hat = mw[k] / (1 - beta1 ** t)
+                    v_hat = vw[k] / (1 - beta2 ** t)
+                    work[k].sub_(lr * m_hat / (v_hat.sqrt() + eps))
+            if t >= max_steps:
+                break
+        with torch.no_grad():
+            for k in names:
+                params[k][active] = work[k].detach()
+                m[k][active], v2[k][active] = mw[k], vw[k]
+            steps[active] = t
+            mean_loss = window / check_every
+            improved = mean_loss < best[active]
+            best[active] = torch.where(improved, mean_loss, best[active])
+            bad_checks[active] = torch.where(improved, torch.zeros_like(bad_checks[active]),
+                                             bad_checks[active] + 1)
+            active = active[bad_checks[active] <= patience]
+        if verbose:
+            print(f"[q* {family}] step {t}: {n_points - len(active)}/{n_points} converged, "
+                  f"mean loss {best.mean().item():.3f}", flush=True)
+    params = {k: v.detach() for k, v in params.items()}
+    mu, logvar, layers = unflatten(params, update_second)
+    eval_chunk = eval_chunk or max(1, 2 ** 23 // max(1, n_points * 784))
+    with torch.no_grad():
+        elbo, iwae = proposal_bounds(
+            log_likelihood, lambda n: sample_base_and_flow(mu, logvar, layers, n, torch_gen),
+            eval_samples, eval_chunk)
+    return LocalOptResult(elbo=elbo.float(), iwae=iwae.float(), steps=steps, params=params)
+
+
+def optimize_local_loop(log_likelihood, n_points: int, z_dim: int, **kwargs) -> LocalOptResult:
+    """Reference: the same algorithm run one point at a time in a Python loop (benchmarks, tests)."""
+    init = kwargs.pop("init", None)
+    seed = kwargs.pop("seed", 0) or 0
+    results = []
+    for b in range(n_points):
+        idx = torch.tensor([b])
+        point_init = {k: v[b:b + 1] for k, v in init.items()} if init else None
+        results.append(optimize_local(_Subset(log_likelihood, n_points, idx), 1, z_dim,
+                                      init=point_init, seed=seed + b, **kwargs))
+    return LocalOptResult(elbo=torch.cat([r.elbo for r in results]),
+                          iwae=torch.cat([r.iwae for r in results]),
+                          steps=torch.cat([r.steps for r in results]),
+                          params={k: torch.cat([r.params[k] for r in results])
+                                  for k in results[0].params})
