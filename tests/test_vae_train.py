@@ -1,0 +1,104 @@
+"""VAE bounds and the trainer: ordering of bounds, resume bit-identical, non-finite guard."""
+import csv
+
+import pytest
+import torch
+
+from common.train import NonFiniteLoss, TrainConfig, load_model, lr_at, train
+from common.vae import VAE, model_config
+
+
+def synthetic_binary(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.rand(4, 784, generator=g)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    return torch.bernoulli(prototypes[labels], generator=g)
+
+
+def tiny_model(family="ffg"):
+    return VAE(model_config(family=family, z_dim=4, enc_hidden=(32,), dec_hidden=(32,),
+                            flow_hidden=8, context_dim=3))
+
+
+@pytest.mark.parametrize("family", ["ffg", "flow", "cflow"])
+def test_iwae_above_elbo_and_non_decreasing_in_k(family):
+    torch.manual_seed(0)
+    model = tiny_model(family)
+    x = synthetic_binary(64)
+    with torch.no_grad():
+        e = model.elbo(x, 200).mean()
+        bounds = [model.iwae(x, k).mean() for k in (1, 10, 100, 1000)]
+    assert bounds[-1] >= e
+    assert all(b2 >= b1 - 0.05 for b1, b2 in zip(bounds, bounds[1:])), bounds
+    assert bounds[-1] - bounds[0] > 0.5  # an untrained q is loose: k must matter
+
+
+def test_iwae_chunking_does_not_change_the_estimate():
+    model = tiny_model()
+    x = synthetic_binary(8)
+    torch.manual_seed(1)
+    a = model.iwae(x, 300, chunk=300)
+    torch.manual_seed(1)
+    b = model.iwae(x, 300, chunk=7)
+    assert (a - b).abs().max() < 0.02  # same draws consumed in another order of chunks
+
+
+def test_lr_schedule_is_the_compressed_iwae_schedule():
+    assert lr_at(0, 3280) == pytest.approx(1e-3)
+    assert lr_at(1, 3280) == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert lr_at(4, 3280) == pytest.approx(1e-3 * 10 ** (-2 / 7))
+    assert lr_at(3279, 3280) == pytest.approx(1e-3 * 10 ** (-1))
+    assert lr_at(0, 8) == pytest.approx(1e-3) and lr_at(7, 8) == pytest.approx(1e-4)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    x, xv = synthetic_binary(300), synthetic_binary(50, seed=1)
+    cfg = TrainConfig(epochs=2, batch_size=50, warmup_epochs=2, n_valid_monitor=50)
+    torch.manual_seed(0)
+    straight = train(tiny_model("cflow"), x, xv, cfg, tmp_path / "a", seed=3)
+    torch.manual_seed(0)
+    train(tiny_model("cflow"), x, xv, TrainConfig(**{**cfg.__dict__, "epochs": 1}),
+          tmp_path / "b", seed=3)
+    # the interrupted run continues with the full config: 1 + resume + 1
+    torch.manual_seed(123)  # whatever the global state, resume restores it
+    resumed = train(tiny_model("cflow"), x, xv, cfg, tmp_path / "b", seed=3, resume=True)
+    for (n, p), (_, q) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(p, q), n
+    rows = list(csv.DictReader(open(tmp_path / "b" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[0]["enc_grad_norm"]) > 0 and float(rows[0]["dec_grad_norm"]) > 0
+    reloaded = load_model(tmp_path / "b" / "last.pt")
+    assert torch.equal(reloaded.decoder.net[0].weight, resumed.decoder.net[0].weight)
+
+
+def test_lr_of_the_schedule_uses_the_total_epochs_after_resume(tmp_path):
+    x = synthetic_binary(100)
+    train(tiny_model(), x, x, TrainConfig(epochs=3, batch_size=50, n_valid_monitor=10),
+          tmp_path, seed=0)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert float(rows[0]["lr"]) > float(rows[-1]["lr"])
+
+
+def test_frozen_decoder_does_not_move(tmp_path):
+    x = synthetic_binary(100)
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    enc_before = model.encoder.head.weight.clone()
+    train(model, x, x, TrainConfig(epochs=1, batch_size=50, freeze_decoder=True,
+                                   n_valid_monitor=10), tmp_path, seed=0)
+    for k, v in model.decoder.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not torch.equal(model.encoder.head.weight, enc_before)
+
+
+def test_non_finite_loss_stops_with_epoch_step_and_term(tmp_path):
+    x = synthetic_binary(100)
+    model = tiny_model()
+    train(model, x, x, TrainConfig(epochs=1, batch_size=50, n_valid_monitor=10), tmp_path, 0)
+    with torch.no_grad():
+        model.decoder.net[0].weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1, step 1 \(term: log p\(x\|z\)\)"):
+        train(model, x, x, TrainConfig(epochs=2, batch_size=50, n_valid_monitor=10),
+              tmp_path, 0, resume=False)
+    # the last good checkpoint is kept
+    assert torch.isfinite(load_model(tmp_path / "last.pt").decoder.net[0].weight).all()
