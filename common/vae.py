@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .estimators import proposal_bounds
 from .posteriors import AmortisedPosterior, log_standard_normal, mlp
 
 X_DIM = 784
@@ -74,20 +75,19 @@ class VAE(nn.Module):
     def log_joint(self, x, z):
         return self.log_likelihood(x, z) + log_standard_normal(z)
 
-    def log_weights(self, x, k: int, chunk: int = 0):
-        """Yields chunks of log w = log p(x, z) - log q(z|x), each [k_chunk, B]."""
+    def bounds(self, x, k: int, chunk: int = 0):
+        """(mean ELBO over k samples, IWAE over the same samples) per point, [B] float64."""
         chunk = chunk or chunk_size(x.shape[0], X_DIM)
-        for start in range(0, k, chunk):
-            z, log_q = self.encoder.sample_and_log_prob(x, min(chunk, k - start))
-            yield self.log_joint(x, z) - log_q
+        return proposal_bounds(BatchLikelihood(self, x),
+                               lambda n: self.encoder.sample_and_log_prob(x, n), k, chunk)
 
     def elbo(self, x, k: int = 1, chunk: int = 0):
-        """Mean of k single-sample ELBOs per point, [B]."""
-        return sum(w.sum(0) for w in self.log_weights(x, k, chunk)) / k
+        """Mean of k single-sample ELBOs per point, [B] (no gradient)."""
+        return self.bounds(x, k, chunk)[0].float()
 
     def iwae(self, x, k: int = 1, chunk: int = 0):
-        """IWAE bound per point, [B], log-mean-exp streamed over chunks."""
-        return streaming_logmeanexp(self.log_weights(x, k, chunk), k)
+        """IWAE bound per point, [B] (no gradient), log-mean-exp streamed over chunks."""
+        return self.bounds(x, k, chunk)[1].float()
 
     def parameter_counts(self) -> dict:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -110,12 +110,3 @@ class BatchLikelihood:
 def chunk_size(n_points: int, width: int, max_elements: int = 2 ** 24) -> int:
     """Samples per chunk so that one [chunk, n_points, width] activation stays under max_elements."""
     return max(1, max_elements // max(1, n_points * width))
-
-
-def streaming_logmeanexp(chunks, k: int):
-    """log (1/k) sum exp(w) over an iterable of [k_chunk, B] tensors, in float64."""
-    total = None
-    for w in chunks:
-        lse = torch.logsumexp(w.double(), dim=0)
-        total = lse if total is None else torch.logaddexp(total, lse)
-    return (total - torch.log(torch.tensor(float(k), dtype=torch.float64))).to(torch.float32)

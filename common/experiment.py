@@ -1,0 +1,140 @@
+"""What every experiment's train / evaluate / plot steps share: run folders, train-or-resume,
+evaluation points, cached evaluations, and the start-of-script boilerplate.
+
+Layout: RESULTS_DIR/<experiment folder>/runs/<preset>-seed<seed>/<run name>/ holds a model's
+config.json, metrics.csv and checkpoints; evaluations sit beside them in eval_<split>/.
+"""
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .config import parse_config, provenance, results_dir, write_json
+from .data import load_dataset
+from .gaps import (EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds, logpx_from,
+                   read_per_point, summarise, write_per_point)
+from .presets import PRESETS
+from .train import TrainConfig, load_model, train
+from .vae import VAE
+
+
+class Experiment:
+    """Parsed config + paths of one experiment invocation."""
+
+    def __init__(self, key: str, folder: str, argv=None, description: str = ""):
+        cls = type(PRESETS[key]["quick"])
+        self.config, self.preset, self.seed, self.device = parse_config(
+            cls, PRESETS[key], argv, description)
+        self.key, self.folder = key, folder
+        self.out = results_dir() / folder
+        self.runs = self.out / "runs" / f"{self.preset}-seed{self.seed}"
+        torch.manual_seed(self.seed)
+
+    def provenance(self) -> dict:
+        return {**provenance(self.preset, self.seed, self.device), "config": self.config}
+
+    def write_provenance(self, name: str = "provenance.json") -> None:
+        write_json(self.out / name, self.provenance())
+
+    def data(self, dataset: str, split: str, n: int = 0) -> torch.Tensor:
+        """The first n points of a split (n = 0: all), on the device: fixed evaluation points."""
+        x = load_dataset(dataset, split, self.device)
+        return x[:n] if n else x
+
+
+def trained_epochs(run_dir: Path) -> int:
+    path = Path(run_dir) / "last.pt"
+    if not path.exists():
+        return 0
+    return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+
+
+def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_train, x_valid,
+                  seed: int, device, init_from: Path = None, label: str = "") -> VAE:
+    """Load a finished run, resume an interrupted one, or train from scratch.
+
+    init_from: a checkpoint whose decoder is copied in before training (frozen-decoder runs).
+    """
+    if trained_epochs(run_dir) >= train_config.epochs:
+        return load_model(Path(run_dir) / "last.pt", device)
+    torch.manual_seed(seed)
+    model = VAE(model_config).to(device)
+    if init_from is not None and trained_epochs(run_dir) == 0:
+        base = load_model(init_from, device)
+        model.decoder.load_state_dict(base.decoder.state_dict())
+    t0 = time.time()
+    print(f"[train] {label or run_dir} ({train_config.epochs} epochs)", flush=True)
+    train(model, x_train, x_valid, train_config, run_dir, seed, resume=True,
+          extra_config={"init_from": str(init_from) if init_from else None},
+          log_prefix=f"[{label}] " if label else "")
+    print(f"[train] {label} done in {time.time() - t0:.0f}s", flush=True)
+    return model
+
+
+def cached(path: Path, key: dict):
+    """The cached JSON at path if it was made with the same key, else None."""
+    path = Path(path)
+    if path.exists():
+        data = json.loads(path.read_text())
+        if data.get("key") == json.loads(json.dumps(key, default=str)):
+            return data
+    return None
+
+
+def eval_key(cfg: EvalConfig, extra: dict = None) -> dict:
+    return {**{f: getattr(cfg, f) for f in EvalConfig.__dataclass_fields__}, **(extra or {})}
+
+
+def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
+                            out_dirs: dict, key_extra: dict = None, ais_source: str = None,
+                            with_bdmc: bool = True) -> dict:
+    """Gaps of several encoders that share ONE decoder, on the same points.
+
+    log p^ is computed once (AIS on the decoder of the first model, plus every encoder's IWAE
+    candidates) and reused for every encoder, so approximation gaps are comparable.
+    Returns {name: summary}; per_point.csv and summary.json go to out_dirs[name]. Cached: an
+    evaluation with the same config, seed and checkpoints is read back instead of recomputed.
+    """
+    key = {**eval_key(cfg, key_extra), "seed": seed, "models": sorted(models),
+           "n": int(x.shape[0])}
+    summaries = {n: cached(Path(d) / "summary.json", key) for n, d in out_dirs.items()}
+    if all(s is not None for s in summaries.values()):
+        print(f"[eval] cached: {', '.join(sorted(models))}", flush=True)
+        return {n: s["summary"] for n, s in summaries.items()}
+    bounds = {}
+    for name, model in models.items():
+        t0 = time.time()
+        model.eval()
+        bounds[name] = encoder_bounds(model, x, cfg, seed)
+        print(f"[eval] {name}: L[q] {bounds[name]['L_q'].mean():.2f}, L[q*] "
+              f"{bounds[name]['L_qstar'].mean():.2f} ({time.time() - t0:.0f}s)", flush=True)
+    decoder_model = models[ais_source or next(iter(models))]
+    t0 = time.time()
+    ais_values = ais_logpx(decoder_model, x, cfg, seed, verbose=True)
+    print(f"[eval] AIS {ais_values.mean():.2f} ({time.time() - t0:.0f}s)", flush=True)
+    bdmc = bdmc_bound(decoder_model, cfg, seed) if with_bdmc else {}
+    logpx = logpx_from(ais_values, bounds.values())
+    result = {}
+    for name, b in bounds.items():
+        per_point = add_gaps(b, logpx, ais_values)
+        summary = summarise(per_point)
+        summary.update({"ais": ais_values.mean().item(),
+                        "iwae_q": per_point["iwae_q"].mean().item(),
+                        "iwae_qstar": per_point[f"iwae_qstar_{'ffg' if 'L_qstar_flow' not in b else 'flow'}"].mean().item(),
+                        "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(), **bdmc})
+        if summary["failures"]:
+            print(f"[eval] WARNING {name}: {summary['failures']}", flush=True)
+        write_per_point(Path(out_dirs[name]) / "per_point.csv", per_point)
+        write_json(Path(out_dirs[name]) / "summary.json", {"key": key, "summary": summary})
+        result[name] = summary
+    return result
+
+
+def evaluate_one(model: VAE, x, cfg: EvalConfig, seed: int, out_dir: Path, key_extra=None):
+    return evaluate_decoder_family({"model": model}, x, cfg, seed, {"model": out_dir},
+                                   key_extra)["model"]
+
+
+__all__ = ["Experiment", "train_or_load", "evaluate_decoder_family", "evaluate_one",
+           "trained_epochs", "read_per_point"]

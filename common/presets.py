@@ -1,0 +1,157 @@
+"""Every experiment's presets, in one place. A preset is a frozen dataclass; any field can be
+overridden from the command line (`--n-points 200`, `--families ffg,flow`).
+
+smoke: end to end in well under 2 minutes on 2 CPU cores (tiny slices); what the tests run.
+quick: real, meaningful numbers on real data on a 2-core CPU (see each experiment's README).
+paper: the paper's settings (3280 epochs, 1000 points, AIS with 100 chains), meant for a GPU.
+"""
+from dataclasses import dataclass
+
+from .config import ConfigError
+from .data import DATASETS
+from .gaps import EvalConfig
+from .posteriors import FAMILIES
+from .train import TrainConfig
+from .vae import model_config
+
+
+@dataclass(frozen=True)
+class RunConfig(EvalConfig):
+    epochs: int = 30                # training epochs (paper: 3280, the whole IWAE schedule)
+    batch_size: int = 100           # paper: 100
+    warmup_epochs: int = 5          # entropy warm-up (paper: 100)
+    n_train: int = 0                # training points used, 0 = all 50k
+    n_valid_monitor: int = 1000     # validation points for the per-epoch ELBO in metrics.csv
+    z_dim: int = 50                 # latent size (paper: 50 on MNIST)
+    activation: str = "elu"         # the same for every model
+    flow_steps: int = 2             # coupling steps of flow / cflow
+    flow_hidden: int = 50           # hidden units per coupling net
+    context_dim: int = 20           # cflow context size
+
+    def train_config(self, **overrides) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                           warmup_epochs=self.warmup_epochs, n_train=self.n_train,
+                           n_valid_monitor=self.n_valid_monitor, **overrides)
+
+    def model_config(self, family: str, architecture: str = "standard"):
+        return model_config(architecture, family=family, z_dim=self.z_dim,
+                            activation=self.activation, flow_steps=self.flow_steps,
+                            flow_hidden=self.flow_hidden, context_dim=self.context_dim)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "n_points", "k_eval", "qstar_samples", "ais_chains",
+                     "ais_steps", "z_dim"):
+            if getattr(self, name) < 1 and not (name == "n_points" and getattr(self, name) == 0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("families",):
+            for f in getattr(self, name, ()):
+                if f not in FAMILIES:
+                    raise ConfigError(f"family {f!r} is not allowed; use: {', '.join(FAMILIES)}")
+        for d in tuple(getattr(self, "datasets", ())) + ((self.dataset,) if hasattr(self, "dataset")
+                                                          else ()):
+            if d not in DATASETS:
+                raise ConfigError(f"DATASET={d} is not allowed; use one of: {', '.join(DATASETS)}")
+
+
+# evaluation and training sizes shared by the smoke presets of every experiment
+SMOKE = dict(epochs=2, warmup_epochs=1, n_train=1000, n_valid_monitor=100, n_points=24,
+             k_eval=64, qstar_samples=4, qstar_lr=1e-2, qstar_check_every=10, qstar_patience=1,
+             qstar_max_steps=40, ais_chains=2, ais_steps=10, ais_leapfrog=2, bdmc_points=8)
+QUICK = dict(epochs=30, warmup_epochs=5, n_points=500, k_eval=1000, qstar_samples=10,
+             qstar_lr=3e-3, qstar_check_every=50, qstar_patience=2, qstar_max_steps=300,
+             ais_chains=4, ais_steps=100, ais_leapfrog=5, bdmc_points=50)
+PAPER = dict(epochs=3280, warmup_epochs=100, n_points=1000, k_eval=5000, qstar_samples=50,
+             qstar_lr=1e-3, qstar_check_every=100, qstar_patience=10, qstar_max_steps=100_000,
+             qstar_warm_start=False, ais_chains=100, ais_steps=5000, ais_leapfrog=10,
+             ais_init_step=0.01, bdmc_points=100)
+
+
+@dataclass(frozen=True)
+class Exp52Config(RunConfig):
+    datasets: tuple = ("mnist", "fashion")
+    families: tuple = ("ffg", "flow", "cflow")
+    eval_splits: tuple = ("test", "train")  # test points, and a training subset of the same size
+
+
+@dataclass(frozen=True)
+class Exp53Config(RunConfig):
+    dataset: str = "mnist"
+    families: tuple = ("ffg", "flow", "cflow")
+    encoder: str = "small_encoder"   # small_encoder (one hidden layer of 100) | linear_encoder
+    base_epochs: int = 30            # epochs of the base ffg VAE whose decoder is frozen
+    eval_splits: tuple = ("test", "train")
+
+    def validate(self):
+        super().validate()
+        if self.encoder not in ("small_encoder", "linear_encoder"):
+            raise ConfigError("--encoder must be small_encoder or linear_encoder")
+
+
+EXP55_MODELS = {  # name: (family, architecture)
+    "ffg": ("ffg", "standard"), "flow": ("flow", "standard"), "cflow": ("cflow", "standard"),
+    "large_encoder": ("ffg", "large_encoder"), "large_decoder": ("ffg", "large_decoder")}
+
+
+@dataclass(frozen=True)
+class Exp55Config(RunConfig):
+    dataset: str = "fashion"
+    z_dim: int = 20                  # the paper's Fashion-MNIST dynamics used 20
+    models: tuple = tuple(EXP55_MODELS)
+    eval_epochs: tuple = ()          # checkpoints evaluated; () = log-spaced over training
+    n_eval_epochs: int = 5           # how many log-spaced checkpoints when eval_epochs is ()
+
+    def checkpoint_epochs(self) -> tuple:
+        if self.eval_epochs:
+            return tuple(sorted(set(self.eval_epochs)))
+        import numpy as np
+        e = np.unique(np.round(np.geomspace(1, self.epochs, self.n_eval_epochs)).astype(int))
+        return tuple(int(v) for v in e)
+
+    def validate(self):
+        super().validate()
+        for m in self.models:
+            if m not in EXP55_MODELS:
+                raise ConfigError(f"model {m!r} is not allowed; use: {', '.join(EXP55_MODELS)}")
+
+
+@dataclass(frozen=True)
+class RefitConfig(RunConfig):
+    noise: tuple = (10, 50, 100)     # flipped pixels per image
+    refit_epochs: int = 200          # brief's repository: 200
+    refit_lr: float = 1e-4           # Adam lr of the refit (brief's repository)
+    refit_batch: int = 64
+    eval_every: int = 5              # IWAE and L[q] on A and B every ... epochs
+    iwae_k: int = 50                 # IWAE samples (brief's repository: 50)
+    n_refit: int = 10000             # size of set A (valid) and of set B (test)
+    n_curve_points: int = 1000       # points of A and B on which the curves are measured
+    qstar_points: int = 200          # points of A and B for L[q*] before and after
+    corruption_seed: int = 2018      # seed of the flipped pixels (A and B reproducible)
+
+    def validate(self):
+        super().validate()
+        for n in self.noise:
+            if not isinstance(n, int) or not 0 <= n <= 784:
+                raise ConfigError(f"NOISE={n} is not allowed; use whole numbers in [0, 784]")
+
+
+def _presets(cls, smoke=None, quick=None, paper=None):
+    return {"smoke": cls(**{**SMOKE, **(smoke or {})}), "quick": cls(**{**QUICK, **(quick or {})}),
+            "paper": cls(**{**PAPER, **(paper or {})})}
+
+
+PRESETS = {
+    "exp52": _presets(Exp52Config, paper=dict(n_points=1000)),
+    "exp53": _presets(Exp53Config, smoke=dict(base_epochs=2),
+                      quick=dict(epochs=30, base_epochs=30), paper=dict(base_epochs=3280)),
+    "exp55": _presets(Exp55Config, smoke=dict(n_points=16, n_eval_epochs=2),
+                      quick=dict(epochs=30, n_points=200, n_eval_epochs=5,
+                                 qstar_max_steps=200),
+                      paper=dict(eval_epochs=(1, 10, 100, 300, 1000, 2000, 3280))),
+    "exp_refit": _presets(RefitConfig,
+                          smoke=dict(noise=(10,), refit_epochs=2, eval_every=1, n_refit=200,
+                                     n_curve_points=50, qstar_points=16, iwae_k=8),
+                          quick=dict(refit_epochs=30, eval_every=3, n_refit=2000,
+                                     n_curve_points=500, qstar_points=100),
+                          paper=dict(refit_epochs=200, n_refit=10000, n_curve_points=10000,
+                                     qstar_points=1000)),
+}

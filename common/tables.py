@@ -1,0 +1,62 @@
+"""Tables as LaTeX (booktabs) and Markdown from the same rows, made with tabulate."""
+import csv
+import os
+from pathlib import Path
+
+from tabulate import tabulate
+
+from .config import atomic_write_text
+
+LABELS = {"logpx": r"log p̂(x)", "L_qstar": "L[q*]", "L_q": "L[q]",
+          "approx_gap": "Approximation gap", "amort_gap": "Amortization gap",
+          "total_gap": "Total gap"}
+LATEX_LABELS = {"logpx": r"$\log \hat p(x)$", "L_qstar": r"$\mathcal{L}[q^*]$",
+                "L_q": r"$\mathcal{L}[q]$", "approx_gap": "Approximation",
+                "amort_gap": "Amortization", "total_gap": "Total"}
+
+
+def pm(mean: float, sem: float, digits: int = 2) -> str:
+    return f"{mean:.{digits}f} ± {sem:.{digits}f}"
+
+
+def write_tables(stem: Path, headers: list, rows: list, latex_rows: list = None,
+                 caption: str = "") -> None:
+    """stem.md (GitHub Markdown) and stem.tex (booktabs) from the same rows."""
+    stem = Path(stem)
+    md = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    atomic_write_text(stem.with_suffix(".md"), (f"{caption}\n\n" if caption else "") + md + "\n")
+    latex_rows = latex_rows or [[c.replace("±", r"$\pm$") if isinstance(c, str) else c
+                                 for c in r] for r in rows]
+    tex = tabulate(latex_rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
+    tex = tex.replace(r"\$", "$").replace(r"\textbackslash{}", "\\").replace(r"\{", "{") \
+        .replace(r"\}", "}").replace(r"\_", "_").replace(r"\^{}", "^")
+    atomic_write_text(stem.with_suffix(".tex"), tex + "\n")
+
+
+def gap_table(stem: Path, columns: dict, caption: str = "") -> None:
+    """Paper's Table-2 layout: rows = quantities, one column per (label -> summary dict)."""
+    headers = [""] + list(columns)
+    rows, latex_rows = [], []
+    for q in LABELS:
+        cells = [pm(s[q], s[f"{q}_sem"]) for s in columns.values()]
+        rows.append([LABELS[q]] + cells)
+        latex_rows.append([LATEX_LABELS[q]] + [c.replace("±", r"$\pm$") for c in cells])
+    write_tables(stem, headers, rows, latex_rows, caption)
+
+
+def write_csv(path: Path, rows: list, fields: list = None) -> None:
+    """rows: list of dicts; atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = fields or list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_csv(path: Path) -> list:
+    with open(path) as f:
+        return list(csv.DictReader(f))

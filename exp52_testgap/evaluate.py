@@ -1,0 +1,53 @@
+"""Gaps of every exp52 model on fixed test points and a training subset of the same size.
+
+Writes gaps.csv (one row per dataset x model x split), table.tex / table.md (test split, the
+paper's Table-2 layout) and table_train.md/.tex. Finished evaluations are read back, not redone.
+"""
+from common.experiment import Experiment, evaluate_one, trained_epochs
+from common.tables import gap_table, write_csv
+from common.train import load_model
+
+from .train import FOLDER, run_dir
+
+FIELDS = ["dataset", "model", "split", "n_points", "logpx", "logpx_sem", "L_qstar", "L_qstar_sem",
+          "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap", "amort_gap_sem",
+          "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar", "L_qstar_ffg",
+          "bdmc_lower", "bdmc_upper", "bdmc_gap", "encoder_params", "decoder_params", "failures"]
+NAMES = {"mnist": "MNIST", "fashion": "Fashion", "ffg": "FFG", "flow": "Flow", "cflow": "CFlow"}
+
+
+def main(argv=None):
+    exp = Experiment("exp52", FOLDER, argv, __doc__)
+    cfg = exp.config
+    rows = []
+    for dataset in cfg.datasets:
+        for family in cfg.families:
+            path = run_dir(exp, dataset, family)
+            if not (path / "last.pt").exists():
+                raise SystemExit(f"error: {path}/last.pt is missing; run `make exp52` "
+                                 f"(or python -m exp52_testgap.train) first")
+            model = load_model(path / "last.pt", exp.device)
+            counts = model.parameter_counts()
+            for split in cfg.eval_splits:
+                print(f"[exp52] {dataset} {family} {split}: {cfg.n_points or 'all'} points",
+                      flush=True)
+                x = exp.data(dataset, split, cfg.n_points)
+                summary = evaluate_one(model, x, cfg, exp.seed, path / f"eval_{split}",
+                                       {"epoch": trained_epochs(path), "split": split})
+                rows.append({"dataset": dataset, "model": family, "split": split,
+                             "encoder_params": counts["encoder"],
+                             "decoder_params": counts["decoder"], **summary})
+    write_csv(exp.out / "gaps.csv", rows, FIELDS)
+    for split, stem in (("test", "table"), ("train", "table_train")):
+        columns = {f"{NAMES[r['dataset']]} {NAMES[r['model']]}": r for r in rows
+                   if r["split"] == split}
+        if columns:
+            gap_table(exp.out / stem, columns,
+                      f"Inference gaps (nats) on {cfg.n_points} {split} points, mean ± s.e.m. "
+                      f"(preset {exp.preset}, seed {exp.seed})")
+    exp.write_provenance()
+    print(f"[exp52] wrote {exp.out / 'gaps.csv'}")
+
+
+if __name__ == "__main__":
+    main()

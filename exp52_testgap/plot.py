@@ -1,0 +1,38 @@
+"""gaps.png / gaps.pdf: per dataset, stacked approximation and amortization gaps per family."""
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from common.experiment import Experiment
+from common.plots import gap_bars, save
+from common.tables import read_csv
+
+from .evaluate import NAMES
+from .train import FOLDER
+
+
+def main(argv=None):
+    exp = Experiment("exp52", FOLDER, argv, __doc__)
+    path = exp.out / "gaps.csv"
+    if not path.exists():
+        raise SystemExit(f"error: {path} is missing; run `make exp52` first")
+    sns.set_theme(style="whitegrid")
+    rows = read_csv(path)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    fig, axes = plt.subplots(len(splits), len(datasets), figsize=(4.5 * len(datasets),
+                                                                   3.6 * len(splits)),
+                             squeeze=False)
+    for i, split in enumerate(splits):
+        for j, dataset in enumerate(datasets):
+            sel = [r for r in rows if r["dataset"] == dataset and r["split"] == split]
+            f = lambda k: [float(r[k]) for r in sel]  # noqa: E731
+            gap_bars(axes[i][j], [NAMES[r["model"]] for r in sel], f("approx_gap"),
+                     f("approx_gap_sem"), f("amort_gap"), f("amort_gap_sem"),
+                     f"{NAMES[dataset]}, {split} ({sel[0]['n_points']} points)")
+    axes[0][0].legend()
+    save(fig, exp.out / "gaps")
+    print(f"[exp52] wrote {exp.out / 'gaps.png'}")
+
+
+if __name__ == "__main__":
+    main()
