@@ -6,7 +6,9 @@ Warm-up (as the paper's code): the training objective is
 so it anneals the entropy term of q, not the KL.
 
 Schedule (IWAE paper): stage i = 0..7 lasts 3^i epochs at lr = 1e-3 * 10^(-i/7), 3280 epochs in
-all. A run of E epochs is a compressed copy: epoch e uses the stage of paper epoch e * 3280 / E.
+all. A shorter run of E epochs keeps the 8 stages and their learning rates but gives them equal
+lengths (stage = floor(8 e / E)): compressing the 3^i lengths instead would spend two thirds of a
+short run at the final lr 1e-4 and leave its models undertrained.
 """
 import csv
 import math
@@ -46,12 +48,15 @@ class NonFiniteLoss(RuntimeError):
 
 
 def lr_at(epoch: int, total_epochs: int, base_lr: float = 1e-3) -> float:
-    """lr of (0-based) epoch in a run of total_epochs, following the compressed IWAE schedule."""
-    paper_epoch = epoch * PAPER_EPOCHS / total_epochs
-    stage, end = 0, 1
-    while paper_epoch >= end and stage < 7:
-        stage += 1
-        end += 3 ** stage
+    """lr of (0-based) epoch in a run of total_epochs: the IWAE schedule, or its 8 stages at
+    equal lengths when the run is shorter than the paper's 3280 epochs."""
+    if total_epochs >= PAPER_EPOCHS:
+        stage, end = 0, 1
+        while epoch >= end and stage < 7:
+            stage += 1
+            end += 3 ** stage
+    else:
+        stage = min(7, epoch * 8 // total_epochs)
     return base_lr * 10 ** (-stage / 7)
 
 

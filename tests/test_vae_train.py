@@ -49,6 +49,9 @@ def test_lr_schedule_is_the_compressed_iwae_schedule():
     assert lr_at(4, 3280) == pytest.approx(1e-3 * 10 ** (-2 / 7))
     assert lr_at(3279, 3280) == pytest.approx(1e-3 * 10 ** (-1))
     assert lr_at(0, 8) == pytest.approx(1e-3) and lr_at(7, 8) == pytest.approx(1e-4)
+    # a short run: 8 equal stages, so 30 epochs spend ~4 epochs at each lr
+    assert [lr_at(e, 32) for e in (0, 3, 4, 31)] == pytest.approx(
+        [1e-3, 1e-3, 1e-3 * 10 ** (-1 / 7), 1e-4])
 
 
 def test_resume_is_bit_identical(tmp_path):
