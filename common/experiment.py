@@ -136,5 +136,42 @@ def evaluate_one(model: VAE, x, cfg: EvalConfig, seed: int, out_dir: Path, key_e
                                    key_extra)["model"]
 
 
+def base_run_dir(preset: str, seed: int, dataset: str) -> Path:
+    return results_dir() / "exp52_testgap" / "runs" / f"{preset}-seed{seed}" / f"{dataset}_ffg"
+
+
+def base_ffg_model(preset: str, seed: int, dataset: str, device) -> VAE:
+    """The standard ffg VAE of exp52 for this preset, seed and dataset: the base model of exp53
+    and exp_refit. Trained there (once) if it does not exist yet, so `make all` never trains it
+    twice."""
+    cfg = PRESETS["exp52"][preset]
+    run_dir = base_run_dir(preset, seed, dataset)
+    x_train = load_dataset(dataset, "train", device)
+    x_valid = load_dataset(dataset, "valid", device)
+    return train_or_load(run_dir, cfg.model_config("ffg"), cfg.train_config(), x_train, x_valid,
+                         seed, device, label=f"base {dataset}/ffg")
+
+
+def dynamics_run_dir(exp: Experiment, model_name: str) -> Path:
+    return results_dir() / "exp55_dynamics" / "runs" / f"{exp.preset}-seed{exp.seed}" / \
+        f"{exp.config.dataset}_{model_name}"
+
+
+def train_dynamics_models(exp: Experiment) -> dict:
+    """exp55's five models, with checkpoints at the evaluated epochs; exp_gradients reads their
+    metrics.csv. Returns {model name: run folder}."""
+    from .presets import EXP55_MODELS
+    cfg = exp.config
+    x_train, x_valid = exp.data(cfg.dataset, "train"), exp.data(cfg.dataset, "valid")
+    dirs = {}
+    for name in cfg.models:
+        family, architecture = EXP55_MODELS[name]
+        dirs[name] = dynamics_run_dir(exp, name)
+        train_or_load(dirs[name], cfg.model_config(family, architecture),
+                      cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()), x_train,
+                      x_valid, exp.seed, exp.device, label=f"{cfg.dataset}/{name}")
+    return dirs
+
+
 __all__ = ["Experiment", "train_or_load", "evaluate_decoder_family", "evaluate_one",
            "trained_epochs", "read_per_point"]

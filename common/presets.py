@@ -150,8 +150,8 @@ PRESETS = {
     "exp_refit": _presets(RefitConfig,
                           smoke=dict(noise=(10,), refit_epochs=2, eval_every=1, n_refit=200,
                                      n_curve_points=50, qstar_points=16, iwae_k=8),
-                          quick=dict(refit_epochs=30, eval_every=3, n_refit=2000,
-                                     n_curve_points=500, qstar_points=100),
+                          quick=dict(refit_epochs=100, eval_every=5, n_refit=10000,
+                                     n_curve_points=1000, qstar_points=200),
                           paper=dict(refit_epochs=200, n_refit=10000, n_curve_points=10000,
                                      qstar_points=1000)),
 }

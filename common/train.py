@@ -41,6 +41,7 @@ class TrainConfig:
     n_valid_monitor: int = 1000    # validation points for the per-epoch single-sample ELBO
     checkpoint_epochs: tuple = ()  # extra kept checkpoints (exp55 evaluates at these)
     freeze_decoder: bool = False   # train only the encoder (exp53, exp_refit)
+    constant_lr: bool = False      # keep lr fixed instead of the IWAE schedule (exp_refit)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -154,7 +155,7 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
     t_run = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        lr = lr_at(epoch, cfg.epochs, cfg.lr)
+        lr = cfg.lr if cfg.constant_lr else lr_at(epoch, cfg.epochs, cfg.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
         entropy_weight = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0

@@ -1,0 +1,35 @@
+"""gaps.png / gaps.pdf: gap bars per family (one panel per split), encoder size on the labels."""
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from common.experiment import Experiment
+from common.plots import gap_bars, save
+from common.tables import read_csv
+
+from .evaluate import NAMES
+from .train import FOLDER
+
+
+def main(argv=None):
+    exp = Experiment("exp53", FOLDER, argv, __doc__)
+    path = exp.out / "gaps.csv"
+    if not path.exists():
+        raise SystemExit(f"error: {path} is missing; run `make exp53` first")
+    sns.set_theme(style="whitegrid")
+    rows = read_csv(path)
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    fig, axes = plt.subplots(1, len(splits), figsize=(4.8 * len(splits), 3.8), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        sel = [r for r in rows if r["split"] == split]
+        f = lambda k: [float(r[k]) for r in sel]  # noqa: E731
+        labels = [f"{NAMES[r['model']]}\n{int(r['encoder_params']):,} params" for r in sel]
+        gap_bars(ax, labels, f("approx_gap"), f("approx_gap_sem"), f("amort_gap"),
+                 f("amort_gap_sem"), f"frozen {sel[0]['dataset']} decoder, {split} "
+                 f"({sel[0]['n_points']} points)")
+    axes[0][0].legend()
+    save(fig, exp.out / "gaps")
+    print(f"[exp53] wrote {exp.out / 'gaps.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""At every kept checkpoint of every exp55 model: log p^, L[q*], L[q] and the gaps on a fixed
+training subset and a fixed validation subset of the same size. Writes gaps_over_epochs.csv and
+a table of the final-epoch gaps."""
+from common.experiment import Experiment, dynamics_run_dir, evaluate_one
+from common.tables import gap_table, write_csv
+from common.train import load_model
+
+from .train import FOLDER
+
+FIELDS = ["model", "split", "epoch", "n_points", "logpx", "logpx_sem", "L_qstar", "L_qstar_sem",
+          "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap", "amort_gap_sem",
+          "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar", "bdmc_gap", "failures"]
+SPLITS = ("train", "valid")
+
+
+def main(argv=None):
+    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    cfg = exp.config
+    rows = []
+    points = {s: exp.data(cfg.dataset, s, cfg.n_points) for s in SPLITS}
+    for name in cfg.models:
+        run = dynamics_run_dir(exp, name)
+        for epoch in cfg.checkpoint_epochs():
+            path = run / f"epoch_{epoch}.pt"
+            if not path.exists():
+                raise SystemExit(f"error: {path} is missing; run `make exp55` first")
+            model = load_model(path, exp.device)
+            for split in SPLITS:
+                print(f"[exp55] {name} epoch {epoch} {split}", flush=True)
+                summary = evaluate_one(model, points[split], cfg, exp.seed,
+                                       run / f"eval_e{epoch}_{split}",
+                                       {"epoch": epoch, "split": split})
+                rows.append({"model": name, "split": split, "epoch": epoch, **summary})
+    write_csv(exp.out / "gaps_over_epochs.csv", rows, FIELDS)
+    last = cfg.checkpoint_epochs()[-1]
+    columns = {f"{r['model']} ({r['split']})": r for r in rows if r["epoch"] == last}
+    gap_table(exp.out / "table", columns,
+              f"{cfg.dataset}, epoch {last}: gaps (nats) on {cfg.n_points} train / valid points, "
+              f"mean ± s.e.m. (preset {exp.preset}, seed {exp.seed})")
+    exp.write_provenance()
+    print(f"[exp55] wrote {exp.out / 'gaps_over_epochs.csv'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""dynamics.png / .pdf: one panel per model and split; log p^, L[q*], L[q] over epochs with the
+approximation gap (between log p^ and L[q*]) and the amortization gap (L[q*] to L[q]) shaded."""
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from common.experiment import Experiment
+from common.plots import AMORT_COLOR, APPROX_COLOR, save
+from common.tables import read_csv
+
+from .train import FOLDER
+
+
+def main(argv=None):
+    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    path = exp.out / "gaps_over_epochs.csv"
+    if not path.exists():
+        raise SystemExit(f"error: {path} is missing; run `make exp55` first")
+    sns.set_theme(style="whitegrid")
+    rows = read_csv(path)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    fig, axes = plt.subplots(len(splits), len(models), figsize=(3.4 * len(models), 3.0 * len(splits)),
+                             squeeze=False, sharey=True)
+    for i, split in enumerate(splits):
+        for j, model in enumerate(models):
+            sel = sorted((r for r in rows if r["model"] == model and r["split"] == split),
+                         key=lambda r: int(r["epoch"]))
+            ep = [int(r["epoch"]) for r in sel]
+            f = lambda k: [float(r[k]) for r in sel]  # noqa: E731
+            ax = axes[i][j]
+            ax.plot(ep, f("logpx"), "k-", label="log p̂(x)")
+            ax.plot(ep, f("L_qstar"), "-", color=APPROX_COLOR, label="L[q*]")
+            ax.plot(ep, f("L_q"), "-", color=AMORT_COLOR, label="L[q]")
+            ax.fill_between(ep, f("L_qstar"), f("logpx"), color=APPROX_COLOR, alpha=0.25)
+            ax.fill_between(ep, f("L_q"), f("L_qstar"), color=AMORT_COLOR, alpha=0.25)
+            ax.set_xscale("log")
+            ax.set_title(f"{model}, {split}", fontsize=10)
+            if i == len(splits) - 1:
+                ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("nats")
+    axes[0][0].legend(fontsize=8)
+    save(fig, exp.out / "dynamics")
+    print(f"[exp55] wrote {exp.out / 'dynamics.png'}")
+
+
+if __name__ == "__main__":
+    main()

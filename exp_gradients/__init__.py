@@ -1,0 +1,1 @@
+"""Encoder/decoder gradient norms logged during the exp55 runs."""

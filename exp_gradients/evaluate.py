@@ -1,0 +1,51 @@
+"""summary.csv and table.tex / table.md: per model, the mean normalised encoder/decoder gradient
+ratio over the last quarter of training, with its spread (std over those epochs)."""
+import math
+
+from common.experiment import Experiment, dynamics_run_dir
+from common.tables import read_csv, write_csv, write_tables
+
+FOLDER = "exp_gradients"
+
+
+def last_quarter_stats(values):
+    tail = values[-max(1, len(values) // 4):]
+    mean = sum(tail) / len(tail)
+    std = math.sqrt(sum((v - mean) ** 2 for v in tail) / max(1, len(tail) - 1))
+    return mean, std, len(tail)
+
+
+def main(argv=None):
+    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    rows = []
+    for name in exp.config.models:
+        path = dynamics_run_dir(exp, name) / "metrics.csv"
+        if not path.exists():
+            raise SystemExit(f"error: {path} is missing; run `make exp_gradients` first")
+        metrics = read_csv(path)
+        row = {"model": name, "epochs": len(metrics), "enc_params": metrics[0]["enc_params"],
+               "dec_params": metrics[0]["dec_params"]}
+        for key in ("grad_ratio_normalised", "enc_grad_norm", "dec_grad_norm",
+                    "enc_grad_norm_normalised", "dec_grad_norm_normalised"):
+            mean, std, n = last_quarter_stats([float(m[key]) for m in metrics])
+            row[key], row[f"{key}_std"], row["last_quarter_epochs"] = mean, std, n
+        rows.append(row)
+    write_csv(exp.out / "summary.csv", rows)
+    headers = ["model", "enc params", "dec params", "ratio (normalised)", "|g_enc|", "|g_dec|",
+               "|g_enc|/sqrt(n)", "|g_dec|/sqrt(n)"]
+    table = [[r["model"], f"{int(r['enc_params']):,}", f"{int(r['dec_params']):,}",
+              f"{r['grad_ratio_normalised']:.3f} ± {r['grad_ratio_normalised_std']:.3f}",
+              f"{r['enc_grad_norm']:.2f}", f"{r['dec_grad_norm']:.2f}",
+              f"{r['enc_grad_norm_normalised']:.2e}", f"{r['dec_grad_norm_normalised']:.2e}"]
+             for r in rows]
+    write_tables(exp.out / "table", headers, table,
+                 caption=f"Gradient norms averaged over the last quarter of training "
+                         f"({rows[0]['last_quarter_epochs']} epochs; ± = std over those epochs); "
+                         f"ratio = (|g_enc|/sqrt(n_enc)) / (|g_dec|/sqrt(n_dec)). Preset "
+                         f"{exp.preset}, seed {exp.seed}, {exp.config.dataset}.")
+    exp.write_provenance()
+    print(f"[exp_gradients] wrote {exp.out / 'summary.csv'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""refit.png / .pdf: IWAE on A (refit set) and B (independent set) against refit epoch, one panel
+per noise level, with standard-error bands."""
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from common.experiment import Experiment
+from common.plots import save
+from common.tables import read_csv
+
+from .train import FOLDER
+
+
+def main(argv=None):
+    exp = Experiment("exp_refit", FOLDER, argv, __doc__)
+    path = exp.out / "curves.csv"
+    if not path.exists():
+        raise SystemExit(f"error: {path} is missing; run `make exp_refit` first")
+    sns.set_theme(style="whitegrid")
+    rows = read_csv(path)
+    levels = sorted({int(r["noise"]) for r in rows})
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.6), squeeze=False)
+    for ax, noise in zip(axes[0], levels):
+        for name, color in (("A", "#4C72B0"), ("B", "#C44E52")):
+            sel = sorted((r for r in rows if int(r["noise"]) == noise and r["set"] == name),
+                         key=lambda r: int(r["epoch"]))
+            ep = np.array([int(r["epoch"]) for r in sel])
+            iw = np.array([float(r["iwae"]) for r in sel])
+            se = np.array([float(r["iwae_sem"]) for r in sel])
+            # curves relative to epoch 0 so A and B share one axis
+            ax.plot(ep, iw - iw[0], "-o", ms=3, color=color,
+                    label=f"{name} ({'refit' if name == 'A' else 'held out'}), start {iw[0]:.1f}")
+            ax.fill_between(ep, iw - iw[0] - se, iw - iw[0] + se, color=color, alpha=0.2)
+        ax.set_title(f"{noise} flipped pixels", fontsize=10)
+        ax.set_xlabel("refit epoch")
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("IWAE gain over epoch 0 (nats)")
+    save(fig, exp.out / "refit")
+    print(f"[exp_refit] wrote {exp.out / 'refit.png'}")
+
+
+if __name__ == "__main__":
+    main()
