@@ -29,10 +29,13 @@ class Experiment:
         self.key, self.folder = key, folder
         self.out = results_dir() / folder
         self.runs = self.out / "runs" / f"{self.preset}-seed{self.seed}"
+        # taken at start: the commit and command that this run's code and config came from
+        self._provenance = {**provenance(self.preset, self.seed, self.device),
+                            "config": self.config}
         torch.manual_seed(self.seed)
 
     def provenance(self) -> dict:
-        return {**provenance(self.preset, self.seed, self.device), "config": self.config}
+        return self._provenance
 
     def write_provenance(self, name: str = "provenance.json") -> None:
         write_json(self.out / name, self.provenance())

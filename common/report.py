@@ -1,0 +1,161 @@
+"""`make report`: results/REPORT.md and a self-contained results/report.html (figures embedded)
+with every table and figure of every experiment found under RESULTS_DIR, plus preset, seed,
+device, package versions, git commit and the wall time of each step. Missing experiments are
+listed, never invented. `--snapshot DIR` also copies the report, tables and PNGs to DIR
+(docs/results in the repository)."""
+import argparse
+import base64
+import html
+import json
+import shutil
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from .config import atomic_write_text, git_commit, results_dir
+
+EXPERIMENTS = [  # folder, title, figure stems, the claim it tests
+    ("exp52_testgap", "§5.2 Test-set inference gaps (MNIST, Fashion-MNIST)", ["gaps"],
+     "The amortization gap dominates for ffg; flows reduce the gaps, more on Fashion-MNIST."),
+    ("exp53_frozen_decoder", "§5.3 Frozen decoder, small encoders per family", ["gaps"],
+     "With the decoder (so p(z|x)) fixed, flows reduce the amortization gap at equal trunk size."),
+    ("exp55_dynamics", "§5.5 Gaps over training, train vs validation", ["dynamics"],
+     "The approximation gap is similar on train and validation; the amortization gap grows on "
+     "validation for the large encoder."),
+    ("exp_gradients", "Encoder/decoder gradient balance", ["gradients"],
+     "Large decoders unbalance the encoder/decoder gradients; flows are more balanced."),
+    ("exp_refit", "Encoder refitting under pixel-flip noise", ["refit"],
+     "IWAE first rises on both A and B, then mostly on A."),
+]
+PACKAGES = ("torch", "numpy", "matplotlib", "seaborn", "tabulate", "pytest")
+
+
+def versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def md_table_to_html(md: str) -> str:
+    """The GitHub tables written by common/tables.py, as HTML (other lines as paragraphs)."""
+    out, rows = [], []
+
+    def flush():
+        if rows:
+            head, body = rows[0], rows[2:] if len(rows) > 1 else []
+            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head)
+                       + "</tr></thead><tbody>" + "".join(
+                           "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                           for r in body) + "</tbody></table>")
+            rows.clear()
+    for line in md.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+        else:
+            flush()
+            if line.strip():
+                out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def collect(root: Path) -> list:
+    sections = []
+    for folder, title, figures, claim in EXPERIMENTS:
+        d = root / folder
+        tables = sorted(d.glob("table*.md")) if d.exists() else []
+        pngs = [d / f"{f}.png" for f in figures if (d / f"{f}.png").exists()]
+        prov = json.loads((d / "provenance.json").read_text()) \
+            if (d / "provenance.json").exists() else {}
+        sections.append({"folder": folder, "title": title, "claim": claim, "tables": tables,
+                         "figures": pngs, "provenance": prov,
+                         "present": bool(tables or pngs)})
+    return sections
+
+
+def build(root: Path) -> tuple:
+    sections = collect(root)
+    steps = json.loads((root / "step_times.json").read_text()) \
+        if (root / "step_times.json").exists() else {}
+    vers = versions()
+    missing = [s["folder"] for s in sections if not s["present"]]
+    md = ["# Inference suboptimality: report", "",
+          f"Git commit of the report: `{git_commit()}`. Packages: " +
+          ", ".join(f"{k} {v}" for k, v in vers.items()) + ".", ""]
+    if missing:
+        md += [f"**Missing experiments** (no results under {root}): " + ", ".join(missing), ""]
+    for s in sections:
+        if not s["present"]:
+            continue
+        p = s["provenance"]
+        md += [f"## {s['title']}", "", f"*Claim tested:* {s['claim']}", ""]
+        if p:
+            md += [f"Preset `{p.get('preset')}`, seed {p.get('seed')}, device {p.get('device')}, "
+                   f"commit `{p.get('git_commit')}`, made {p.get('time')} by "
+                   f"`{p.get('command')}`.", ""]
+        for t in s["tables"]:
+            md += [t.read_text().strip(), ""]
+        for f in s["figures"]:
+            md += [f"![{f.stem}]({f.relative_to(root).as_posix()})", ""]
+    if steps:
+        md += ["## Wall time of each step", "", "| step | wall time (s) | finished |",
+               "|---|---|---|"]
+        md += [f"| {k} | {v['wall_s']} | {v['finished']} |" for k, v in sorted(steps.items())]
+        md.append("")
+    text = "\n".join(md)
+    body = []
+    for block in text.split("\n\n"):
+        if block.startswith("# "):
+            body.append(f"<h1>{html.escape(block[2:])}</h1>")
+        elif block.startswith("## "):
+            body.append(f"<h2>{html.escape(block[3:])}</h2>")
+        elif block.startswith("!["):
+            rel = block[block.index("(") + 1:block.rindex(")")]
+            data = base64.b64encode((root / rel).read_bytes()).decode()
+            body.append(f'<img src="data:image/png;base64,{data}" style="max-width:100%">')
+        else:
+            body.append(md_table_to_html(block))
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>Inference suboptimality "
+            "report</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+            "padding:2px 6px;font-size:90%}</style></head><body>" + "\n".join(body) +
+            "</body></html>")
+    return text, page, missing
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--snapshot", default="", help="also copy report, tables and PNGs here")
+    parser.add_argument("--preset", default=None)  # accepted for a uniform Make interface
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", default=None)
+    args = parser.parse_args(argv)
+    root = results_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    text, page, missing = build(root)
+    atomic_write_text(root / "REPORT.md", text)
+    atomic_write_text(root / "report.html", page)
+    print(f"[report] wrote {root / 'REPORT.md'} and {root / 'report.html'}"
+          + (f"; missing: {', '.join(missing)}" if missing else ""))
+    if args.snapshot:
+        dest = Path(args.snapshot)
+        for folder, *_ in EXPERIMENTS:
+            src = root / folder
+            if src.exists():
+                (dest / folder).mkdir(parents=True, exist_ok=True)
+                for f in list(src.glob("table*.md")) + list(src.glob("*.png")) + \
+                        list(src.glob("*.csv")) + list(src.glob("provenance.json")):
+                    shutil.copyfile(f, dest / folder / f.name)
+        for f in ("REPORT.md", "step_times.json"):
+            if (root / f).exists():
+                shutil.copyfile(root / f, dest / f)
+        print(f"[report] snapshot in {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
