@@ -1,0 +1,215 @@
+"""`make bench`: speed measured as ratios side by side in one run (never timing assertions in tests).
+
+1. Trainer overhead: one epoch of the standard ffg VAE on MNIST through common/train.py vs a bare
+   PyTorch loop over the same model, data and batch size (target <= 1.10x); flow and cflow epochs.
+2. Batched q* vs the reference per-point loop (same algorithm and stopping rule): the loop is
+   timed on a subset and scaled per point; mean L[q*] of both on that subset.
+3. AIS: achieved FLOP/s of the decoder forward/backward inside AIS as a fraction of a plain
+   matmul's FLOP/s of the same shapes on this machine.
+4. IWAE k = 5000 throughput, points per second.
+Writes RESULTS_DIR/bench/bench.json and prints a table.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+
+import torch
+from tabulate import tabulate
+
+from .config import ConfigError, fail, provenance, resolve_device, results_dir, write_json
+from .data import load_dataset
+from .estimators import ais
+from .experiment import base_run_dir, trained_epochs
+from .gaps import EvalConfig, local_bounds
+from .local_opt import optimize_local_loop
+from .presets import PRESETS
+from .train import TrainConfig, load_model, train
+from .vae import VAE, BatchLikelihood, model_config
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_epoch(model, x, batch_size, seed):
+    """The reference: the simplest correct PyTorch loop for one epoch of the same objective."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[order[start:start + batch_size].to(x.device)]
+        z, log_q = model.encoder.sample_and_log_prob(xb, 1)
+        loss = -(model.log_joint(xb, z) - log_q).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def bench_trainer(x_train, x_valid, device, repeats: int):
+    out = {}
+    cfg = TrainConfig(epochs=1, warmup_epochs=0, n_valid_monitor=0)
+    warm = VAE(model_config(family="ffg")).to(device)  # one-time allocations, not timed
+    bare_epoch(warm, x_train[:1000], cfg.batch_size, 0)
+    for family in ("ffg", "flow", "cflow"):
+        t_trainer, t_bare = [], []
+        for r in range(repeats):
+            torch.manual_seed(r)
+            model = VAE(model_config(family=family)).to(device)
+            with tempfile.TemporaryDirectory() as tmp:
+                sync(device)
+                t0 = time.perf_counter()
+                train(model, x_train, x_valid, cfg, tmp, seed=r, resume=False,
+                      log_prefix=f"[bench {family}] ")
+                sync(device)
+                t_trainer.append(time.perf_counter() - t0)
+            if family == "ffg":
+                model = VAE(model_config(family=family)).to(device)
+                sync(device)
+                t0 = time.perf_counter()
+                bare_epoch(model, x_train, cfg.batch_size, r)
+                sync(device)
+                t_bare.append(time.perf_counter() - t0)
+        out[f"epoch_s_{family}"] = min(t_trainer)
+        if t_bare:
+            out["epoch_s_bare_ffg"] = min(t_bare)
+    out["trainer_over_bare_ffg"] = out["epoch_s_ffg"] / out["epoch_s_bare_ffg"]
+    return out
+
+
+def trained_mnist_model(preset, seed, device):
+    path = base_run_dir(preset, seed, "mnist") / "last.pt"
+    if trained_epochs(path.parent):
+        return load_model(path, device), str(path)
+    print("[bench] no trained MNIST ffg model found; training one for 2 epochs", flush=True)
+    model = VAE(model_config(family="ffg")).to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, load_dataset("mnist", "train", device), load_dataset("mnist", "valid", device),
+              TrainConfig(epochs=2, n_valid_monitor=0), tmp, seed)
+    return model, "fresh 2-epoch model"
+
+
+def bench_qstar(model, x, loop_points, cfg: EvalConfig, seed):
+    t0 = time.perf_counter()
+    batched = local_bounds(model, x, "ffg", cfg, seed)
+    t_batched = time.perf_counter() - t0
+    from .gaps import encoder_init
+    sub = x[:loop_points]
+    init = encoder_init(model, sub, "ffg") if cfg.qstar_warm_start else None
+    t0 = time.perf_counter()
+    looped = optimize_local_loop(BatchLikelihood(model, sub), len(sub), model.z_dim, family="ffg",
+                                 n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
+                                 check_every=cfg.qstar_check_every, patience=cfg.qstar_patience,
+                                 max_steps=cfg.qstar_max_steps, eval_samples=cfg.k_eval,
+                                 init=init, seed=seed)
+    t_loop = time.perf_counter() - t0
+    per_point_loop = t_loop / loop_points
+    return {"qstar_points": len(x), "qstar_batched_s": t_batched,
+            "qstar_loop_points_timed": loop_points, "qstar_loop_s_per_point": per_point_loop,
+            "qstar_loop_s_scaled": per_point_loop * len(x),
+            "qstar_speedup": per_point_loop * len(x) / t_batched,
+            "qstar_mean_steps_batched": batched.steps.float().mean().item(),
+            "qstar_mean_steps_loop": looped.steps.float().mean().item(),
+            "L_qstar_batched_subset": batched.elbo[:loop_points].mean().item(),
+            "L_qstar_loop_subset": looped.elbo.mean().item(),
+            "L_qstar_abs_diff": abs(batched.elbo[:loop_points].mean().item()
+                                    - looped.elbo.mean().item())}
+
+
+def decoder_flops_per_row(model) -> int:
+    """Forward + input-gradient backward of the decoder MLP: 2 matmuls per layer, 2 FLOP/MAC."""
+    macs = sum(m.in_features * m.out_features for m in model.decoder.modules()
+               if isinstance(m, torch.nn.Linear))
+    return 2 * 2 * macs
+
+
+def matmul_flops(rows, model, device, repeats=5):
+    """FLOP/s of plain matmuls with the decoder's shapes (forward and input-gradient)."""
+    layers = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    xs = [torch.randn(rows, m.in_features, device=device) for m in layers]
+    ws = [m.weight.detach().T.contiguous() for m in layers]
+    gs = [torch.randn(rows, m.out_features, device=device) for m in layers]
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        for x, w, g in zip(xs, ws, gs):
+            x @ w
+            g @ w.T
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return rows * decoder_flops_per_row(model) / best
+
+
+def bench_ais(model, x, chains, steps, leapfrog, seed, device):
+    rows = chains * x.shape[0]
+    t0 = time.perf_counter()
+    ais(BatchLikelihood(model, x), x.shape[0], model.z_dim, n_chains=chains, n_steps=steps,
+        n_leapfrog=leapfrog, seed=seed, init_step=0.1, device=device)
+    sync(device)
+    t = time.perf_counter() - t0
+    flops = rows * steps * leapfrog * decoder_flops_per_row(model) / t
+    peak = matmul_flops(rows, model, device)
+    return {"ais_rows": rows, "ais_s": t, "ais_gflops": flops / 1e9,
+            "matmul_gflops_same_shapes": peak / 1e9, "ais_flop_fraction": flops / peak}
+
+
+def bench_iwae(model, x, k, seed):
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    model.iwae(x, k)
+    t = time.perf_counter() - t0
+    return {"iwae_k": k, "iwae_points": len(x), "iwae_s": t, "iwae_points_per_s": len(x) / t}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", default="0")
+    parser.add_argument("--qstar-points", type=int, default=1000)
+    parser.add_argument("--loop-points", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        if args.preset not in PRESETS["exp52"]:
+            raise ConfigError(f"PRESET={args.preset} is not allowed; use smoke, quick or paper")
+    except ConfigError as err:
+        fail(str(err))
+    seed = int(args.seed)
+    cfg = PRESETS["exp52"]["quick"]
+    result = {"provenance": provenance(args.preset, seed, device), "qstar_config": {
+        k: getattr(cfg, k) for k in ("qstar_samples", "qstar_lr", "qstar_check_every",
+                                     "qstar_patience", "qstar_max_steps", "k_eval",
+                                     "qstar_warm_start")}}
+    x_train = load_dataset("mnist", "train", device)
+    x_valid = load_dataset("mnist", "valid", device)
+    x_test = load_dataset("mnist", "test", device)
+    small = args.preset == "smoke"
+    if small:
+        x_train = x_train[:2000]
+    print("[bench] 1/4 trainer vs bare loop", flush=True)
+    result.update(bench_trainer(x_train, x_valid, device, 1 if small else args.repeats))
+    model, source = trained_mnist_model(args.preset, seed, device)
+    result["model"] = source
+    for p in model.parameters():
+        p.requires_grad_(False)
+    n_q = 50 if small else args.qstar_points
+    print(f"[bench] 2/4 q*: batched on {n_q} points vs loop on {args.loop_points}", flush=True)
+    result.update(bench_qstar(model, x_test[:n_q], min(args.loop_points, n_q), cfg, seed))
+    print("[bench] 3/4 AIS FLOP efficiency", flush=True)
+    result.update(bench_ais(model, x_test[:100], 16, 5 if small else 20, 5, seed, device))
+    print("[bench] 4/4 IWAE k=5000 throughput", flush=True)
+    result.update(bench_iwae(model, x_test[:20 if small else 100], 5000, seed))
+    write_json(results_dir() / "bench" / "bench.json", result)
+    table = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in result.items()
+             if not isinstance(v, dict)]
+    print(tabulate(table, headers=["measure", "value"], tablefmt="github"))
+    print(f"[bench] wrote {results_dir() / 'bench' / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
