@@ -125,7 +125,8 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
         summary.update({"ais": ais_values.mean().item(),
                         "iwae_q": per_point["iwae_q"].mean().item(),
                         "iwae_qstar": per_point[f"iwae_qstar_{'ffg' if 'L_qstar_flow' not in b else 'flow'}"].mean().item(),
-                        "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(), **bdmc})
+                        "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(),
+                        "qstar_fallback": per_point["qstar_fallback"].mean().item(), **bdmc})
         if summary["failures"]:
             print(f"[eval] WARNING {name}: {summary['failures']}", flush=True)
         write_per_point(Path(out_dirs[name]) / "per_point.csv", per_point)

@@ -1,0 +1,142 @@
+"""Every experiment end to end through the Makefile on the smoke preset, on synthetic data in
+the real on-disk format (no network), then `make report`; and the refusal of bad variables."""
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def synthetic_split(n, gen, prototypes):
+    labels = torch.randint(0, len(prototypes), (n,), generator=gen)
+    return torch.bernoulli(prototypes[labels], generator=gen).to(torch.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    gen = torch.Generator().manual_seed(0)
+    for name in ("mnist", "fashion"):
+        prototypes = torch.rand(10, 784, generator=gen) ** 3
+        splits = {s: synthetic_split(n, gen, prototypes)
+                  for s, n in (("train", 1200), ("valid", 300), ("test", 300))}
+        torch.save(splits, data / f"{name}_binary.pt")
+    return data, tmp_path_factory.mktemp("results")
+
+
+def make(target, dirs, *variables, check=True):
+    data, results = dirs
+    env = dict(os.environ, DATA_DIR=str(data), RESULTS_DIR=str(results))
+    proc = subprocess.run(["make", "--no-print-directory", target, *variables], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"make {target} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_exp52_smoke_outputs_and_caching(dirs):
+    make("exp52", dirs, "PRESET=smoke")
+    out = dirs[1] / "exp52_testgap"
+    for name in ("gaps.csv", "table.tex", "table.md", "gaps.png", "gaps.pdf", "provenance.json"):
+        assert (out / name).exists(), name
+    table = rows(out / "gaps.csv")
+    assert len(table) == 2 * 3 * 2  # datasets x families x splits
+    for r in table:
+        for col in ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap", "total_gap",
+                    "approx_gap_sem", "amort_gap_sem", "bdmc_gap"):
+            assert col in r and r[col] != "" and float(r[col]) == float(r[col]), col
+        assert float(r["L_q"]) <= float(r["L_qstar"])
+        assert float(r["L_qstar"]) <= float(r["logpx"])
+    assert r"\toprule" in (out / "table.tex").read_text()
+    run = out / "runs" / "smoke-seed0" / "mnist_cflow"
+    for name in ("config.json", "metrics.csv", "last.pt", "eval_test/per_point.csv"):
+        assert (run / name).exists(), name
+    assert json.loads((run / "config.json").read_text())["seed"] == 0
+    # a second `make exp52` reuses checkpoints and evaluations: only the plot is redone
+    again = make("exp52", dirs, "PRESET=smoke")
+    assert "[train]" not in again.stdout and "[eval] cached" in again.stdout
+
+
+def test_exp53_smoke_shares_log_px_across_encoders(dirs):
+    make("exp53", dirs, "PRESET=smoke")
+    out = dirs[1] / "exp53_frozen_decoder"
+    table = rows(out / "gaps.csv")
+    assert {r["model"] for r in table} == {"ffg", "flow", "cflow"}
+    for split in ("test", "train"):
+        logpx = {r["logpx"] for r in table if r["split"] == split}
+        assert len(logpx) == 1  # one log p^ per decoder, reused by every encoder
+    assert all(int(r["encoder_params"]) > 0 for r in table)
+    assert (out / "gaps.png").exists() and (out / "table.md").exists()
+
+
+def test_exp55_and_gradients_smoke(dirs):
+    make("exp55", dirs, "PRESET=smoke")
+    out = dirs[1] / "exp55_dynamics"
+    table = rows(out / "gaps_over_epochs.csv")
+    models = {r["model"] for r in table}
+    assert models == {"ffg", "flow", "cflow", "large_encoder", "large_decoder"}
+    assert {r["split"] for r in table} == {"train", "valid"}
+    assert len({r["epoch"] for r in table}) == 2
+    assert (out / "dynamics.png").exists() and (out / "table.tex").exists()
+    grads = make("exp_gradients", dirs, "PRESET=smoke")
+    assert "[train]" not in grads.stdout  # reads the exp55 runs, retrains nothing
+    summary = rows(dirs[1] / "exp_gradients" / "summary.csv")
+    assert {r["model"] for r in summary} == models
+    assert all(float(r["grad_ratio_normalised"]) > 0 for r in summary)
+    assert (dirs[1] / "exp_gradients" / "gradients.png").exists()
+
+
+def test_exp_refit_smoke_one_noise_level(dirs):
+    make("exp_refit", dirs, "PRESET=smoke", "NOISE=50")
+    out = dirs[1] / "exp_refit"
+    curves = rows(out / "curves.csv")
+    assert {r["noise"] for r in curves} == {"50"} and {r["set"] for r in curves} == {"A", "B"}
+    assert {r["epoch"] for r in curves} == {"0", "1", "2"}
+    assert all(float(r["iwae"]) >= float(r["elbo"]) for r in curves)
+    assert (out / "refit.png").exists() and (out / "table.md").exists()
+    assert (out / "runs" / "smoke-seed0" / "noise_50" / "config.json").exists()
+
+
+def test_report_builds_from_smoke_results(dirs):
+    # runs after the experiments above (file order); builds from whatever exists
+    make("report", dirs)
+    report = (dirs[1] / "REPORT.md").read_text()
+    for title in ("§5.2", "§5.3", "§5.5", "gradient", "refitting"):
+        assert title in report
+    assert "Missing experiments" not in report
+    html = (dirs[1] / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5 and "<table>" in html
+
+
+@pytest.mark.parametrize("variables, message", [
+    (["NOISE=abc"], "NOISE=abc is not allowed"),
+    (["NOISE=-5"], "NOISE=-5 is not allowed"),
+    (["NOISE=785"], "NOISE=785 is not allowed"),
+    (["PRESET=fast"], "PRESET=fast is not allowed"),
+    (["DEVICE=gpu"], "DEVICE=gpu is not allowed"),
+    (["DATASET=cifar"], "DATASET=cifar is not allowed"),
+    (["SEED=x"], "SEED=x is not allowed"),
+])
+def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
+    proc = make("exp_refit", (tmp_path / "d", tmp_path / "r"), *variables, check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_cuda_requested_without_cuda_is_refused(tmp_path):
+    proc = make("exp53", (tmp_path / "d", tmp_path / "r"), "DEVICE=cuda", check=False)
+    assert proc.returncode == 2
+    assert "DEVICE=cuda but CUDA is not available" in proc.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
