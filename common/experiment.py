@@ -40,6 +40,14 @@ class Experiment:
     def write_provenance(self, name: str = "provenance.json") -> None:
         write_json(self.out / name, self.provenance())
 
+    def read_rows(self, name: str, target: str) -> list:
+        """Rows of a result CSV of this experiment; a clear error naming the make target if absent."""
+        from .tables import read_csv
+        path = self.out / name
+        if not path.exists():
+            raise SystemExit(f"error: {path} is missing; run `make {target}` first")
+        return read_csv(path)
+
     def data(self, dataset: str, split: str, n: int = 0) -> torch.Tensor:
         """The first n points of a split (n = 0: all), on the device: fixed evaluation points."""
         x = load_dataset(dataset, split, self.device)

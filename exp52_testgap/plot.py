@@ -4,7 +4,6 @@ import seaborn as sns
 
 from common.experiment import Experiment
 from common.plots import gap_bars, save
-from common.tables import read_csv
 
 from .evaluate import NAMES
 from .train import FOLDER
@@ -12,11 +11,8 @@ from .train import FOLDER
 
 def main(argv=None):
     exp = Experiment("exp52", FOLDER, argv, __doc__)
-    path = exp.out / "gaps.csv"
-    if not path.exists():
-        raise SystemExit(f"error: {path} is missing; run `make exp52` first")
+    rows = exp.read_rows("gaps.csv", "exp52")
     sns.set_theme(style="whitegrid")
-    rows = read_csv(path)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     splits = list(dict.fromkeys(r["split"] for r in rows))
     fig, axes = plt.subplots(len(splits), len(datasets), figsize=(4.5 * len(datasets),

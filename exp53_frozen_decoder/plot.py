@@ -4,7 +4,6 @@ import seaborn as sns
 
 from common.experiment import Experiment
 from common.plots import gap_bars, save
-from common.tables import read_csv
 
 from .evaluate import NAMES
 from .train import FOLDER
@@ -12,11 +11,8 @@ from .train import FOLDER
 
 def main(argv=None):
     exp = Experiment("exp53", FOLDER, argv, __doc__)
-    path = exp.out / "gaps.csv"
-    if not path.exists():
-        raise SystemExit(f"error: {path} is missing; run `make exp53` first")
+    rows = exp.read_rows("gaps.csv", "exp53")
     sns.set_theme(style="whitegrid")
-    rows = read_csv(path)
     splits = list(dict.fromkeys(r["split"] for r in rows))
     fig, axes = plt.subplots(1, len(splits), figsize=(4.8 * len(splits), 3.8), squeeze=False)
     for ax, split in zip(axes[0], splits):

@@ -5,18 +5,14 @@ import seaborn as sns
 
 from common.experiment import Experiment
 from common.plots import AMORT_COLOR, APPROX_COLOR, save
-from common.tables import read_csv
 
 from .train import FOLDER
 
 
 def main(argv=None):
     exp = Experiment("exp55", FOLDER, argv, __doc__)
-    path = exp.out / "gaps_over_epochs.csv"
-    if not path.exists():
-        raise SystemExit(f"error: {path} is missing; run `make exp55` first")
+    rows = exp.read_rows("gaps_over_epochs.csv", "exp55")
     sns.set_theme(style="whitegrid")
-    rows = read_csv(path)
     models = list(dict.fromkeys(r["model"] for r in rows))
     splits = list(dict.fromkeys(r["split"] for r in rows))
     fig, axes = plt.subplots(len(splits), len(models), figsize=(3.4 * len(models), 3.0 * len(splits)),

@@ -6,18 +6,14 @@ import seaborn as sns
 
 from common.experiment import Experiment
 from common.plots import save
-from common.tables import read_csv
 
 from .train import FOLDER
 
 
 def main(argv=None):
     exp = Experiment("exp_refit", FOLDER, argv, __doc__)
-    path = exp.out / "curves.csv"
-    if not path.exists():
-        raise SystemExit(f"error: {path} is missing; run `make exp_refit` first")
+    rows = exp.read_rows("curves.csv", "exp_refit")
     sns.set_theme(style="whitegrid")
-    rows = read_csv(path)
     levels = sorted({int(r["noise"]) for r in rows})
     fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.6), squeeze=False)
     for ax, noise in zip(axes[0], levels):
