@@ -216,9 +216,24 @@ def load_dataset(name: str, split: str, device="cpu", with_labels: bool = False)
     return (x, labels.to(device)) if with_labels else x
 
 
-def dynamic_binarisation(x_intensity: torch.Tensor, generator=None) -> torch.Tensor:
-    """Option for training: fresh Bernoulli bits each epoch (needs intensities, not bits)."""
-    return torch.bernoulli(x_intensity, generator=generator)
+def load_intensities(name: str, split: str, device="cpu") -> torch.Tensor:
+    """Grey levels in [0, 1] [N, 784] of a split, for dynamic binarisation of the training set
+    (the trainer draws fresh Bernoulli bits each time a batch is used)."""
+    check_name(name, split)
+    key = (name, "intensities")
+    if key not in _CACHE:
+        fetch(name)
+        raw = data_dir() / "raw"
+        if name == "mnist":
+            _CACHE[key] = {s: torch.from_numpy(x) for s, (x, _) in
+                           read_mnist_pickle(raw / "mnist.pkl.gz").items()}
+        else:
+            train = read_idx(raw / "train-images-idx3-ubyte.gz").reshape(-1, 784)
+            test = read_idx(raw / "t10k-images-idx3-ubyte.gz").reshape(-1, 784)
+            to_float = lambda x: torch.from_numpy(x.astype(np.float32) / 255.0)  # noqa: E731
+            _CACHE[key] = {"train": to_float(train[:50000]), "valid": to_float(train[50000:]),
+                           "test": to_float(test)}
+    return _CACHE[key][split].to(device)
 
 
 def flip_pixels(x: torch.Tensor, n_flips: int, seed: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .config import parse_config, provenance, results_dir, write_json
-from .data import load_dataset
+from .data import load_dataset, load_intensities
 from .gaps import (EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds, logpx_from,
                    read_per_point, summarise, write_per_point)
 from .presets import PRESETS
@@ -48,10 +48,20 @@ class Experiment:
             raise SystemExit(f"error: {path} is missing; run `make {target}` first")
         return read_csv(path)
 
+    def train_data(self, dataset: str) -> torch.Tensor:
+        """The training split: static bits, or grey levels with --dynamic-binarisation."""
+        return train_split(dataset, self.config, self.device)
+
     def data(self, dataset: str, split: str, n: int = 0) -> torch.Tensor:
         """The first n points of a split (n = 0: all), on the device: fixed evaluation points."""
         x = load_dataset(dataset, split, self.device)
         return x[:n] if n else x
+
+
+def train_split(dataset: str, config, device) -> torch.Tensor:
+    if getattr(config, "dynamic_binarisation", False):
+        return load_intensities(dataset, "train", device)
+    return load_dataset(dataset, "train", device)
 
 
 def trained_epochs(run_dir: Path) -> int:
@@ -158,7 +168,7 @@ def base_ffg_model(preset: str, seed: int, dataset: str, device) -> VAE:
     twice."""
     cfg = PRESETS["exp52"][preset]
     run_dir = base_run_dir(preset, seed, dataset)
-    x_train = load_dataset(dataset, "train", device)
+    x_train = train_split(dataset, cfg, device)
     x_valid = load_dataset(dataset, "valid", device)
     return train_or_load(run_dir, cfg.model_config("ffg"), cfg.train_config(), x_train, x_valid,
                          seed, device, label=f"base {dataset}/ffg")
@@ -174,7 +184,7 @@ def train_dynamics_models(exp: Experiment) -> dict:
     metrics.csv. Returns {model name: run folder}."""
     from .presets import EXP55_MODELS
     cfg = exp.config
-    x_train, x_valid = exp.data(cfg.dataset, "train"), exp.data(cfg.dataset, "valid")
+    x_train, x_valid = exp.train_data(cfg.dataset), exp.data(cfg.dataset, "valid")
     dirs = {}
     for name in cfg.models:
         family, architecture = EXP55_MODELS[name]

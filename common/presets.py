@@ -22,6 +22,8 @@ class RunConfig(EvalConfig):
     warmup_epochs: int = 5          # entropy warm-up (paper: 100)
     n_train: int = 0                # training points used, 0 = all 50k
     n_valid_monitor: int = 1000     # validation points for the per-epoch ELBO in metrics.csv
+    dynamic_binarisation: bool = False  # train on fresh Bernoulli bits each batch (evaluation
+                                        # always uses the static bits)
     z_dim: int = 50                 # latent size (paper: 50 on MNIST)
     activation: str = "elu"         # the same for every model
     flow_steps: int = 2             # coupling steps of flow / cflow
@@ -31,7 +33,8 @@ class RunConfig(EvalConfig):
     def train_config(self, **overrides) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
                            warmup_epochs=self.warmup_epochs, n_train=self.n_train,
-                           n_valid_monitor=self.n_valid_monitor, **overrides)
+                           n_valid_monitor=self.n_valid_monitor,
+                           dynamic_binarisation=self.dynamic_binarisation, **overrides)
 
     def model_config(self, family: str, architecture: str = "standard"):
         return model_config(architecture, family=family, z_dim=self.z_dim,

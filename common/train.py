@@ -42,6 +42,7 @@ class TrainConfig:
     checkpoint_epochs: tuple = ()  # extra kept checkpoints (exp55 evaluates at these)
     freeze_decoder: bool = False   # train only the encoder (exp53, exp_refit)
     constant_lr: bool = False      # keep lr fixed instead of the IWAE schedule (exp_refit)
+    dynamic_binarisation: bool = False  # x_train holds grey levels: fresh bits at every batch
 
 
 class NonFiniteLoss(RuntimeError):
@@ -168,6 +169,8 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
         n_batches = 0
         for step, start in enumerate(range(0, n, bs)):
             x = x_train[order[start:start + bs]]
+            if cfg.dynamic_binarisation:
+                x = torch.bernoulli(x)
             z, log_q = model.encoder.sample_and_log_prob(x, 1)
             log_px_z = model.log_likelihood(x, z)
             log_pz = log_standard_normal(z)

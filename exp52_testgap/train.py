@@ -12,7 +12,7 @@ def main(argv=None):
     exp = Experiment("exp52", FOLDER, argv, __doc__)
     cfg = exp.config
     for dataset in cfg.datasets:
-        x_train, x_valid = exp.data(dataset, "train"), exp.data(dataset, "valid")
+        x_train, x_valid = exp.train_data(dataset), exp.data(dataset, "valid")
         for family in cfg.families:
             train_or_load(run_dir(exp, dataset, family), cfg.model_config(family),
                           cfg.train_config(), x_train, x_valid, exp.seed, exp.device,

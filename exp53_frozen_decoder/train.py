@@ -13,7 +13,7 @@ def main(argv=None):
     exp = Experiment("exp53", FOLDER, argv, __doc__)
     cfg = exp.config
     base_ffg_model(exp.preset, exp.seed, cfg.dataset, exp.device)
-    x_train, x_valid = exp.data(cfg.dataset, "train"), exp.data(cfg.dataset, "valid")
+    x_train, x_valid = exp.train_data(cfg.dataset), exp.data(cfg.dataset, "valid")
     for family in cfg.families:
         train_or_load(encoder_run_dir(exp, family), cfg.model_config(family, cfg.encoder),
                       cfg.train_config(freeze_decoder=True), x_train, x_valid, exp.seed,

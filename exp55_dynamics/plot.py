@@ -16,7 +16,7 @@ def main(argv=None):
     models = list(dict.fromkeys(r["model"] for r in rows))
     splits = list(dict.fromkeys(r["split"] for r in rows))
     fig, axes = plt.subplots(len(splits), len(models), figsize=(3.4 * len(models), 3.0 * len(splits)),
-                             squeeze=False, sharey=True)
+                             squeeze=False, sharey="col")
     for i, split in enumerate(splits):
         for j, model in enumerate(models):
             sel = sorted((r for r in rows if r["model"] == model and r["split"] == split),

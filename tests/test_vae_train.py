@@ -105,3 +105,26 @@ def test_non_finite_loss_stops_with_epoch_step_and_term(tmp_path):
               tmp_path, 0, resume=False)
     # the last good checkpoint is kept
     assert torch.isfinite(load_model(tmp_path / "last.pt").decoder.net[0].weight).all()
+
+
+def test_dynamic_binarisation_draws_fresh_bits_from_grey_levels(tmp_path, monkeypatch):
+    seen = []
+    real_bernoulli = torch.bernoulli
+
+    def spy(x, *args, **kwargs):
+        bits = real_bernoulli(x, *args, **kwargs)
+        seen.append((x.clone(), bits))
+        return bits
+    monkeypatch.setattr(torch, "bernoulli", spy)
+    grey = torch.rand(200, 784)
+    train(tiny_model(), grey, grey[:20].round(),
+          TrainConfig(epochs=2, batch_size=50, n_valid_monitor=20, dynamic_binarisation=True),
+          tmp_path, seed=0)
+    assert len(seen) == 2 * 4  # one draw per batch, every epoch
+    assert all(set(bits.unique().tolist()) <= {0.0, 1.0} for _, bits in seen)
+    # every image is drawn again in epoch 2, with fresh bits
+    def bits_by_image(draws):
+        return {round(g[i, 0].item(), 6): b[i] for g, b in draws for i in range(len(g))}
+    epoch1, epoch2 = bits_by_image(seen[:4]), bits_by_image(seen[4:])
+    assert epoch1.keys() == epoch2.keys() and len(epoch1) == 200
+    assert sum(not torch.equal(epoch1[k], epoch2[k]) for k in epoch1) > 190
