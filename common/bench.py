@@ -10,7 +10,6 @@
 Writes RESULTS_DIR/bench/bench.json and prints a table.
 """
 import argparse
-import json
 import sys
 import tempfile
 import time

@@ -13,7 +13,7 @@ import torch
 from .config import parse_config, provenance, results_dir, write_json
 from .data import load_dataset, load_intensities
 from .gaps import (EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds, logpx_from,
-                   read_per_point, summarise, write_per_point)
+                   summarise, write_per_point)
 from .presets import PRESETS
 from .train import TrainConfig, load_model, train
 from .vae import VAE
@@ -193,7 +193,3 @@ def train_dynamics_models(exp: Experiment) -> dict:
                       cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()), x_train,
                       x_valid, exp.seed, exp.device, label=f"{cfg.dataset}/{name}")
     return dirs
-
-
-__all__ = ["Experiment", "train_or_load", "evaluate_decoder_family", "evaluate_one",
-           "trained_epochs", "read_per_point"]
