@@ -187,9 +187,3 @@ def write_per_point(path: Path, per_point: dict) -> None:
         for i, row in enumerate(zip(*cols)):
             writer.writerow([i] + [f"{v:.5f}" for v in row])
     os.replace(tmp, path)
-
-
-def read_per_point(path: Path) -> dict:
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return {k: torch.tensor([float(r[k]) for r in rows]) for k in rows[0] if k != "point"}
