@@ -25,6 +25,7 @@ from .estimators import ais, bdmc
 from .local_opt import flatten, optimize_local
 from .vae import VAE, BatchLikelihood
 
+MOMENT_SAMPLES = 200  # samples of a flow q whose moments start the ffg q* of a flow model
 QUANTITIES = ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap", "total_gap")
 
 
@@ -54,6 +55,10 @@ def encoder_init(model: VAE, x: torch.Tensor, family: str) -> dict:
     """The encoder's q(z|x) as per-point parameters of a local family (warm start of q*)."""
     with torch.no_grad():
         mu, logvar, layers = model.encoder.encode(x)
+        if family == "ffg" and layers:
+            # a flow model's q is not Gaussian: start from its moments, not from its base
+            z, _ = model.encoder.sample_and_log_prob(x, MOMENT_SAMPLES)
+            mu, logvar = z.mean(0), z.var(0).clamp_min(1e-6).log()
     if family == "ffg":
         return {"mu": mu, "logvar": logvar}
     n = x.shape[0]

@@ -128,3 +128,17 @@ def test_dynamic_binarisation_draws_fresh_bits_from_grey_levels(tmp_path, monkey
     epoch1, epoch2 = bits_by_image(seen[:4]), bits_by_image(seen[4:])
     assert epoch1.keys() == epoch2.keys() and len(epoch1) == 200
     assert sum(not torch.equal(epoch1[k], epoch2[k]) for k in epoch1) > 190
+
+
+def test_ffg_warm_start_of_a_flow_model_matches_its_moments():
+    from common.gaps import encoder_init
+    torch.manual_seed(0)
+    model = tiny_model("flow")
+    with torch.no_grad():
+        for p in model.encoder.flow.parameters():
+            p.add_(torch.randn_like(p))  # a flow far from the identity
+    x = synthetic_binary(5)
+    init = encoder_init(model, x, "ffg")
+    z, _ = model.encoder.sample_and_log_prob(x, 4000)
+    assert (init["mu"] - z.mean(0)).abs().max() < 0.15
+    assert (init["logvar"] - z.var(0).log()).abs().max() < 0.4
