@@ -102,9 +102,12 @@ def build(root: Path) -> tuple:
         for f in s["figures"]:
             md += [f"![{f.stem}]({f.relative_to(root).as_posix()})", ""]
     if steps:
-        md += ["## Wall time of each step", "", "| step | wall time (s) | finished |",
+        md += ["## Wall time of each step", "",
+               "Every run of a step; a re-run that finds its work done takes seconds.", "",
+               "| step | wall time (s) | finished |",
                "|---|---|---|"]
-        md += [f"| {k} | {v['wall_s']} | {v['finished']} |" for k, v in sorted(steps.items())]
+        md += [f"| {k} | {r['wall_s']} | {r['finished']} |" for k, runs in sorted(steps.items())
+               for r in (runs if isinstance(runs, list) else [runs])]
         md.append("")
     text = "\n".join(md)
     body = []

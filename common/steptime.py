@@ -1,7 +1,8 @@
-"""`python -m common.steptime NAME CMD...`: run CMD, record its wall time in RESULTS_DIR/step_times.json.
+"""`python -m common.steptime NAME CMD...`: run CMD, append its wall time to RESULTS_DIR/step_times.json.
 
-The report lists these so every figure can be traced to how long its step took. The command's
-exit code is passed through; a failed step records nothing.
+Every run of a step is kept (a re-run that finds its work done is fast, and must not hide the
+time of the run that did the work). The report lists them. The command's exit code is passed
+through; a failed step records nothing.
 """
 import json
 import subprocess
@@ -21,8 +22,11 @@ def main() -> int:
     if code == 0:
         path = results_dir() / "step_times.json"
         times = json.loads(path.read_text()) if path.exists() else {}
-        times[name] = {"wall_s": round(time.time() - t0, 1), "command": " ".join(cmd[2:]),
-                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        runs = times.get(name, [])
+        runs = runs if isinstance(runs, list) else [runs]
+        runs.append({"wall_s": round(time.time() - t0, 1), "command": " ".join(cmd[2:]),
+                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        times[name] = runs
         atomic_write_text(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
     return code
 
