@@ -24,7 +24,7 @@ def main() -> int:
         times = json.loads(path.read_text()) if path.exists() else {}
         runs = times.get(name, [])
         runs = runs if isinstance(runs, list) else [runs]
-        runs.append({"wall_s": round(time.time() - t0, 1), "command": " ".join(cmd[2:]),
+        runs.append({"wall_s": round(time.time() - t0, 1), "command": " ".join(cmd),
                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
         times[name] = runs
         atomic_write_text(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
