@@ -41,7 +41,7 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all exp52 exp53 exp55 exp_gradients exp_refit report bench clean check
+.PHONY: help setup data test all exp52 exp53 exp55 exp_gradients exp_refit report snapshot bench clean check
 
 help:  ## list targets and variables
 	@echo "Targets:"
@@ -100,6 +100,9 @@ all: check data exp52 exp53 exp55 exp_gradients exp_refit report  ## every exper
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
 	$(PY) -m common.report $(ARGS)
+
+snapshot: report  ## copy the report, tables and figures to docs/results (committed)
+	$(PY) -m common.report $(ARGS) --snapshot docs/results
 
 bench: check data  ## speed benchmarks, ratios side by side -> results/bench/bench.json
 	$(PY) -m common.bench $(ARGS)
