@@ -12,7 +12,7 @@ import torch
 
 from .config import parse_config, provenance, results_dir, write_json
 from .data import load_dataset, load_intensities
-from .gaps import (EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds, logpx_from,
+from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds, logpx_from,
                    summarise, write_per_point)
 from .presets import PRESETS
 from .train import TrainConfig, load_model, train
@@ -104,7 +104,8 @@ def cached(path: Path, key: dict):
 
 
 def eval_key(cfg: EvalConfig, extra: dict = None) -> dict:
-    return {**{f: getattr(cfg, f) for f in EvalConfig.__dataclass_fields__}, **(extra or {})}
+    return {**{f: getattr(cfg, f) for f in EvalConfig.__dataclass_fields__},
+            "eval_version": EVAL_VERSION, **(extra or {})}
 
 
 def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,

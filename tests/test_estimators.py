@@ -140,3 +140,22 @@ def test_bounds_are_ordered_elbo_iwae_logpx():
     e, i1 = proposal_bounds(LL, proposal, 2000, 500)
     _, i10 = proposal_bounds(LL, lambda n: proposal(n), 10, 10)
     assert e.mean() < i10.mean() < i1.mean() <= LOG_PX.mean() + 0.01
+
+
+def test_a_factorised_gaussian_is_a_member_of_the_per_point_flow_family():
+    """Why the flow q* may fall back on the ffg q*: zero head weights make each coupling an
+    affine map with constant scale, so the flow of a Gaussian base is a factorised Gaussian."""
+    from common.flows import init_flow
+    from common.local_opt import flatten
+    from common.posteriors import sample_base_and_flow
+    mu, logvar = torch.randn(4, 5), torch.randn(4, 5)
+    layers = init_flow(5, 7, 2, batch_shape=(4,))
+    for _, p in layers:
+        p["w_shift"].zero_()
+        p["w_gate"].zero_()
+        p["b_gate"].fill_(30.0)  # scale 1
+    z, log_q = sample_base_and_flow(mu, logvar, layers, 3000)
+    torch.testing.assert_close(z.mean(0), mu, atol=0.15, rtol=0)
+    expected = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+    torch.testing.assert_close(log_q, expected, atol=1e-4, rtol=0)
+    assert set(flatten(mu, logvar, layers)) >= {"mu", "logvar", "0.w_in", "3.b_gate"}
