@@ -1,6 +1,10 @@
-"""Amortization gap on A and B before and after refitting (L[q*] on qstar_points of each set),
+"""Amortization gap on A and B before and after refitting (L[q*] on qstar_points of each set;
+q* is fitted twice, warm-started from the base and from the refit encoder, and the better fit
+per point is L[q*] for both, since q* depends on the decoder and x only),
 plus curves.csv gathered over noise levels and table.tex / table.md (before, best, final IWAE
 on A and B, and the epoch where B peaks)."""
+import torch
+
 from common.experiment import Experiment, base_run_dir, trained_epochs
 from common.gaps import encoder_bounds, summarise
 from common.tables import pm, read_csv, write_csv, write_tables
@@ -26,10 +30,13 @@ def main(argv=None):
         curves += rows
         set_a, set_b = corrupted_sets(exp, noise)
         for name, x in (("A", set_a[:cfg.qstar_points]), ("B", set_b[:cfg.qstar_points])):
-            for when, model in (("before", base), ("after", refit_model)):
-                b = encoder_bounds(model, x, cfg, exp.seed)
-                b["amort_gap"] = b["L_qstar"] - b["L_q"]
-                s = summarise(b, ("L_q", "L_qstar", "amort_gap"))
+            bounds = {when: encoder_bounds(model, x, cfg, exp.seed)
+                      for when, model in (("before", base), ("after", refit_model))}
+            # q* depends on the decoder and x only: the best of the two warm-started fits
+            best = torch.maximum(bounds["before"]["L_qstar"], bounds["after"]["L_qstar"])
+            for when, b in bounds.items():
+                per_point = {"L_q": b["L_q"], "L_qstar": best, "amort_gap": best - b["L_q"]}
+                s = summarise(per_point, ("L_q", "L_qstar", "amort_gap"))
                 gaps.append({"noise": noise, "set": name, "when": when, **s})
         for name in ("A", "B"):
             sel = [r for r in rows if r["set"] == name]
