@@ -1,5 +1,6 @@
 """refit.png / .pdf: IWAE on A (refit set) and B (independent set) against refit epoch, one panel
-per noise level, with standard-error bands."""
+per noise level, as the gain over epoch 0 (the same points and evaluation draws at every epoch,
+so the gain is paired; the s.e.m. of the absolute level, in curves.csv, is much wider)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -22,11 +23,9 @@ def main(argv=None):
                          key=lambda r: int(r["epoch"]))
             ep = np.array([int(r["epoch"]) for r in sel])
             iw = np.array([float(r["iwae"]) for r in sel])
-            se = np.array([float(r["iwae_sem"]) for r in sel])
             # curves relative to epoch 0 so A and B share one axis
             ax.plot(ep, iw - iw[0], "-o", ms=3, color=color,
                     label=f"{name} ({'refit' if name == 'A' else 'held out'}), start {iw[0]:.1f}")
-            ax.fill_between(ep, iw - iw[0] - se, iw - iw[0] + se, color=color, alpha=0.2)
         ax.set_title(f"{noise} flipped pixels", fontsize=10)
         ax.set_xlabel("refit epoch")
         ax.legend(fontsize=8)
