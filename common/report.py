@@ -101,6 +101,13 @@ def build(root: Path) -> tuple:
             md += [t.read_text().strip(), ""]
         for f in s["figures"]:
             md += [f"![{f.stem}]({f.relative_to(root).as_posix()})", ""]
+    bench = root / "bench" / "bench.json"
+    if bench.exists():
+        data = json.loads(bench.read_text())
+        md += ["## Speed (`make bench`)", "", "| measure | value |", "|---|---|"]
+        md += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+               for k, v in data.items() if not isinstance(v, dict)]
+        md.append("")
     if steps:
         md += ["## Wall time of each step", "",
                "Every run of a step; a re-run that finds its work done takes seconds.", "",
@@ -153,6 +160,9 @@ def main(argv=None) -> int:
                 for f in list(src.glob("table*.md")) + list(src.glob("*.png")) + \
                         list(src.glob("*.csv")) + list(src.glob("provenance.json")):
                     shutil.copyfile(f, dest / folder / f.name)
+        if (root / "bench" / "bench.json").exists():
+            (dest / "bench").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / "bench" / "bench.json", dest / "bench" / "bench.json")
         for f in ("REPORT.md", "step_times.json"):
             if (root / f).exists():
                 shutil.copyfile(root / f, dest / f)
