@@ -12,8 +12,8 @@ import torch
 
 from .config import parse_config, provenance, results_dir, write_json
 from .data import load_dataset, load_intensities
-from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds, logpx_from,
-                   summarise, write_per_point)
+from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds,
+                   logpx_from, own_family, summarise, write_per_point)
 from .presets import PRESETS
 from .train import TrainConfig, load_model, train
 from .vae import VAE
@@ -143,7 +143,7 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
         summary = summarise(per_point)
         summary.update({"ais": ais_values.mean().item(),
                         "iwae_q": per_point["iwae_q"].mean().item(),
-                        "iwae_qstar": per_point[f"iwae_qstar_{'ffg' if 'L_qstar_flow' not in b else 'flow'}"].mean().item(),
+                        "iwae_qstar": per_point[f"iwae_qstar_{own_family(models[name])}"].mean().item(),
                         "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(),
                         "qstar_fallback": per_point["qstar_fallback"].mean().item(), **bdmc})
         if summary["failures"]:

@@ -9,10 +9,11 @@ from common.train import load_model
 
 from .train import FOLDER, run_dir
 
-FIELDS = ["dataset", "model", "split", "n_points", "logpx", "logpx_sem", "L_qstar", "L_qstar_sem",
-          "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap", "amort_gap_sem",
-          "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar", "L_qstar_ffg",
-          "bdmc_lower", "bdmc_upper", "bdmc_gap", "qstar_fallback", "encoder_params", "decoder_params", "failures"]
+FIELDS = ["dataset", "model", "split", "n_points", "logpx", "logpx_sem", "L_qstar",
+          "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap",
+          "amort_gap_sem", "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar",
+          "L_qstar_ffg", "bdmc_lower", "bdmc_upper", "bdmc_gap", "qstar_fallback",
+          "encoder_params", "decoder_params", "failures"]
 NAMES = {"mnist": "MNIST", "fashion": "Fashion", "ffg": "FFG", "flow": "Flow", "cflow": "CFlow"}
 
 

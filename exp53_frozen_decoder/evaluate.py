@@ -12,7 +12,8 @@ from .train import FOLDER, encoder_run_dir
 FIELDS = ["dataset", "model", "split", "n_points", "encoder_params", "logpx", "logpx_sem",
           "L_qstar", "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem",
           "amort_gap", "amort_gap_sem", "total_gap", "total_gap_sem", "ais", "iwae_q",
-          "iwae_qstar", "L_qstar_ffg", "bdmc_lower", "bdmc_upper", "bdmc_gap", "qstar_fallback", "failures"]
+          "iwae_qstar", "L_qstar_ffg", "bdmc_lower", "bdmc_upper", "bdmc_gap", "qstar_fallback",
+          "failures"]
 NAMES = {"ffg": "FFG", "flow": "Flow", "cflow": "CFlow"}
 
 

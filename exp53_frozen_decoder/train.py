@@ -14,10 +14,11 @@ def main(argv=None):
     cfg = exp.config
     base_ffg_model(exp.preset, exp.seed, cfg.dataset, exp.device)
     x_train, x_valid = exp.train_data(cfg.dataset), exp.data(cfg.dataset, "valid")
+    base_checkpoint = base_run_dir(exp.preset, exp.seed, cfg.dataset) / "last.pt"
     for family in cfg.families:
         train_or_load(encoder_run_dir(exp, family), cfg.model_config(family, cfg.encoder),
                       cfg.train_config(freeze_decoder=True), x_train, x_valid, exp.seed,
-                      exp.device, init_from=base_run_dir(exp.preset, exp.seed, cfg.dataset) / "last.pt", label=f"frozen/{family}")
+                      exp.device, init_from=base_checkpoint, label=f"frozen/{family}")
     exp.write_provenance("train_provenance.json")
 
 

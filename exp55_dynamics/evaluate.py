@@ -9,7 +9,8 @@ from .train import FOLDER
 
 FIELDS = ["model", "split", "epoch", "n_points", "logpx", "logpx_sem", "L_qstar", "L_qstar_sem",
           "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap", "amort_gap_sem",
-          "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar", "bdmc_gap", "qstar_fallback", "failures"]
+          "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar", "bdmc_gap",
+          "qstar_fallback", "failures"]
 SPLITS = ("train", "valid")
 
 

@@ -1,1 +1,2 @@
-"""Refitting the encoder on images with flipped pixels (Mattei & Frellsen 2018): IWAE on the refit set A and an independent set B."""
+"""Refitting the encoder on images with flipped pixels (Mattei & Frellsen 2018): IWAE on the
+refit set A and an independent set B."""
