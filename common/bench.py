@@ -46,33 +46,37 @@ def bare_epoch(model, x, batch_size, seed):
         opt.step()
 
 
+def _timed(fn, device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def trainer_epoch(family, x_train, x_valid, cfg, seed, device):
+    torch.manual_seed(seed)
+    model = VAE(model_config(family=family)).to(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, x_train, x_valid, cfg, tmp, seed=seed, resume=False,
+              log_prefix=f"[bench {family}] ")
+
+
 def bench_trainer(x_train, x_valid, device, repeats: int):
-    out = {}
+    """Bare loop and trainer alternate, `repeats` times each; the fastest of each is kept, so
+    neither side pays for a cold start or a busy moment alone."""
     cfg = TrainConfig(epochs=1, warmup_epochs=0, n_valid_monitor=0)
-    warm = VAE(model_config(family="ffg")).to(device)  # one-time allocations, not timed
-    bare_epoch(warm, x_train[:1000], cfg.batch_size, 0)
-    for family in ("ffg", "flow", "cflow"):
-        t_trainer, t_bare = [], []
-        for r in range(repeats):
-            torch.manual_seed(r)
-            model = VAE(model_config(family=family)).to(device)
-            with tempfile.TemporaryDirectory() as tmp:
-                sync(device)
-                t0 = time.perf_counter()
-                train(model, x_train, x_valid, cfg, tmp, seed=r, resume=False,
-                      log_prefix=f"[bench {family}] ")
-                sync(device)
-                t_trainer.append(time.perf_counter() - t0)
-            if family == "ffg":
-                model = VAE(model_config(family=family)).to(device)
-                sync(device)
-                t0 = time.perf_counter()
-                bare_epoch(model, x_train, cfg.batch_size, r)
-                sync(device)
-                t_bare.append(time.perf_counter() - t0)
-        out[f"epoch_s_{family}"] = min(t_trainer)
-        if t_bare:
-            out["epoch_s_bare_ffg"] = min(t_bare)
+    bare_epoch(VAE(model_config(family="ffg")).to(device), x_train, cfg.batch_size, 0)  # warm-up
+    t_bare, t_trainer = [], []
+    for r in range(repeats):
+        t_bare.append(_timed(lambda: bare_epoch(VAE(model_config(family="ffg")).to(device),
+                                                x_train, cfg.batch_size, r), device))
+        t_trainer.append(_timed(lambda: trainer_epoch("ffg", x_train, x_valid, cfg, r, device),
+                                device))
+    out = {"epoch_s_bare_ffg": min(t_bare), "epoch_s_ffg": min(t_trainer)}
+    for family in ("flow", "cflow"):
+        out[f"epoch_s_{family}"] = _timed(
+            lambda: trainer_epoch(family, x_train, x_valid, cfg, 0, device), device)
     out["trainer_over_bare_ffg"] = out["epoch_s_ffg"] / out["epoch_s_bare_ffg"]
     return out
 
@@ -169,7 +173,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", default="0")
     parser.add_argument("--qstar-points", type=int, default=1000)
     parser.add_argument("--loop-points", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
