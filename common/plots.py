@@ -9,12 +9,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 APPROX_COLOR, AMORT_COLOR = "#4C72B0", "#DD8452"
 
 
-def gap_bars(ax, labels, approx, approx_sem, amort, amort_sem, title=""):
-    """Stacked bars: approximation gap at the bottom, amortization gap on top, with error bars."""
-    xs = range(len(labels))
-    ax.bar(xs, approx, color=APPROX_COLOR, label="approximation", yerr=approx_sem, capsize=3)
-    ax.bar(xs, amort, bottom=approx, color=AMORT_COLOR, label="amortization",
-           yerr=amort_sem, capsize=3)
+def gap_bars(ax, rows, labels, title=""):
+    """Stacked bars from gaps.csv rows: approximation gap at the bottom, amortization gap on top,
+    each with its standard-error bar."""
+    col = lambda k: [float(r[k]) for r in rows]  # noqa: E731
+    approx = col("approx_gap")
+    xs = range(len(rows))
+    ax.bar(xs, approx, color=APPROX_COLOR, label="approximation", yerr=col("approx_gap_sem"),
+           capsize=3)
+    ax.bar(xs, col("amort_gap"), bottom=approx, color=AMORT_COLOR, label="amortization",
+           yerr=col("amort_gap_sem"), capsize=3)
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels)
     ax.set_ylabel("gap (nats)")

@@ -21,9 +21,7 @@ def main(argv=None):
     for i, split in enumerate(splits):
         for j, dataset in enumerate(datasets):
             sel = [r for r in rows if r["dataset"] == dataset and r["split"] == split]
-            f = lambda k: [float(r[k]) for r in sel]  # noqa: E731
-            gap_bars(axes[i][j], [NAMES[r["model"]] for r in sel], f("approx_gap"),
-                     f("approx_gap_sem"), f("amort_gap"), f("amort_gap_sem"),
+            gap_bars(axes[i][j], sel, [NAMES[r["model"]] for r in sel],
                      f"{NAMES[dataset]}, {split} ({sel[0]['n_points']} points)")
     axes[0][0].legend()
     save(fig, exp.out / "gaps")

@@ -17,10 +17,8 @@ def main(argv=None):
     fig, axes = plt.subplots(1, len(splits), figsize=(4.8 * len(splits), 3.8), squeeze=False)
     for ax, split in zip(axes[0], splits):
         sel = [r for r in rows if r["split"] == split]
-        f = lambda k: [float(r[k]) for r in sel]  # noqa: E731
         labels = [f"{NAMES[r['model']]}\n{int(r['encoder_params']):,} params" for r in sel]
-        gap_bars(ax, labels, f("approx_gap"), f("approx_gap_sem"), f("amort_gap"),
-                 f("amort_gap_sem"), f"frozen {sel[0]['dataset']} decoder, {split} "
+        gap_bars(ax, sel, labels, f"frozen {sel[0]['dataset']} decoder, {split} "
                  f"({sel[0]['n_points']} points)")
     axes[0][0].legend()
     save(fig, exp.out / "gaps")
