@@ -39,13 +39,24 @@ def make(target, dirs, *variables, check=True):
     return proc
 
 
+@pytest.fixture(scope="module")
+def smoke(dirs):
+    """Every experiment run once on the smoke preset, in `make all`'s order; each test checks
+    one of them, so any test can run alone. Returns each target's stdout."""
+    runs = {}
+    for target, variables in (("exp52", ["PRESET=smoke"]), ("exp53", ["PRESET=smoke"]),
+                              ("exp55", ["PRESET=smoke"]), ("exp_gradients", ["PRESET=smoke"]),
+                              ("exp_refit", ["PRESET=smoke", "NOISE=50"])):
+        runs[target] = make(target, dirs, *variables).stdout
+    return runs
+
+
 def rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))
 
 
-def test_exp52_smoke_outputs_and_caching(dirs):
-    make("exp52", dirs, "PRESET=smoke")
+def test_exp52_smoke_outputs_and_caching(dirs, smoke):
     out = dirs[1] / "exp52_testgap"
     for name in ("gaps.csv", "table.tex", "table.md", "gaps.png", "gaps.pdf", "provenance.json"):
         assert (out / name).exists(), name
@@ -67,8 +78,7 @@ def test_exp52_smoke_outputs_and_caching(dirs):
     assert "[train]" not in again.stdout and "[eval] cached" in again.stdout
 
 
-def test_exp53_smoke_shares_log_px_across_encoders(dirs):
-    make("exp53", dirs, "PRESET=smoke")
+def test_exp53_smoke_shares_log_px_across_encoders(dirs, smoke):
     out = dirs[1] / "exp53_frozen_decoder"
     table = rows(out / "gaps.csv")
     assert {r["model"] for r in table} == {"ffg", "flow", "cflow"}
@@ -79,8 +89,7 @@ def test_exp53_smoke_shares_log_px_across_encoders(dirs):
     assert (out / "gaps.png").exists() and (out / "table.md").exists()
 
 
-def test_exp55_and_gradients_smoke(dirs):
-    make("exp55", dirs, "PRESET=smoke")
+def test_exp55_and_gradients_smoke(dirs, smoke):
     out = dirs[1] / "exp55_dynamics"
     table = rows(out / "gaps_over_epochs.csv")
     models = {r["model"] for r in table}
@@ -88,16 +97,14 @@ def test_exp55_and_gradients_smoke(dirs):
     assert {r["split"] for r in table} == {"train", "valid"}
     assert len({r["epoch"] for r in table}) == 2
     assert (out / "dynamics.png").exists() and (out / "table.tex").exists()
-    grads = make("exp_gradients", dirs, "PRESET=smoke")
-    assert "[train]" not in grads.stdout  # reads the exp55 runs, retrains nothing
+    assert "[train]" not in smoke["exp_gradients"]  # reads the exp55 runs, retrains nothing
     summary = rows(dirs[1] / "exp_gradients" / "summary.csv")
     assert {r["model"] for r in summary} == models
     assert all(float(r["grad_ratio_normalised"]) > 0 for r in summary)
     assert (dirs[1] / "exp_gradients" / "gradients.png").exists()
 
 
-def test_exp_refit_smoke_one_noise_level(dirs):
-    make("exp_refit", dirs, "PRESET=smoke", "NOISE=50")
+def test_exp_refit_smoke_one_noise_level(dirs, smoke):
     out = dirs[1] / "exp_refit"
     curves = rows(out / "curves.csv")
     assert {r["noise"] for r in curves} == {"50"} and {r["set"] for r in curves} == {"A", "B"}
@@ -107,8 +114,7 @@ def test_exp_refit_smoke_one_noise_level(dirs):
     assert (out / "runs" / "smoke-seed0" / "noise_50" / "config.json").exists()
 
 
-def test_report_builds_from_smoke_results(dirs):
-    # runs after the experiments above (file order); builds from whatever exists
+def test_report_builds_from_smoke_results(dirs, smoke):
     make("report", dirs)
     report = (dirs[1] / "REPORT.md").read_text()
     for title in ("§5.2", "§5.3", "§5.5", "gradient", "refitting"):
