@@ -12,8 +12,9 @@ import torch
 
 from .config import parse_config, provenance, results_dir, write_json
 from .data import load_dataset, load_intensities
-from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, encoder_bounds,
-                   logpx_from, own_family, summarise, write_per_point)
+from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, certificates,
+                   encoder_bounds, logpx_from, model_hash, own_family, summarise,
+                   write_per_point)
 from .presets import PRESETS
 from .train import TrainConfig, load_model, train
 from .vae import VAE
@@ -108,34 +109,61 @@ def eval_key(cfg: EvalConfig, extra: dict = None) -> dict:
             "eval_version": EVAL_VERSION, **(extra or {})}
 
 
+def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
+    """BDMC of one decoder along the AIS path of cfg, computed once per decoder (and proposal
+    encoder) and reused by every split and encoder that shares it: cached at `path`."""
+    key = {**{f: getattr(cfg, f) for f in EvalConfig.__dataclass_fields__
+              if f.startswith(("ais_", "bdmc_", "qstar_"))}, "eval_version": EVAL_VERSION,
+           "seed": seed, "decoder": model_hash(model, "decoder"),
+           "encoder": model_hash(model, "encoder")}
+    hit = cached(path, key)
+    if hit is not None:
+        print(f"[eval] BDMC cached: gap {hit['bdmc']['bdmc_gap']:.3f} nats", flush=True)
+        return hit["bdmc"]
+    t0 = time.time()
+    result = bdmc_bound(model, cfg, seed)
+    print(f"[eval] BDMC ({result['bdmc_path']} path): forward {result['bdmc_lower']:.2f}, reverse "
+          f"{result['bdmc_upper']:.2f}, gap {result['bdmc_gap']:.3f} nats "
+          f"({time.time() - t0:.0f}s)", flush=True)
+    write_json(path, {"key": key, "bdmc": result})
+    return result
+
+
 def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
                             out_dirs: dict, key_extra: dict = None, ais_source: str = None,
                             with_bdmc: bool = True) -> dict:
     """Gaps of several encoders that share ONE decoder, on the same points.
 
-    log p^ is computed once (AIS on the decoder of the first model, plus every encoder's IWAE
-    candidates) and reused for every encoder, so approximation gaps are comparable.
-    Returns {name: summary}; per_point.csv and summary.json go to out_dirs[name]. Cached: an
-    evaluation with the same config, seed and checkpoints is read back instead of recomputed.
+    log p^ is computed once (AIS on the decoder of the first model, from that model's q* or q,
+    plus every encoder's IWAE candidates) and reused for every encoder, so approximation gaps
+    are comparable. Returns {name: summary}; per_point.csv and summary.json go to
+    out_dirs[name]. Cached: an evaluation with the same config, seed and model contents is read
+    back instead of recomputed.
     """
     key = {**eval_key(cfg, key_extra), "seed": seed, "models": sorted(models),
-           "n": int(x.shape[0])}
+           "n": int(x.shape[0]), "model_hashes": {n: model_hash(m) for n, m in models.items()}}
     summaries = {n: cached(Path(d) / "summary.json", key) for n, d in out_dirs.items()}
     if all(s is not None for s in summaries.values()):
         print(f"[eval] cached: {', '.join(sorted(models))}", flush=True)
         return {n: s["summary"] for n, s in summaries.items()}
-    bounds = {}
+    source = ais_source or next(iter(models))
+    bounds, qstar_params = {}, None
     for name, model in models.items():
         t0 = time.time()
         model.eval()
-        bounds[name] = encoder_bounds(model, x, cfg, seed)
-        print(f"[eval] {name}: L[q] {bounds[name]['L_q'].mean():.2f}, L[q*] "
-              f"{bounds[name]['L_qstar'].mean():.2f} ({time.time() - t0:.0f}s)", flush=True)
-    decoder_model = models[ais_source or next(iter(models))]
+        bounds[name], params = encoder_bounds(model, x, cfg, seed)
+        if name == source:
+            qstar_params = params
+        b = bounds[name]
+        print(f"[eval] {name}: L[q] {b['L_q'].mean():.2f}, L[q*] {b['L_qstar'].mean():.2f} "
+              f"(q* capped {b['qstar_capped'].mean():.0%}, mean {b['qstar_steps'].mean():.0f} "
+              f"steps, probe {b['qstar_probe'][0]:+.3f}; {time.time() - t0:.0f}s)", flush=True)
+    decoder_model = models[source]
     t0 = time.time()
-    ais_values = ais_logpx(decoder_model, x, cfg, seed, verbose=True)
+    ais_values = ais_logpx(decoder_model, x, cfg, seed, qstar_params, verbose=True)
     print(f"[eval] AIS {ais_values.mean():.2f} ({time.time() - t0:.0f}s)", flush=True)
-    bdmc = bdmc_bound(decoder_model, cfg, seed) if with_bdmc else {}
+    bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent / "bdmc.json") \
+        if with_bdmc else {}
     logpx = logpx_from(ais_values, bounds.values())
     result = {}
     for name, b in bounds.items():
@@ -145,11 +173,14 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
                         "iwae_q": per_point["iwae_q"].mean().item(),
                         "iwae_qstar": per_point[f"iwae_qstar_{own_family(models[name])}"].mean().item(),
                         "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(),
-                        "qstar_fallback": per_point["qstar_fallback"].mean().item(), **bdmc})
+                        **certificates(per_point, bdmc)})
         if summary["failures"]:
             print(f"[eval] WARNING {name}: {summary['failures']}", flush=True)
+        if not summary["certified"]:
+            print(f"[eval] not certified {name}: {summary['certificate_misses']}", flush=True)
         write_per_point(Path(out_dirs[name]) / "per_point.csv", per_point)
-        write_json(Path(out_dirs[name]) / "summary.json", {"key": key, "summary": summary})
+        if not summary["failures"]:   # a failed estimate is reported, never cached as a success
+            write_json(Path(out_dirs[name]) / "summary.json", {"key": key, "summary": summary})
         result[name] = summary
     return result
 

@@ -13,9 +13,18 @@ so is every factorised Gaussian for the flow family (a coupling with zero weight
 is an affine map with constant scale and shift), so where local optimisation ends below one of
 them (noisy steps, too few steps), L[q*] = max(L[q*_opt], L[q], L[q*_ffg] for flows) per point.
 How often the optimised member loses is reported (`qstar_fallback`, fraction of points) rather
-than hidden. The ffg q* of a flow model has no floor from q (q is not a Gaussian).
+than hidden. The ffg q* of a flow model has no floor from q (q is not a Gaussian). The flow q*
+starts where the ffg q* ended (the same Gaussian written as a flow), so it never ends below it.
+
+log p^'s AIS starts from a per-point proposal (cfg.ais_proposal): the prior (the paper's path),
+the encoder's q, or the fitted q* of the decoder's first model (q* depends only on the decoder
+and x). Certificates, per evaluation (CERTIFICATE_TARGETS): the BDMC gap of the same AIS on data
+simulated from the decoder (computed once per decoder), the share of points where AIS (not an
+IWAE) sets log p^, the share of q* fits stopped by the step cap, and the convergence probe (the
+change of mean L[q*] on a fixed subset when the same fit may run twice as long).
 """
 import csv
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -24,11 +33,19 @@ from pathlib import Path
 import torch
 
 from .estimators import ais, bdmc
-from .local_opt import flatten, optimize_local
+from .local_opt import as_density, flatten, gaussian_as_flow, optimize_local
+from .proposals import DiagonalGaussian, FlowDensity
 from .vae import VAE, BatchLikelihood
 
-EVAL_VERSION = 2  # bump when what an evaluation computes changes: cached evaluations are redone
+EVAL_VERSION = 3  # bump when what an evaluation computes changes: cached evaluations are redone
+AIS_PROPOSALS = ("prior", "encoder", "qstar")
+# a number is certified when its decoder's BDMC gap, the q* cap share and the probe are within
+CERTIFICATE_TARGETS = {"bdmc_gap": 0.5, "qstar_capped": 0.05, "qstar_probe": 0.1}
 MOMENT_SAMPLES = 200  # samples of a flow q whose moments start the ffg q* of a flow model
+# the columns every gaps.csv carries after its gaps: what certifies them
+CERTIFICATE_FIELDS = ["certified", "certificate_misses", "bdmc_gap", "bdmc_lower", "bdmc_upper",
+                      "bdmc_path", "bdmc_settings", "ais_sets_logpx", "ais_below_logpx",
+                      "qstar_capped", "qstar_steps", "qstar_probe", "qstar_fallback"]
 QUANTITIES = ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap", "total_gap")
 
 
@@ -46,7 +63,11 @@ class EvalConfig:
     ais_steps: int = 200            # intermediate distributions (paper: 5000-10000)
     ais_leapfrog: int = 5           # paper: 10
     ais_init_step: float = 0.1      # initial HMC step (paper: 0.01, adapted per chain)
+    ais_proposal: str = "qstar"     # AIS start: prior (paper) | encoder (q) | qstar (fitted q*)
+    ais_warmup: int = 20            # HMC moves at beta = 0 that set a fixed step (0: the
+                                    # paper's per-chain adaptation during the run)
     bdmc_points: int = 50           # simulated points for the BDMC bound on AIS's error
+    qstar_probe_points: int = 50    # points on which q* is refit with twice the steps (0: none)
     point_chunk: int = 1000         # points evaluated together (memory bound)
 
 
@@ -82,36 +103,66 @@ def amortised_bounds(model: VAE, x: torch.Tensor, k: int):
 
 
 def local_bounds(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed: int,
-                 verbose: bool = False):
+                 verbose: bool = False, init: dict = None, budget: int = 1):
+    """q* of one family on x. init: start (default: the encoder's q, or the prior when the
+    config says so); budget: multiplies the step cap and the patience (the convergence probe)."""
     if model.config.family == "ffg" and family == "flow":
         raise ValueError("the flow q* is only evaluated for flow and cflow models")
-    init = encoder_init(model, x, family) if cfg.qstar_warm_start else None
+    if init is None and cfg.qstar_warm_start:
+        init = encoder_init(model, x, family)
     for p in model.decoder.parameters():
         p.requires_grad_(False)
     return optimize_local(BatchLikelihood(model, x), x.shape[0], model.z_dim, family=family,
                           n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
-                          check_every=cfg.qstar_check_every, patience=cfg.qstar_patience,
-                          max_steps=cfg.qstar_max_steps, eval_samples=cfg.k_eval, init=init,
-                          flow_steps=model.config.flow_steps, flow_hidden=model.config.flow_hidden,
-                          seed=seed, verbose=verbose, device=x.device)
+                          check_every=cfg.qstar_check_every,
+                          patience=cfg.qstar_patience * budget,
+                          max_steps=cfg.qstar_max_steps * budget, eval_samples=cfg.k_eval,
+                          init=init, flow_steps=model.config.flow_steps,
+                          flow_hidden=model.config.flow_hidden, seed=seed, verbose=verbose,
+                          device=x.device)
+
+
+def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: int = 1) -> dict:
+    """{family: LocalOptResult} for ffg and, for flow models, the flow family started from the
+    ffg q* (the same Gaussian written as a flow)."""
+    out = {"ffg": local_bounds(model, x, "ffg", cfg, seed, budget=budget)}
+    if own_family(model) == "flow":
+        ffg = out["ffg"].params
+        start = gaussian_as_flow(ffg["mu"], ffg["logvar"], model.config.flow_steps,
+                                 model.config.flow_hidden,
+                                 torch.Generator().manual_seed(seed))
+        out["flow"] = local_bounds(model, x, "flow", cfg, seed, init=start, budget=budget)
+    return out
+
+
+def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int) -> float:
+    """Mean L[q*] (own family, as optimised) on the first cfg.qstar_probe_points points when the
+    same fit may run twice the steps with twice the patience, minus the fit's own."""
+    n = min(cfg.qstar_probe_points, x.shape[0])
+    if n == 0:
+        return float("nan")
+    family = own_family(model)
+    longer = fit_qstar(model, x[:n], cfg, seed, budget=2)[family].elbo
+    return (longer.mean() - fits[family].elbo[:n].mean()).item()
 
 
 def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
-                   verbose: bool = False) -> dict:
-    """Per-point L[q], IWAE q, and q* bounds for ffg and (flow models) the flow family."""
-    out = {k: [] for k in ("L_q", "iwae_q", "L_qstar_ffg", "iwae_qstar_ffg", "qstar_steps_ffg")}
+                   verbose: bool = False) -> tuple:
+    """Per-point L[q], IWAE q, and q* bounds for ffg and (flow models) the flow family, with the
+    q* fit's steps and cap flags; and the own-family q* fits' parameters (AIS proposals)."""
+    out, params = {}, []
     families = ["ffg"] + (["flow"] if own_family(model) == "flow" else [])
-    if "flow" in families:
-        out.update({"L_qstar_flow": [], "iwae_qstar_flow": [], "qstar_steps_flow": []})
     for start in range(0, x.shape[0], cfg.point_chunk):
         xc = x[start:start + cfg.point_chunk]
         torch.manual_seed(seed + start)
         l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
-        out["L_q"].append(l_q)
-        out["iwae_q"].append(i_q)
+        fits = fit_qstar(model, xc, cfg, seed + start)
+        if start == 0:
+            out["qstar_probe"] = [torch.full((1,), convergence_probe(model, xc, fits, cfg, seed))]
+        columns = {"L_q": l_q, "iwae_q": i_q}
         members = [(l_q, i_q)]                  # other members of the own family found
         for family in families:
-            r = local_bounds(model, xc, family, cfg, seed + start, verbose)
+            r = fits[family]
             elbo, iwae = r.elbo, r.iwae
             if family == own_family(model):
                 fallback = torch.zeros_like(elbo, dtype=torch.bool)
@@ -120,26 +171,59 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
                     elbo = torch.where(better, other_elbo, elbo)
                     iwae = torch.where(better, other_iwae, iwae)
                     fallback |= better
-                out.setdefault("qstar_fallback", []).append(fallback.float())
+                columns["qstar_fallback"] = fallback.float()
+                columns["qstar_capped"] = r.capped.float()
+                columns["qstar_steps"] = r.steps.float()
+                params.append(r.params)
             else:                               # the ffg q* of a flow model is a flow member
                 members.append((elbo, iwae))
-            out[f"L_qstar_{family}"].append(elbo)
-            out[f"iwae_qstar_{family}"].append(iwae)
-            out[f"qstar_steps_{family}"].append(r.steps.float())
+            columns.update({f"L_qstar_{family}": elbo, f"iwae_qstar_{family}": iwae,
+                            f"qstar_steps_{family}": r.steps.float()})
+        for k, v in columns.items():
+            out.setdefault(k, []).append(v)
+    probe = out.pop("qstar_probe")[0]
     out = {k: torch.cat(v).cpu() for k, v in out.items()}
     out["L_qstar"] = out[f"L_qstar_{own_family(model)}"]
-    return out
+    out["qstar_probe"] = probe.expand(x.shape[0]).clone()
+    return out, {k: torch.cat([p[k] for p in params]) for k in params[0]}
 
 
-def ais_logpx(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, verbose: bool = False):
-    """AIS estimate of log p(x) per point for the model's decoder."""
+def encoder_density(model: VAE, x: torch.Tensor):
+    """The encoder's q(z|x) as a density over a fixed batch (an AIS proposal)."""
+    with torch.no_grad():
+        mu, logvar, layers = model.encoder.encode(x)
+    return FlowDensity(mu, logvar, layers) if layers else DiagonalGaussian(mu, logvar)
+
+
+def ais_proposal(model: VAE, x: torch.Tensor, cfg: EvalConfig, qstar_params: dict = None):
+    """q0 of AIS for these points: None (the prior), the encoder's q, or the fitted q*."""
+    if cfg.ais_proposal not in AIS_PROPOSALS:
+        raise ValueError(f"unknown AIS proposal {cfg.ais_proposal!r}; "
+                         f"allowed: {', '.join(AIS_PROPOSALS)}")
+    if cfg.ais_proposal == "prior":
+        return None
+    if cfg.ais_proposal == "encoder":
+        return encoder_density(model, x)
+    return as_density(qstar_params)
+
+
+def ais_settings(cfg: EvalConfig) -> dict:
+    return dict(n_chains=cfg.ais_chains, n_steps=cfg.ais_steps, n_leapfrog=cfg.ais_leapfrog,
+                init_step=cfg.ais_init_step, n_warmup=cfg.ais_warmup)
+
+
+def ais_logpx(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, qstar_params: dict = None,
+              verbose: bool = False):
+    """AIS estimate of log p(x) per point for the model's decoder, from cfg.ais_proposal."""
     parts = []
     for start in range(0, x.shape[0], cfg.point_chunk):
         xc = x[start:start + cfg.point_chunk]
+        chunk_params = None if qstar_params is None else \
+            {k: v[start:start + cfg.point_chunk] for k, v in qstar_params.items()}
         parts.append(ais(BatchLikelihood(model, xc), xc.shape[0], model.z_dim,
-                         n_chains=cfg.ais_chains, n_steps=cfg.ais_steps,
-                         n_leapfrog=cfg.ais_leapfrog, init_step=cfg.ais_init_step,
-                         seed=seed + start, verbose=verbose, device=x.device))
+                         proposal=ais_proposal(model, xc, cfg, chunk_params),
+                         seed=seed + start, verbose=verbose, device=x.device,
+                         **ais_settings(cfg)))
     return torch.cat(parts).cpu()
 
 
@@ -154,12 +238,27 @@ def simulate(model: VAE, n: int, seed: int):
 
 
 def bdmc_bound(model: VAE, cfg: EvalConfig, seed: int) -> dict:
-    """Forward and reverse AIS on data simulated from the decoder: mean bounds and their gap."""
+    """Forward and reverse AIS on data simulated from the decoder, along the same path as the
+    AIS of log p^ (with q* fitted to the simulated points when that path starts at q*)."""
     x, z = simulate(model, cfg.bdmc_points, seed)
-    r = bdmc(BatchLikelihood(model, x), z, n_chains=cfg.ais_chains, n_steps=cfg.ais_steps,
-             n_leapfrog=cfg.ais_leapfrog, init_step=cfg.ais_init_step, seed=seed)
+    params = fit_qstar(model, x, cfg, seed)[own_family(model)].params \
+        if cfg.ais_proposal == "qstar" else None
+    r = bdmc(BatchLikelihood(model, x), z, proposal=ais_proposal(model, x, cfg, params),
+             seed=seed, **ais_settings(cfg))
     return {"bdmc_lower": r.lower.mean().item(), "bdmc_upper": r.upper.mean().item(),
-            "bdmc_gap": r.gap}
+            "bdmc_gap": r.gap, "bdmc_path": cfg.ais_proposal,
+            "bdmc_settings": f"{cfg.bdmc_points} simulated points, {cfg.ais_chains} chains x "
+                             f"{cfg.ais_steps} steps x {cfg.ais_leapfrog} leapfrog"}
+
+
+def model_hash(model: torch.nn.Module, part: str = None) -> str:
+    """Content hash of a model's (or one part's) parameters: the identity of a checkpoint."""
+    module = getattr(model, part) if part else model
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def logpx_from(ais_values: torch.Tensor, bounds_list) -> torch.Tensor:
@@ -170,6 +269,7 @@ def logpx_from(ais_values: torch.Tensor, bounds_list) -> torch.Tensor:
 
 def add_gaps(bounds: dict, logpx: torch.Tensor, ais_values: torch.Tensor) -> dict:
     out = dict(bounds, ais=ais_values, logpx=logpx)
+    out["ais_sets_logpx"] = (ais_values >= logpx).float()
     out["approx_gap"] = logpx - bounds["L_qstar"]
     out["amort_gap"] = bounds["L_qstar"] - bounds["L_q"]
     out["total_gap"] = logpx - bounds["L_q"]
@@ -185,9 +285,27 @@ def summarise(per_point: dict, names=QUANTITIES) -> dict:
         summary[name], summary[f"{name}_sem"] = mean, sem
         if name.endswith("_gap") and mean < -3 * sem:
             failures.append(f"{name} = {mean:.3f} +- {sem:.3f} < 0: estimator failure")
+    for name, v in per_point.items():
+        if not torch.isfinite(v).all():
+            failures.append(f"{name} has {int((~torch.isfinite(v)).sum())} non-finite values")
     summary["n_points"] = len(per_point[names[0]])
     summary["failures"] = "; ".join(failures)
     return summary
+
+
+def certificates(per_point: dict, bdmc: dict) -> dict:
+    """The evidence that a row's numbers converged, and whether it is within CERTIFICATE_TARGETS."""
+    cert = {"ais_sets_logpx": per_point["ais_sets_logpx"].mean().item(),
+            "ais_below_logpx": (per_point["logpx"] - per_point["ais"]).mean().item(),
+            "qstar_capped": per_point["qstar_capped"].mean().item(),
+            "qstar_steps": per_point["qstar_steps"].mean().item(),
+            "qstar_probe": per_point["qstar_probe"][0].item(),
+            "qstar_fallback": per_point["qstar_fallback"].mean().item(), **bdmc}
+    misses = [f"{k} not measured" if k not in cert else f"{k} {cert[k]:.3g} > {t}"
+              for k, t in CERTIFICATE_TARGETS.items() if not abs(cert.get(k, math.inf)) <= t]
+    cert["certified"] = not misses
+    cert["certificate_misses"] = "; ".join(misses)
+    return cert
 
 
 def write_per_point(path: Path, per_point: dict) -> None:

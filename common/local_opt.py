@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from .estimators import _probe_device, proposal_bounds
-from .flows import init_flow
+from .flows import flow_forward, init_flow
 from .posteriors import log_standard_normal, sample_base_and_flow
+from .proposals import DiagonalGaussian, FlowDensity
 
 FAMILIES = ("ffg", "flow")
 
@@ -31,6 +32,7 @@ class LocalOptResult:
     iwae: torch.Tensor      # IWAE of q* per point, [n_points]
     steps: torch.Tensor     # optimisation steps taken per point, [n_points]
     params: dict            # final per-point parameters (flat dict of [n_points, ...] tensors)
+    capped: torch.Tensor = None  # True where the step cap, not the stopping rule, ended the fit
 
 
 def flatten(mu, logvar, layers) -> dict:
@@ -60,6 +62,25 @@ class _Subset:
         full = z.new_zeros(*z.shape[:-2], self.n, z.shape[-1])
         full[..., self.idx, :] = z
         return self.fn(full)[..., self.idx]
+
+
+def gaussian_as_flow(mu: torch.Tensor, logvar: torch.Tensor, flow_steps: int = 2,
+                     flow_hidden: int = 50, generator=None) -> dict:
+    """Per-point flow parameters whose density is exactly N(mu, diag exp(logvar)): coupling nets
+    with zero output weights are affine maps z -> a * z + c with constant a, c (a = product of
+    sigmoid(b_gate)), so the base is N((mu - c) / a, exp(logvar) / a^2). The flow q* starts
+    here, where the ffg q* ended, so it can only improve on it."""
+    n, d = mu.shape
+    layers = init_flow(d, flow_hidden, flow_steps, batch_shape=(n,), generator=generator,
+                       device=mu.device)
+    for _, p in layers:
+        p["w_shift"].zero_()
+        p["w_gate"].zero_()
+    with torch.no_grad():
+        c, _ = flow_forward(torch.zeros(1, n, d, device=mu.device), layers)
+        a_plus_c, _ = flow_forward(torch.ones(1, n, d, device=mu.device), layers)
+        a = (a_plus_c - c)[0]
+    return flatten((mu - c[0]) / a, logvar - 2 * a.log(), layers)
 
 
 def initial_params(n_points, z_dim, family, init=None, flow_steps=2, flow_hidden=50,
@@ -136,6 +157,8 @@ def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "
         if verbose:
             print(f"[q* {family}] step {t}: {n_points - len(active)}/{n_points} converged, "
                   f"mean loss {best.mean().item():.3f}", flush=True)
+    capped = torch.zeros(n_points, dtype=torch.bool, device=device)
+    capped[active] = True                       # still improving when the cap stopped them
     params = {k: v.detach() for k, v in params.items()}
     mu, logvar, layers = unflatten(params, update_second)
     eval_chunk = eval_chunk or max(1, 2 ** 23 // max(1, n_points * 784))
@@ -143,7 +166,15 @@ def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "
         elbo, iwae = proposal_bounds(
             log_likelihood, lambda n: sample_base_and_flow(mu, logvar, layers, n, torch_gen),
             eval_samples, eval_chunk)
-    return LocalOptResult(elbo=elbo.float(), iwae=iwae.float(), steps=steps, params=params)
+    return LocalOptResult(elbo=elbo.float(), iwae=iwae.float(), steps=steps, params=params,
+                          capped=capped)
+
+
+def as_density(params: dict):
+    """The fitted per-point q* as a density (an AIS proposal): ffg or flow."""
+    n_layers = sum(1 for k in params if k.endswith(".w_in"))
+    mu, logvar, layers = unflatten(params, [True, False] * (n_layers // 2))
+    return FlowDensity(mu, logvar, layers) if layers else DiagonalGaussian(mu, logvar)
 
 
 def optimize_local_loop(log_likelihood, n_points: int, z_dim: int, **kwargs) -> LocalOptResult:
@@ -159,5 +190,6 @@ def optimize_local_loop(log_likelihood, n_points: int, z_dim: int, **kwargs) -> 
     return LocalOptResult(elbo=torch.cat([r.elbo for r in results]),
                           iwae=torch.cat([r.iwae for r in results]),
                           steps=torch.cat([r.steps for r in results]),
+                          capped=torch.cat([r.capped for r in results]),
                           params={k: torch.cat([r.params[k] for r in results])
                                   for k in results[0].params})

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .config import ConfigError
 from .data import DATASETS
-from .gaps import EvalConfig
+from .gaps import AIS_PROPOSALS, EvalConfig
 from .posteriors import FAMILIES
 from .train import TrainConfig
 from .vae import model_config
@@ -46,6 +46,12 @@ class RunConfig(EvalConfig):
                      "ais_steps", "z_dim"):
             if getattr(self, name) < 1 and not (name == "n_points" and getattr(self, name) == 0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.ais_proposal not in AIS_PROPOSALS:
+            raise ConfigError(f"--ais-proposal={self.ais_proposal} is not allowed; use one of: "
+                              f"{', '.join(AIS_PROPOSALS)}")
+        for name in ("ais_warmup", "qstar_probe_points", "bdmc_points"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
         for name in ("families",):
             for f in getattr(self, name, ()):
                 if f not in FAMILIES:
@@ -59,14 +65,16 @@ class RunConfig(EvalConfig):
 # evaluation and training sizes shared by the smoke presets of every experiment
 SMOKE = dict(epochs=2, warmup_epochs=1, n_train=1000, n_valid_monitor=100, n_points=24,
              k_eval=64, qstar_samples=4, qstar_lr=1e-2, qstar_check_every=10, qstar_patience=1,
-             qstar_max_steps=40, ais_chains=2, ais_steps=10, ais_leapfrog=2, bdmc_points=8)
+             qstar_max_steps=40, ais_chains=2, ais_steps=10, ais_leapfrog=2, ais_warmup=3,
+             bdmc_points=8, qstar_probe_points=8)
 QUICK = dict(epochs=30, warmup_epochs=5, n_points=500, k_eval=1000, qstar_samples=10,
              qstar_lr=3e-3, qstar_check_every=50, qstar_patience=2, qstar_max_steps=300,
              ais_chains=4, ais_steps=100, ais_leapfrog=5, bdmc_points=50)
 PAPER = dict(epochs=3280, warmup_epochs=100, n_points=1000, k_eval=5000, qstar_samples=50,
              qstar_lr=1e-3, qstar_check_every=100, qstar_patience=10, qstar_max_steps=100_000,
              qstar_warm_start=False, ais_chains=100, ais_steps=5000, ais_leapfrog=10,
-             ais_init_step=0.01, bdmc_points=100)
+             ais_init_step=0.01, ais_proposal="prior", ais_warmup=0, bdmc_points=100,
+             qstar_probe_points=100)
 
 
 @dataclass(frozen=True)

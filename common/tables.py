@@ -33,14 +33,46 @@ def write_tables(stem: Path, headers: list, rows: list, latex_rows: list = None,
     atomic_write_text(stem.with_suffix(".tex"), tex + "\n")
 
 
+# certificate rows under every gap table: (label, summary field, format); targets in the caption
+CERTIFICATE_ROWS = [("BDMC gap (nats)", "bdmc_gap", "{:.3f}"),
+                    ("AIS sets log p̂ (share)", "ais_sets_logpx", "{:.0%}"),
+                    ("q* stopped by cap (share)", "qstar_capped", "{:.1%}"),
+                    ("q* probe, 2x steps (nats)", "qstar_probe", "{:+.3f}"),
+                    ("Certified", "certified", "{}")]
+
+
+def _cell(summary: dict, field: str, fmt: str) -> str:
+    value = summary.get(field, "")
+    if value in ("", None):
+        return "n/a"
+    if isinstance(value, str):
+        value = value == "True" if value in ("True", "False") else float(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return fmt.format(value)
+
+
+def certificate_caption() -> str:
+    from .gaps import CERTIFICATE_TARGETS
+    t = CERTIFICATE_TARGETS
+    return (f"Certified: BDMC gap <= {t['bdmc_gap']} nat, q* cap share <= {t['qstar_capped']:.0%}, "
+            f"|probe| <= {t['qstar_probe']} nat.")
+
+
 def gap_table(stem: Path, columns: dict, caption: str = "") -> None:
-    """Paper's Table-2 layout: rows = quantities, one column per (label -> summary dict)."""
+    """Paper's Table-2 layout: rows = quantities, one column per (label -> summary dict), then
+    the certificate rows of each column."""
     headers = [""] + list(columns)
     rows, latex_rows = [], []
     for q in LABELS:
-        cells = [pm(s[q], s[f"{q}_sem"]) for s in columns.values()]
+        cells = [pm(float(s[q]), float(s[f"{q}_sem"])) for s in columns.values()]
         rows.append([LABELS[q]] + cells)
         latex_rows.append([LATEX_LABELS[q]] + [c.replace("±", r"$\pm$") for c in cells])
+    for label, field, fmt in CERTIFICATE_ROWS:
+        cells = [_cell(s, field, fmt) for s in columns.values()]
+        rows.append([label] + cells)
+        latex_rows.append([label.replace("p̂", r"$\hat p$")] + cells)  # tabulate escapes %
+    caption = f"{caption} {certificate_caption()}".strip()
     write_tables(stem, headers, rows, latex_rows, caption)
 
 

@@ -30,7 +30,7 @@ def main(argv=None):
         curves += rows
         set_a, set_b = corrupted_sets(exp, noise)
         for name, x in (("A", set_a[:cfg.qstar_points]), ("B", set_b[:cfg.qstar_points])):
-            bounds = {when: encoder_bounds(model, x, cfg, exp.seed)
+            bounds = {when: encoder_bounds(model, x, cfg, exp.seed)[0]
                       for when, model in (("before", base), ("after", refit_model))}
             # q* depends on the decoder and x only: the best of the two warm-started fits
             best = torch.maximum(bounds["before"]["L_qstar"], bounds["after"]["L_qstar"])
