@@ -17,8 +17,8 @@ than hidden. The ffg q* of a flow model has no floor from q (q is not a Gaussian
 starts where the ffg q* ended (the same Gaussian written as a flow), so it never ends below it.
 
 log p^'s AIS starts from a per-point proposal (cfg.ais_proposal): the prior (the paper's path),
-the encoder's q, or the fitted q* of the decoder's first model (q* depends only on the decoder
-and x). Certificates, per evaluation (CERTIFICATE_TARGETS): the BDMC gap of the same AIS on data
+the encoder's q, or the fitted ffg q* of the decoder's first model (q* depends only on the
+decoder and x). Certificates, per evaluation (CERTIFICATE_TARGETS): the BDMC gap of the same AIS on data
 simulated from the decoder (computed once per decoder), the share of points where AIS (not an
 IWAE) sets log p^, the share of q* fits stopped by the step cap, and the convergence probe (the
 change of mean L[q*] on a fixed subset when the same fit may run twice as long).
@@ -149,7 +149,9 @@ def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, 
 def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
                    verbose: bool = False) -> tuple:
     """Per-point L[q], IWAE q, and q* bounds for ffg and (flow models) the flow family, with the
-    q* fit's steps and cap flags; and the own-family q* fits' parameters (AIS proposals)."""
+    q* fit's steps and cap flags; and the ffg q* parameters (the AIS proposal: a Gaussian close
+    to the posterior, with a closed-form gradient; a flow q* would cost a flow inverse per
+    leapfrog step for little gain once HMC moves)."""
     out, params = {}, []
     families = ["ffg"] + (["flow"] if own_family(model) == "flow" else [])
     for start in range(0, x.shape[0], cfg.point_chunk):
@@ -157,6 +159,7 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
         torch.manual_seed(seed + start)
         l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
         fits = fit_qstar(model, xc, cfg, seed + start)
+        params.append(fits["ffg"].params)
         if start == 0:
             out["qstar_probe"] = [torch.full((1,), convergence_probe(model, xc, fits, cfg, seed))]
         columns = {"L_q": l_q, "iwae_q": i_q}
@@ -174,7 +177,6 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
                 columns["qstar_fallback"] = fallback.float()
                 columns["qstar_capped"] = r.capped.float()
                 columns["qstar_steps"] = r.steps.float()
-                params.append(r.params)
             else:                               # the ffg q* of a flow model is a flow member
                 members.append((elbo, iwae))
             columns.update({f"L_qstar_{family}": elbo, f"iwae_qstar_{family}": iwae,
@@ -241,7 +243,7 @@ def bdmc_bound(model: VAE, cfg: EvalConfig, seed: int) -> dict:
     """Forward and reverse AIS on data simulated from the decoder, along the same path as the
     AIS of log p^ (with q* fitted to the simulated points when that path starts at q*)."""
     x, z = simulate(model, cfg.bdmc_points, seed)
-    params = fit_qstar(model, x, cfg, seed)[own_family(model)].params \
+    params = local_bounds(model, x, "ffg", cfg, seed).params \
         if cfg.ais_proposal == "qstar" else None
     r = bdmc(BatchLikelihood(model, x), z, proposal=ais_proposal(model, x, cfg, params),
              seed=seed, **ais_settings(cfg))

@@ -68,8 +68,9 @@ SMOKE = dict(epochs=2, warmup_epochs=1, n_train=1000, n_valid_monitor=100, n_poi
              qstar_max_steps=40, ais_chains=2, ais_steps=10, ais_leapfrog=2, ais_warmup=3,
              bdmc_points=8, qstar_probe_points=8)
 QUICK = dict(epochs=30, warmup_epochs=5, n_points=500, k_eval=1000, qstar_samples=10,
-             qstar_lr=3e-3, qstar_check_every=50, qstar_patience=2, qstar_max_steps=300,
-             ais_chains=4, ais_steps=100, ais_leapfrog=5, bdmc_points=50)
+             qstar_lr=3e-3, qstar_check_every=50, qstar_patience=2, qstar_max_steps=2000,
+             ais_chains=4, ais_steps=100, ais_leapfrog=5, ais_init_step=0.3, ais_warmup=20,
+             ais_proposal="qstar", bdmc_points=50, qstar_probe_points=50)
 PAPER = dict(epochs=3280, warmup_epochs=100, n_points=1000, k_eval=5000, qstar_samples=50,
              qstar_lr=1e-3, qstar_check_every=100, qstar_patience=10, qstar_max_steps=100_000,
              qstar_warm_start=False, ais_chains=100, ais_steps=5000, ais_leapfrog=10,
@@ -155,8 +156,7 @@ PRESETS = {
     "exp53": _presets(Exp53Config, smoke=dict(base_epochs=2),
                       quick=dict(epochs=30, base_epochs=30), paper=dict(base_epochs=3280)),
     "exp55": _presets(Exp55Config, smoke=dict(n_points=16, n_eval_epochs=2),
-                      quick=dict(epochs=30, n_points=200, n_eval_epochs=5,
-                                 qstar_max_steps=200),
+                      quick=dict(epochs=30, n_points=200, n_eval_epochs=5),
                       paper=dict(eval_epochs=(1, 10, 100, 300, 1000, 2000, 3280))),
     "exp_refit": _presets(RefitConfig,
                           smoke=dict(noise=(10,), refit_epochs=2, eval_every=1, n_refit=200,

@@ -265,3 +265,52 @@ def test_a_factorised_gaussian_is_a_member_of_the_per_point_flow_family():
     expected = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
     torch.testing.assert_close(log_q, expected, atol=1e-4, rtol=0)
     assert set(flatten(mu, logvar, layers)) >= {"mu", "logvar", "0.w_in", "3.b_gate"}
+
+
+def test_a_gaussian_written_as_a_flow_has_the_same_density():
+    from common.local_opt import as_density, gaussian_as_flow
+    mu, logvar = torch.randn(5, 6), torch.randn(5, 6)
+    flow = as_density(gaussian_as_flow(mu, logvar, flow_steps=2, flow_hidden=7))
+    gauss = DiagonalGaussian(mu, logvar)
+    z = gauss.sample(10)
+    torch.testing.assert_close(flow.log_prob(z), gauss.log_prob(z), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(flow.scale, gauss.scale, atol=0.15, rtol=0.15)
+
+
+def test_flow_qstar_started_from_the_ffg_qstar_improves_on_it_where_the_family_allows():
+    """The posterior of the linear-Gaussian model is correlated, which an affine coupling can
+    represent and a factorised Gaussian cannot: the flow q* started where the ffg q* ended must
+    close part of the ffg's known gap, and never end below it."""
+    from common.local_opt import gaussian_as_flow
+    ffg = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", **FAST)
+    start = gaussian_as_flow(ffg.params["mu"], ffg.params["logvar"], 2, 16)
+    flow = optimize_local(LL, X.shape[0], MODEL.D, family="flow", init=start, **FAST)
+    gap = MODEL.ffg_gap().item()
+    assert gap > 0.1                                  # the family difference is measurable
+    gain = (flow.elbo - ffg.elbo)
+    assert gain.mean() > 0.3 * gap, (gain.mean(), gap)
+    assert (gain > -0.05).all(), gain.min()            # eval noise only, never a real loss
+    assert (flow.elbo <= LOG_PX + 0.05).all()
+
+
+def test_cap_flags_mark_the_fits_the_step_cap_ended():
+    short = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", n_samples=10, lr=1e-3,
+                           check_every=10, patience=100, max_steps=30, eval_samples=10, seed=0)
+    assert short.capped.all() and (short.steps == 30).all()
+    done = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", **FAST)
+    assert not done.capped.any() and (done.steps < 100_000).all()
+
+
+def test_certificates_follow_their_targets():
+    from common.gaps import CERTIFICATE_TARGETS, certificates
+    n = 10
+    per_point = {"ais_sets_logpx": torch.ones(n), "ais": torch.zeros(n), "logpx": torch.zeros(n),
+                 "qstar_capped": torch.zeros(n), "qstar_steps": torch.full((n,), 300.0),
+                 "qstar_probe": torch.full((n,), 0.01), "qstar_fallback": torch.zeros(n)}
+    good = certificates(per_point, {"bdmc_gap": 0.2})
+    assert good["certified"] and good["certificate_misses"] == ""
+    bad = certificates(dict(per_point, qstar_capped=torch.tensor([1.0] + [0.0] * (n - 1))),
+                       {"bdmc_gap": CERTIFICATE_TARGETS["bdmc_gap"] + 0.1})
+    assert not bad["certified"]
+    assert "bdmc_gap" in bad["certificate_misses"] and "qstar_capped" in bad["certificate_misses"]
+    assert "bdmc_gap not measured" in certificates(per_point, {})["certificate_misses"]

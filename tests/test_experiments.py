@@ -68,6 +68,16 @@ def test_exp52_smoke_outputs_and_caching(dirs, smoke):
             assert col in r and r[col] != "" and float(r[col]) == float(r[col]), col
         assert float(r["L_q"]) <= float(r["L_qstar"])
         assert float(r["L_qstar"]) <= float(r["logpx"])
+        # certificates: measured, in range, and the verdict follows the targets
+        for col in ("bdmc_gap", "ais_sets_logpx", "qstar_capped", "qstar_probe", "qstar_steps"):
+            assert float(r[col]) == float(r[col]), col
+        assert 0 <= float(r["ais_sets_logpx"]) <= 1 and 0 <= float(r["qstar_capped"]) <= 1
+        assert r["bdmc_path"] == "qstar"
+        assert (r["certified"] == "True") == (r["certificate_misses"] == "")
+    # each model's decoder had its BDMC computed once, for both splits
+    assert "BDMC cached" in smoke["exp52"]
+    md = (out / "table.md").read_text()
+    assert "BDMC gap" in md and "Certified" in md and "q* probe" in md
     assert r"\toprule" in (out / "table.tex").read_text()
     run = out / "runs" / "smoke-seed0" / "mnist_cflow"
     for name in ("config.json", "metrics.csv", "last.pt", "eval_test/per_point.csv"):
