@@ -24,10 +24,10 @@ endif
 ifeq ($(filter $(DEVICE),auto cpu cuda),)
 $(error DEVICE=$(DEVICE) is not allowed; use one of: auto cpu cuda)
 endif
-ifneq ($(shell [[ "$(SEED)" =~ ^[0-9]+$$ ]] && echo ok),ok)
-$(error SEED=$(SEED) is not allowed; use a whole number >= 0)
+ifneq ($(shell [[ "$(SEED)" =~ ^[0-9]{1,10}$$ ]] && [ "$(SEED)" -lt 2147483648 ] && echo ok),ok)
+$(error SEED=$(SEED) is not allowed; use a whole number in [0, 2147483647])
 endif
-ifneq ($(shell for n in $$(echo "$(NOISE)" | tr , ' '); do [[ "$$n" =~ ^[0-9]+$$ ]] && [ "$$n" -le 784 ] || echo bad; done; [ -n "$(NOISE)" ] || echo bad),)
+ifneq ($(shell [[ "$(NOISE)" =~ ^[0-9]+(,[0-9]+)*$$ ]] || echo bad; for n in $$(echo "$(NOISE)" | tr , ' '); do [ "$$n" -le 784 ] 2>/dev/null || echo bad; done),)
 $(error NOISE=$(NOISE) is not allowed; use whole numbers in [0, 784], e.g. NOISE=50 or NOISE=10,50,100)
 endif
 ifneq ($(DATASET),)

@@ -7,6 +7,12 @@
 3. AIS: achieved FLOP/s of the decoder forward/backward inside AIS as a fraction of a plain
    matmul's FLOP/s of the same shapes on this machine.
 4. IWAE k = 5000 throughput, points per second.
+5. Cost model (common/costmodel.py): per-unit costs (a training step per architecture, an AIS
+   leapfrog row, a q* step row, a decoder forward row), measured at the paper's width on a GPU
+   (100 chains x 1000 points, 50 samples x 1000 points) and at a small width on a CPU, multiplied
+   out to the predicted wall time of every study and of `make all PRESET=paper`
+   (`paper_preset_predicted_h`). On a GPU the mean steps of a q* fit under the paper's rule
+   are measured too; elsewhere they are an assumption, printed as such.
 Writes RESULTS_DIR/bench/bench.json and prints a table.
 """
 import argparse
@@ -22,8 +28,9 @@ from .data import load_dataset
 from .estimators import ais
 from .experiment import base_run_dir, trained_epochs
 from .gaps import EvalConfig, local_bounds
-from .local_opt import optimize_local_loop
-from .presets import PRESETS
+from .costmodel import predict
+from .local_opt import gaussian_as_flow, optimize_local, optimize_local_loop
+from .presets import EXP55_MODELS, PRESETS
 from .train import TrainConfig, load_model, train
 from .vae import VAE, BatchLikelihood, model_config
 
@@ -166,6 +173,92 @@ def bench_iwae(model, x, k, seed):
     return {"iwae_k": k, "iwae_points": len(x), "iwae_s": t, "iwae_points_per_s": len(x) / t}
 
 
+PAPER_QSTAR_STEPS_ASSUMED = 3000  # mean q* steps under the paper's rule when not measured
+
+
+def model_names() -> list:
+    """Every "<family>/<architecture>" that some study trains, per the paper preset."""
+    names = {f"{f}/standard" for f in PRESETS["exp52"]["paper"].families}
+    names |= {f"{f}/{PRESETS['exp53']['paper'].encoder}" for f in PRESETS["exp53"]["paper"].families}
+    names |= {"/".join(EXP55_MODELS[m]) for m in PRESETS["exp55"]["paper"].models}
+    return sorted(names)
+
+
+def unit_train_step(name, x, batch, steps, device):
+    family, architecture = name.split("/")
+    torch.manual_seed(0)
+    model = VAE(model_config(architecture, family=family)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+
+    def run(n):
+        for i in range(n):
+            xb = x[(i * batch) % (len(x) - batch):][:batch]
+            z, log_q = model.encoder.sample_and_log_prob(xb, 1)
+            loss = -(model.log_joint(xb, z) - log_q).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    run(5)
+    return _timed(lambda: run(steps), device) / steps
+
+
+def unit_ais_row(model, x, chains, steps, leapfrog, device):
+    _timed(lambda: ais(BatchLikelihood(model, x[:2]), 2, model.z_dim, n_chains=2, n_steps=2,
+                       n_leapfrog=2, seed=0, device=device), device)
+    t = _timed(lambda: ais(BatchLikelihood(model, x), len(x), model.z_dim, n_chains=chains,
+                           n_steps=steps, n_leapfrog=leapfrog, seed=0, init_step=0.1,
+                           device=device), device)
+    return t / (chains * len(x) * steps * leapfrog)
+
+
+def unit_qstar_row(model, x, family, samples, steps, device):
+    ll = BatchLikelihood(model, x)
+    init = None
+    if family == "flow":
+        zeros = torch.zeros(len(x), model.z_dim, device=device)
+        init = gaussian_as_flow(zeros, zeros, model.config.flow_steps, model.config.flow_hidden)
+    fit = lambda n: optimize_local(ll, len(x), model.z_dim, family=family, n_samples=samples,  # noqa: E731
+                                   check_every=n, patience=10 ** 6, max_steps=n, eval_samples=1,
+                                   init=init, seed=0, device=device)
+    fit(3)
+    return _timed(lambda: fit(steps), device) / (len(x) * samples * steps)
+
+
+def paper_rule_qstar_steps(model, x, device) -> float:
+    """Mean steps of the ffg q* under the paper preset's rule (from the prior, lr 1e-3, S = 50,
+    window 100, patience 10)."""
+    c = PRESETS["exp52"]["paper"]
+    r = optimize_local(BatchLikelihood(model, x), len(x), model.z_dim, family="ffg",
+                       n_samples=c.qstar_samples, lr=c.qstar_lr, check_every=c.qstar_check_every,
+                       patience=c.qstar_patience, max_steps=c.qstar_max_steps, eval_samples=1,
+                       seed=0, device=device)
+    return r.steps.float().mean().item()
+
+
+def bench_cost_model(model, x_train, x_test, device, small: bool) -> dict:
+    gpu = device.type == "cuda"
+    points = 1000 if gpu else (20 if small else 100)
+    x = x_test[:points]
+    units = {"train_step": {n: unit_train_step(n, x_train, 100, 50 if gpu else 10, device)
+                            for n in model_names()},
+             "ais_row": unit_ais_row(model, x, 100 if gpu else 10, 5 if gpu else 2,
+                                     10 if gpu else 5, device),
+             "qstar_row": {f: unit_qstar_row(model, x, f, 50 if gpu else 10, 20 if gpu else 5,
+                                             device) for f in ("ffg", "flow")}}
+    t = _timed(lambda: model.iwae(x[:100], 5000 if gpu else 500), device)
+    units["iwae_row"] = t / (len(x[:100]) * (5000 if gpu else 500))
+    if gpu:
+        steps, source = paper_rule_qstar_steps(model, x_test[:100], device), "measured (100 points)"
+    else:
+        steps, source = PAPER_QSTAR_STEPS_ASSUMED, "assumed"
+    prediction = predict(units, "paper", steps)
+    return {"cost_units": units, "cost_qstar_steps_paper_rule": steps,
+            "cost_qstar_steps_source": source, "cost_model_paper_s": prediction,
+            "paper_preset_predicted_h": prediction["all_h"],
+            **{f"paper_predicted_h_{k}": v["total"] / 3600 for k, v in prediction.items()
+               if isinstance(v, dict)}}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="quick")
@@ -193,19 +286,21 @@ def main(argv=None) -> int:
     small = args.preset == "smoke"
     if small:
         x_train = x_train[:2000]
-    print("[bench] 1/4 trainer vs bare loop", flush=True)
+    print("[bench] 1/5 trainer vs bare loop", flush=True)
     result.update(bench_trainer(x_train, x_valid, device, 1 if small else args.repeats))
     model, source = trained_mnist_model(args.preset, seed, device)
     result["model"] = source
     for p in model.parameters():
         p.requires_grad_(False)
     n_q = 50 if small else args.qstar_points
-    print(f"[bench] 2/4 q*: batched on {n_q} points vs loop on {args.loop_points}", flush=True)
+    print(f"[bench] 2/5 q*: batched on {n_q} points vs loop on {args.loop_points}", flush=True)
     result.update(bench_qstar(model, x_test[:n_q], min(args.loop_points, n_q), cfg, seed))
-    print("[bench] 3/4 AIS FLOP efficiency", flush=True)
+    print("[bench] 3/5 AIS FLOP efficiency", flush=True)
     result.update(bench_ais(model, x_test[:100], 16, 5 if small else 20, 5, seed, device))
-    print("[bench] 4/4 IWAE k=5000 throughput", flush=True)
+    print("[bench] 4/5 IWAE k=5000 throughput", flush=True)
     result.update(bench_iwae(model, x_test[:20 if small else 100], 5000, seed))
+    print("[bench] 5/5 cost model: per-unit costs -> paper preset wall time", flush=True)
+    result.update(bench_cost_model(model, x_train, x_test, device, small))
     write_json(results_dir() / "bench" / "bench.json", result)
     table = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in result.items()
              if not isinstance(v, dict)]

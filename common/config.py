@@ -59,7 +59,9 @@ def _parse_value(kind, text: str, name: str):
         if kind in (int, float, str):
             return kind(text)
         if kind == tuple:  # comma-separated list of ints (hidden sizes, epochs) or names
-            parts = [p for p in text.split(",") if p]
+            parts = text.split(",") if text else []
+            if any(not p.strip() for p in parts):
+                raise ValueError
             return tuple(int(p) if p.lstrip("-").isdigit() else p for p in parts)
     except ValueError:
         pass
@@ -88,6 +90,8 @@ def parse_config(cls, presets: dict, argv=None, description: str = ""):
             seed = int(args.seed)
         except ValueError:
             raise ConfigError(f"SEED={args.seed} is not allowed; use a whole number") from None
+        if not 0 <= seed < 2 ** 31:
+            raise ConfigError(f"SEED={seed} is not allowed; use a whole number in [0, 2^31)")
         device = resolve_device(args.device)
         config = presets[args.preset]
         overrides = {}

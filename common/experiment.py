@@ -160,7 +160,7 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
               f"steps, probe {b['qstar_probe'][0]:+.3f}; {time.time() - t0:.0f}s)", flush=True)
     decoder_model = models[source]
     t0 = time.time()
-    ais_values = ais_logpx(decoder_model, x, cfg, seed, qstar_params, verbose=True)
+    ais_values, ais_stats = ais_logpx(decoder_model, x, cfg, seed, qstar_params, verbose=True)
     print(f"[eval] AIS {ais_values.mean():.2f} ({time.time() - t0:.0f}s)", flush=True)
     bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent / "bdmc.json") \
         if with_bdmc else {}
@@ -173,7 +173,7 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
                         "iwae_q": per_point["iwae_q"].mean().item(),
                         "iwae_qstar": per_point[f"iwae_qstar_{own_family(models[name])}"].mean().item(),
                         "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(),
-                        **certificates(per_point, bdmc)})
+                        **ais_stats, **certificates(per_point, bdmc)})
         if summary["failures"]:
             print(f"[eval] WARNING {name}: {summary['failures']}", flush=True)
         if not summary["certified"]:

@@ -25,6 +25,7 @@ from .posteriors import log_standard_normal
 from .vae import VAE, ModelConfig
 
 PAPER_EPOCHS = sum(3 ** i for i in range(8))  # 3280
+TERMS = ("log p(x|z)", "log p(z)", "log q(z|x)")
 METRIC_FIELDS = ["epoch", "lr", "train_elbo", "valid_elbo", "wall_s", "enc_grad_norm",
                  "dec_grad_norm", "enc_grad_norm_normalised", "dec_grad_norm_normalised",
                  "grad_ratio_normalised", "enc_params", "dec_params"]
@@ -167,6 +168,10 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
         enc_norm_sum = torch.zeros((), device=x_train.device)
         dec_norm_sum = torch.zeros((), device=x_train.device)
         n_batches = 0
+        # non-finite guard without a host sync per step: the first bad step and its terms are
+        # recorded on the device and read once, at the end of the epoch
+        first_bad = torch.full((), -1, dtype=torch.long, device=x_train.device)
+        bad_terms = torch.zeros(3, dtype=torch.bool, device=x_train.device)
         for step, start in enumerate(range(0, n, bs)):
             x = x_train[order[start:start + bs]]
             if cfg.dynamic_binarisation:
@@ -176,11 +181,10 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
             log_pz = log_standard_normal(z)
             objective = (log_px_z + log_pz - entropy_weight * log_q).mean()
             loss = -objective
-            if not torch.isfinite(loss):
-                terms = {"log p(x|z)": log_px_z, "log p(z)": log_pz, "log q(z|x)": log_q}
-                bad = [k for k, v in terms.items() if not torch.isfinite(v).all()] or ["loss"]
-                raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step {step + 1} "
-                                    f"(term: {', '.join(bad)}); last good checkpoint kept at {last}")
+            is_first = ~torch.isfinite(loss) & (first_bad < 0)
+            terms_bad = torch.stack([~torch.isfinite(t).all() for t in (log_px_z, log_pz, log_q)])
+            bad_terms = torch.where(is_first, terms_bad, bad_terms)
+            first_bad = torch.where(is_first, step, first_bad)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             enc_norm_sum += grad_norm(enc_params)
@@ -189,9 +193,17 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
             with torch.no_grad():
                 elbo_sum += (log_px_z + log_pz - log_q).sum()
             n_batches += 1
+        if first_bad.item() >= 0:  # the epoch's weights are corrupt: never saved
+            names = [k for k, b in zip(TERMS, bad_terms.tolist()) if b] or ["loss"]
+            raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step "
+                                f"{first_bad.item() + 1} (term: {', '.join(names)}); the epoch "
+                                f"is discarded, last good checkpoint kept at {last}")
         model.eval()
         with torch.no_grad():
             valid_elbo = model.elbo(x_monitor, 1).mean().item() if len(x_monitor) else float("nan")
+        if len(x_monitor) and not math.isfinite(valid_elbo):
+            raise NonFiniteLoss(f"non-finite validation ELBO after epoch {epoch + 1}; the epoch "
+                                f"is discarded, last good checkpoint kept at {last}")
         enc_norm = enc_norm_sum.item() / n_batches
         dec_norm = dec_norm_sum.item() / n_batches
         enc_normalised = enc_norm / math.sqrt(max(n_enc, 1))

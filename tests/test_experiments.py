@@ -142,6 +142,9 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     (["DEVICE=gpu"], "DEVICE=gpu is not allowed"),
     (["DATASET=cifar"], "DATASET=cifar is not allowed"),
     (["SEED=x"], "SEED=x is not allowed"),
+    (["SEED=200000000000000"], "SEED=200000000000000 is not allowed"),
+    (["NOISE=10 50"], "NOISE=10 50 is not allowed"),
+    (["NOISE=10,,50"], "NOISE=10,,50 is not allowed"),
 ])
 def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
     proc = make("exp_refit", (tmp_path / "d", tmp_path / "r"), *variables, check=False)
@@ -156,3 +159,26 @@ def test_cuda_requested_without_cuda_is_refused(tmp_path):
     assert proc.returncode == 2
     assert "DEVICE=cuda but CUDA is not available" in proc.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("module, flags, message", [
+    ("exp52_testgap.train", ["--n-train", "-5"], "--n-train=-5 is not allowed"),
+    ("exp52_testgap.train", ["--warmup-epochs", "-1"], "--warmup-epochs=-1 is not allowed"),
+    ("exp52_testgap.evaluate", ["--qstar-lr", "nan"], "--qstar-lr=nan is not allowed"),
+    ("exp52_testgap.evaluate", ["--qstar-lr", "-1"], "--qstar-lr=-1.0 is not allowed"),
+    ("exp52_testgap.evaluate", ["--ais-init-step", "nan"], "--ais-init-step=nan is not allowed"),
+    ("exp52_testgap.evaluate", ["--point-chunk", "0"], "--point-chunk=0 is not allowed"),
+    ("exp52_testgap.evaluate", ["--families", "ffg,ffg"], "--families=ffg,ffg lists a value twice"),
+    ("exp52_testgap.evaluate", ["--ais-proposal", "uniform"], "--ais-proposal=uniform is not allowed"),
+    ("exp52_testgap.train", ["--seed", "200000000000000"], "SEED=200000000000000 is not allowed"),
+    ("exp_refit.train", ["--noise", "10,,50"], "--noise='10,,50' is not a valid tuple"),
+])
+def test_bad_flags_are_one_line_errors_with_exit_2_and_nothing_written(tmp_path, module, flags,
+                                                                        message):
+    env = dict(os.environ, RESULTS_DIR=str(tmp_path / "r"), DATA_DIR=str(tmp_path / "d"))
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", module, "--preset",
+                           "smoke", *flags], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,89 @@
+"""Cost model: measured per-unit costs multiplied out to the wall time of each study.
+
+`make bench` measures the units on the machine it runs on (common/bench.py); `predict` counts
+how many of each unit a preset's config needs and multiplies. Units, all in seconds:
+
+    train_step[name]   one optimiser step of one model at the preset's batch size; name is
+                       "<family>/<architecture>" (e.g. "ffg/standard", "ffg/large_decoder")
+    ais_row            one leapfrog gradient evaluation of the decoder for one (chain, point) row
+    qstar_row[family]  one q* step for one (point, sample) row, family ffg or flow
+    iwae_row           one decoder forward for one (point, sample) row (L[q], IWAE, curves)
+
+What cannot be known before running is an explicit assumption: `qstar_steps`, the mean number
+of steps a q* fit takes under the preset's stopping rule (measured ones are in each gaps.csv,
+column qstar_steps). Training counts one step per batch; evaluation counts every split, the
+probe, the BDMC (forward + reverse, once per decoder) and the ffg q* behind every flow q*.
+"""
+import math
+
+from .presets import EXP55_MODELS, PRESETS
+
+TRAIN_SIZE = 50_000                 # training split of both data sets
+REFIT_SIZE = 10_000                 # set A of exp_refit (the corrupted validation split)
+
+
+def _train_s(units, name, epochs, batch, n=TRAIN_SIZE):
+    return epochs * math.ceil(n / batch) * units["train_step"][name]
+
+
+def _eval_s(units, cfg, family: str, n_points: int, qstar_steps: float) -> float:
+    """One evaluation of one model on n_points: L[q] (k_eval), q* (ffg, and flow from it),
+    the probe (twice the budget on qstar_probe_points), IWAE of each q*, AIS of log p^."""
+    rows_k = n_points * cfg.k_eval
+    fits = ["ffg"] + (["flow"] if family != "ffg" else [])
+    qstar = sum(n_points * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits)
+    probe = sum(2 * cfg.qstar_probe_points * cfg.qstar_samples * qstar_steps
+                * units["qstar_row"][f] for f in fits)
+    bounds = (1 + len(fits)) * rows_k * units["iwae_row"]
+    ais = n_points * cfg.ais_chains * (cfg.ais_steps + cfg.ais_warmup) * cfg.ais_leapfrog \
+        * units["ais_row"]
+    return qstar + probe + bounds + ais
+
+
+def _bdmc_s(units, cfg, qstar_steps: float, family: str = "ffg") -> float:
+    n = cfg.bdmc_points
+    fits = ["ffg"] + (["flow"] if family != "ffg" else [])
+    fit = sum(n * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits) \
+        if cfg.ais_proposal == "qstar" else 0.0
+    return fit + 2 * n * cfg.ais_chains * (cfg.ais_steps + cfg.ais_warmup) * cfg.ais_leapfrog \
+        * units["ais_row"]
+
+
+def predict(units: dict, preset: str, qstar_steps: float) -> dict:
+    """Predicted seconds per study and phase for `preset`, and the total."""
+    out = {}
+    c = PRESETS["exp52"][preset]
+    out["exp52"] = {
+        "train": sum(_train_s(units, f"{f}/standard", c.epochs, c.batch_size)
+                     for _ in c.datasets for f in c.families),
+        "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, f, c.n_points, qstar_steps)
+                        for _ in c.datasets for f in c.families)
+        + sum(_bdmc_s(units, c, qstar_steps, f) for _ in c.datasets for f in c.families)}
+    c = PRESETS["exp53"][preset]   # the base decoder is exp52's; one BDMC for the decoder
+    out["exp53"] = {
+        "train": sum(_train_s(units, f"{f}/{c.encoder}", c.epochs, c.batch_size)
+                     for f in c.families),
+        "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, f, c.n_points, qstar_steps)
+                        for f in c.families) + _bdmc_s(units, c, qstar_steps, c.families[0])}
+    c = PRESETS["exp55"][preset]
+    checkpoints = len(c.checkpoint_epochs())
+    out["exp55"] = {
+        "train": sum(_train_s(units, "/".join(EXP55_MODELS[m]), c.epochs, c.batch_size)
+                     for m in c.models),
+        "evaluate": sum(checkpoints * (2 * _eval_s(units, c, EXP55_MODELS[m][0], c.n_points,
+                                                   qstar_steps)
+                                     + _bdmc_s(units, c, qstar_steps, EXP55_MODELS[m][0]))
+                        for m in c.models)}
+    c = PRESETS["exp_refit"][preset]
+    curve_rows = 2 * c.n_curve_points * c.iwae_k * (c.refit_epochs // c.eval_every + 1)
+    out["exp_refit"] = {
+        "train": len(c.noise) * _train_s(units, "ffg/standard", c.refit_epochs, c.refit_batch,
+                                         REFIT_SIZE),
+        "evaluate": len(c.noise) * (curve_rows * units["iwae_row"]
+                                    + 2 * 2 * _eval_s(units, c, "ffg", c.qstar_points,
+                                                      qstar_steps))}
+    for study in out.values():
+        study["total"] = study["train"] + study["evaluate"]
+    out["all_s"] = sum(s["total"] for s in out.values())
+    out["all_h"] = out["all_s"] / 3600
+    return out
