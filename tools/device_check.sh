@@ -14,7 +14,10 @@ PARTS=${PARTS:-"eval bench smoke"}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ ! -x .venv/bin/python ]; then          # the machine's system python as the venv
-  mkdir -p .venv/bin && ln -sf "$(command -v python3)" .venv/bin/python && touch .venv/.installed
+  # a wrapper, not a symlink: a symlinked interpreter would look for .venv/pyvenv.cfg and
+  # lose the site-packages of the interpreter it points to
+  mkdir -p .venv/bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > .venv/bin/python
+  chmod +x .venv/bin/python
 fi
 touch .venv/.installed
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no GPU";
