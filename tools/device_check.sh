@@ -13,10 +13,10 @@ DEVICE=${DEVICE:-cuda}
 PARTS=${PARTS:-"eval bench smoke"}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-if [ ! -x .venv/bin/python ]; then          # the machine's system python as the venv
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then   # the system python as the venv
   # a wrapper, not a symlink: a symlinked interpreter would look for .venv/pyvenv.cfg and
   # lose the site-packages of the interpreter it points to
-  mkdir -p .venv/bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > .venv/bin/python
+  rm -f .venv/bin/python; mkdir -p .venv/bin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > .venv/bin/python
   chmod +x .venv/bin/python
 fi
 touch .venv/.installed
