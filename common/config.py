@@ -139,10 +139,17 @@ def provenance(preset: str, seed: int, device) -> dict:
             "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def temp_path(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this process: two runs writing the same
+    file never share a temporary (the last os.replace wins, whole)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{os.getpid()}.part")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = temp_path(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import temp_path
+
 DATASETS = ("mnist", "fashion")
 SPLITS = ("train", "valid", "test")
 MNIST_BINARISATION_SEED = 1234  # fixed: the static binarisation is part of the data set
@@ -71,7 +73,7 @@ def verify(path: Path, expected: str) -> None:
 def atomic_copy(src: Path, dst: Path, expected_sha: str) -> None:
     """Copy to a temporary name, verify, then rename into place."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".part")
+    tmp = temp_path(dst)
     shutil.copyfile(src, tmp)
     try:
         verify(tmp, expected_sha)
@@ -181,7 +183,7 @@ def prepare(name: str) -> Path:
         return path
     fetch(name)
     splits = build_binary(name)
-    tmp = path.with_name(path.name + ".part")
+    tmp = temp_path(path)
     torch.save({s: (torch.from_numpy(x.copy()), torch.from_numpy(y.copy()))
                 for s, (x, y) in splits.items()}, tmp)
     os.replace(tmp, path)

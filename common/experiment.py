@@ -10,13 +10,13 @@ from pathlib import Path
 
 import torch
 
-from .config import parse_config, provenance, results_dir, write_json
+from .config import fail, parse_config, provenance, results_dir, write_json
 from .data import load_dataset, load_intensities
 from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, certificates,
                    encoder_bounds, logpx_from, model_hash, own_family, summarise,
                    write_per_point)
 from .presets import PRESETS
-from .train import TrainConfig, load_model, train
+from .train import RunMismatch, TrainConfig, check_identity, load_model, run_identity, train
 from .vae import VAE
 
 
@@ -78,8 +78,17 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
 
     init_from: a checkpoint whose decoder is copied in before training (frozen-decoder runs).
     """
-    if trained_epochs(run_dir) >= train_config.epochs:
-        return load_model(Path(run_dir) / "last.pt", device)
+    last = Path(run_dir) / "last.pt"
+    try:
+        if trained_epochs(run_dir) >= train_config.epochs:
+            state = torch.load(last, map_location="cpu", weights_only=False)
+            check_identity(state, run_identity(model_config, train_config, seed), last)
+            if state["epoch"] > train_config.epochs:
+                raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
+                                  f"{train_config.epochs}; delete it to retrain")
+            return load_model(last, device)
+    except RunMismatch as err:
+        fail(str(err))
     torch.manual_seed(seed)
     model = VAE(model_config).to(device)
     if init_from is not None and trained_epochs(run_dir) == 0:
@@ -87,9 +96,12 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
         model.decoder.load_state_dict(base.decoder.state_dict())
     t0 = time.time()
     print(f"[train] {label or run_dir} ({train_config.epochs} epochs)", flush=True)
-    train(model, x_train, x_valid, train_config, run_dir, seed, resume=True,
-          extra_config={"init_from": str(init_from) if init_from else None},
-          log_prefix=f"[{label}] " if label else "")
+    try:
+        train(model, x_train, x_valid, train_config, run_dir, seed, resume=True,
+              extra_config={"init_from": str(init_from) if init_from else None},
+              log_prefix=f"[{label}] " if label else "")
+    except RunMismatch as err:
+        fail(str(err))
     print(f"[train] {label} done in {time.time() - t0:.0f}s", flush=True)
     return model
 

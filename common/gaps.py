@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from .config import temp_path
 from .estimators import ais, bdmc
 from .local_opt import as_density, flatten, gaussian_as_flow, optimize_local
 from .proposals import DiagonalGaussian, FlowDensity
@@ -338,7 +339,7 @@ def write_per_point(path: Path, per_point: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(per_point)
-    tmp = path.with_name(path.name + ".part")
+    tmp = temp_path(path)
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["point"] + names)

@@ -1,4 +1,5 @@
 """Figures shared by several experiments (matplotlib only; plot scripts add seaborn styling)."""
+import os
 from pathlib import Path
 
 import matplotlib
@@ -33,7 +34,7 @@ def save(fig, stem: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     for ext in ("png", "pdf"):
-        tmp = stem.with_name(stem.name + f".part.{ext}")
+        tmp = stem.with_name(f"{stem.name}.{os.getpid()}.part.{ext}")
         fig.savefig(tmp, dpi=130)
         tmp.replace(stem.with_suffix(f".{ext}"))
     plt.close(fig)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .config import atomic_write_text
+from .config import atomic_write_text, temp_path
 
 LABELS = {"logpx": r"log p̂(x)", "L_qstar": "L[q*]", "L_q": "L[q]",
           "approx_gap": "Approximation gap", "amort_gap": "Amortization gap",
@@ -81,7 +81,7 @@ def write_csv(path: Path, rows: list, fields: list = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = fields or list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".part")
+    tmp = temp_path(path)
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

@@ -10,9 +10,13 @@ all. A shorter run of E epochs keeps the 8 stages and their learning rates but g
 lengths (stage = floor(8 e / E)): compressing the 3^i lengths instead would spend two thirds of a
 short run at the final lr 1e-4 and leave its models undertrained.
 """
+import contextlib
 import csv
+import dataclasses
+import fcntl
 import math
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .config import write_json
+from .config import temp_path, write_json
 from .posteriors import log_standard_normal
 from .vae import VAE, ModelConfig
 
@@ -50,6 +54,55 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+class RunMismatch(ValueError):
+    """A run folder holds a run of another identity: never reused, never resumed."""
+
+
+def schedule_id(cfg: TrainConfig) -> str:
+    """The learning-rate schedule a run follows (it depends on the epoch count, except for a
+    constant lr and for the paper's fixed 3280-epoch schedule)."""
+    if cfg.constant_lr:
+        return f"constant {cfg.lr:g}"
+    if cfg.epochs >= PAPER_EPOCHS:
+        return f"IWAE stages from {cfg.lr:g}"
+    return f"8 equal stages from {cfg.lr:g} over {cfg.epochs} epochs"
+
+
+def run_identity(model_config: ModelConfig, cfg: TrainConfig, seed: int, data: dict = None) -> dict:
+    """What a run's weights depend on: the model, the training config (with the schedule in
+    place of the epoch count, so a constant-lr run may be extended), the seed, and what the
+    folder name does not say about the data (`data`, e.g. the corruption of exp_refit)."""
+    train = {k: v for k, v in dataclasses.asdict(cfg).items()
+             if k not in ("epochs", "checkpoint_epochs", "lr", "constant_lr")}
+    return {"model": dataclasses.asdict(model_config), "seed": seed,
+            "train": {**train, "schedule": schedule_id(cfg)}, "data": data or {}}
+
+
+def _first_difference(stored, wanted, prefix=""):
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        for k in sorted(set(stored) | set(wanted)):
+            found = _first_difference(stored.get(k), wanted.get(k), f"{prefix}{k}.")
+            if found:
+                return found
+        return None
+    stored = list(stored) if isinstance(stored, tuple) else stored
+    wanted = list(wanted) if isinstance(wanted, tuple) else wanted
+    return None if stored == wanted else (prefix.rstrip("."), stored, wanted)
+
+
+def check_identity(state: dict, identity: dict, path: Path) -> None:
+    """Refuse a checkpoint made with another identity, naming the first field that differs."""
+    run_dir = Path(path).parent
+    if "identity" not in state:
+        raise RunMismatch(f"{path} records no run identity (written by an older version); "
+                          f"delete {run_dir} to train it anew")
+    diff = _first_difference(state["identity"], identity)
+    if diff:
+        field, stored, wanted = diff
+        raise RunMismatch(f"{run_dir} holds a run with {field}={stored!r}, not {wanted!r}; "
+                          f"use another RESULTS_DIR or SEED, or delete {run_dir} to retrain")
+
+
 def lr_at(epoch: int, total_epochs: int, base_lr: float = 1e-3) -> float:
     """lr of (0-based) epoch in a run of total_epochs: the IWAE schedule, or its 8 stages at
     equal lengths when the run is shorter than the paper's 3280 epochs."""
@@ -76,11 +129,12 @@ def grad_norm(params) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads)
 
 
-def save_checkpoint(path: Path, model, optimizer, epoch: int, config: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, epoch: int, config: dict,
+                    identity: dict = None) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-             "config": config, "torch_rng": torch.get_rng_state(),
+             "config": config, "identity": identity, "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    tmp = path.with_name(path.name + ".part")
+    tmp = temp_path(path)
     torch.save(state, tmp)
     os.replace(tmp, path)
 
@@ -101,7 +155,7 @@ def _read_metrics(path: Path, upto_epoch: int) -> list:
 
 
 def _write_metrics(path: Path, rows: list) -> None:
-    tmp = path.with_name(path.name + ".part")
+    tmp = temp_path(path)
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
         writer.writeheader()
@@ -114,19 +168,54 @@ def _progress(line: str) -> None:
     print(line, end=end, flush=True)
 
 
+class RunLocked(RunMismatch):
+    """Another process is training in this run folder."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """An exclusive lock on a run folder for as long as a process trains in it; a second
+    process stops at once with one line naming the holder."""
+    with open(Path(run_dir) / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunLocked(f"{run_dir} is being trained by {holder}; wait for it to finish or "
+                            f"use another RESULTS_DIR") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainConfig,
           run_dir: Path, seed: int, resume: bool = True, extra_config: dict = None,
-          log_prefix: str = "") -> VAE:
+          log_prefix: str = "", data_identity: dict = None) -> VAE:
     """Train `model` in place; checkpoints and metrics.csv go to run_dir. Returns the model.
 
     With resume=True a run whose `last.pt` exists continues from it (a finished run returns
-    at once). The decoder is frozen when cfg.freeze_decoder.
+    at once) if it is of the same identity (`run_identity`), else RunMismatch. The decoder is
+    frozen when cfg.freeze_decoder. One process at a time per run folder (RunLocked).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config,
+                      log_prefix, data_identity)
+
+
+def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, log_prefix,
+           data_identity):
     config = {"train": cfg, "model": model.config, "seed": seed, **(extra_config or {})}
     write_json(run_dir / "config.json", config)
     config_for_ckpt = {"model": model.config.__dict__, "seed": seed}
+    identity = run_identity(model.config, cfg, seed, data_identity)
     if cfg.freeze_decoder:
         for p in model.decoder.parameters():
             p.requires_grad_(False)
@@ -140,6 +229,7 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
     torch.manual_seed(seed)
     if resume and last.exists():
         state = torch.load(last, map_location=x_train.device, weights_only=False)
+        check_identity(state, identity, last)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -217,8 +307,8 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
         rows.append(row)
         if epoch + 1 in cfg.checkpoint_epochs:
             save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", model, optimizer, epoch + 1,
-                            config_for_ckpt)
-        save_checkpoint(last, model, optimizer, epoch + 1, config_for_ckpt)
+                            config_for_ckpt, identity)
+        save_checkpoint(last, model, optimizer, epoch + 1, config_for_ckpt, identity)
         _write_metrics(run_dir / "metrics.csv", rows)
         done = epoch + 1 - start_epoch
         eta = (time.time() - t_run) / done * (cfg.epochs - epoch - 1)

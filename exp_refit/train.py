@@ -11,8 +11,9 @@ import torch
 
 from common.data import flip_pixels
 from common.experiment import Experiment, base_ffg_model, base_run_dir, trained_epochs
+from common.config import fail
 from common.tables import read_csv, write_csv
-from common.train import TrainConfig, load_model, train
+from common.train import RunMismatch, TrainConfig, check_identity, load_model, run_identity, train
 
 FOLDER = "exp_refit"
 CURVE_FIELDS = ["noise", "epoch", "set", "n_points", "iwae", "iwae_sem", "elbo", "elbo_sem"]
@@ -45,20 +46,30 @@ def refit(exp: Experiment, noise: int) -> list:
     done = trained_epochs(run)
     rows = [r for r in read_csv(curves_path) if int(r["epoch"]) <= done] \
         if curves_path.exists() else []
+    train_cfg = dict(batch_size=cfg.refit_batch, lr=cfg.refit_lr, warmup_epochs=0,
+                     n_valid_monitor=cfg.n_curve_points, freeze_decoder=True, constant_lr=True)
+    data = {"noise": noise, "corruption_seed": cfg.corruption_seed, "n_refit": cfg.n_refit}
     if done:
         model = load_model(run / "last.pt", exp.device)
+        state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+        try:
+            check_identity(state, run_identity(model.config, TrainConfig(epochs=done, **train_cfg),
+                                               exp.seed, data), run / "last.pt")
+        except RunMismatch as err:
+            fail(str(err))
     else:
         model = load_model(base_run_dir(exp.preset, exp.seed, "mnist") / "last.pt", exp.device)
     if not rows:
         rows = [{"noise": noise, "epoch": 0, "set": s, **curve_point(model, x, cfg.iwae_k)}
                 for s, x in (("A", curve_a), ("B", curve_b))]
-    train_cfg = dict(batch_size=cfg.refit_batch, lr=cfg.refit_lr, warmup_epochs=0,
-                     n_valid_monitor=cfg.n_curve_points, freeze_decoder=True, constant_lr=True)
     for epoch in range(done + cfg.eval_every - done % cfg.eval_every, cfg.refit_epochs + 1,
                        cfg.eval_every):
-        train(model, set_a, set_b, TrainConfig(epochs=epoch, **train_cfg), run, exp.seed,
-              resume=True, extra_config={"noise": noise, "refit": cfg},
-              log_prefix=f"[refit noise {noise}] ")
+        try:
+            train(model, set_a, set_b, TrainConfig(epochs=epoch, **train_cfg), run, exp.seed,
+                  resume=True, extra_config={"noise": noise, "refit": cfg},
+                  log_prefix=f"[refit noise {noise}] ", data_identity=data)
+        except RunMismatch as err:
+            fail(str(err))
         rows += [{"noise": noise, "epoch": epoch, "set": s, **curve_point(model, x, cfg.iwae_k)}
                  for s, x in (("A", curve_a), ("B", curve_b))]
         write_csv(curves_path, rows, CURVE_FIELDS)

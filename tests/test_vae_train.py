@@ -54,14 +54,20 @@ def test_lr_schedule_is_the_compressed_iwae_schedule():
         [1e-3, 1e-3, 1e-3 * 10 ** (-1 / 7), 1e-4])
 
 
-def test_resume_is_bit_identical(tmp_path):
+def test_resume_is_bit_identical(tmp_path, monkeypatch):
+    import common.train as trainer
     x, xv = synthetic_binary(300), synthetic_binary(50, seed=1)
     cfg = TrainConfig(epochs=2, batch_size=50, warmup_epochs=2, n_valid_monitor=50)
     torch.manual_seed(0)
     straight = train(tiny_model("cflow"), x, xv, cfg, tmp_path / "a", seed=3)
     torch.manual_seed(0)
-    train(tiny_model("cflow"), x, xv, TrainConfig(**{**cfg.__dict__, "epochs": 1}),
-          tmp_path / "b", seed=3)
+
+    def interrupted(line):                 # killed right after epoch 1 is saved
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trainer, "_progress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model("cflow"), x, xv, cfg, tmp_path / "b", seed=3)
+    monkeypatch.undo()
     # the interrupted run continues with the full config: 1 + resume + 1
     torch.manual_seed(123)  # whatever the global state, resume restores it
     resumed = train(tiny_model("cflow"), x, xv, cfg, tmp_path / "b", seed=3, resume=True)
@@ -146,3 +152,66 @@ def test_ffg_warm_start_of_a_flow_model_matches_its_moments():
     assert ((init["mu"] - mu).abs() < 4 * standard_error).all()
     assert (init["logvar"] - z.var(0).log()).abs().max() < 0.5
     assert ((base_mu - mu).abs() > 4 * standard_error).any()  # the base mean would be wrong
+
+
+def test_a_finished_run_is_reused_only_under_its_own_identity(tmp_path, capsys):
+    """A changed model, schedule or seed never returns the cached model: one line, exit 2."""
+    from common.experiment import train_or_load
+    x = synthetic_binary(100)
+    small = model_config(family="ffg", z_dim=4, enc_hidden=(32,), dec_hidden=(32,))
+    cfg = TrainConfig(epochs=2, batch_size=50, n_valid_monitor=10)
+    first = train_or_load(tmp_path, small, cfg, x, x, seed=0, device="cpu")
+    again = train_or_load(tmp_path, small, cfg, x, x, seed=0, device="cpu")
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    wider = model_config(family="ffg", z_dim=6, enc_hidden=(32,), dec_hidden=(32,))
+    for model_cfg, train_cfg, seed, field in (
+            (wider, cfg, 0, "model.z_dim=4"),
+            (small, TrainConfig(epochs=4, batch_size=50, n_valid_monitor=10), 0, "schedule"),
+            (small, TrainConfig(epochs=2, batch_size=20, n_valid_monitor=10), 0, "batch_size"),
+            (small, cfg, 1, "seed=0")):
+        with pytest.raises(SystemExit) as stop:
+            train_or_load(tmp_path, model_cfg, train_cfg, x, x, seed=seed, device="cpu")
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert field in err and "delete" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_constant_lr_run_may_be_extended_but_not_changed(tmp_path):
+    from common.train import RunMismatch
+    x = synthetic_binary(100)
+    run = lambda epochs, lr=1e-3: train(  # noqa: E731
+        tiny_model(), x, x, TrainConfig(epochs=epochs, batch_size=50, n_valid_monitor=10,
+                                        constant_lr=True, lr=lr), tmp_path, 0)
+    run(1)
+    run(2)                                         # same identity, more epochs: resumes
+    assert load_model(tmp_path / "last.pt") is not None
+    with pytest.raises(RunMismatch, match="schedule"):
+        run(3, lr=1e-2)
+
+
+def test_a_second_process_on_the_same_run_folder_stops_naming_the_holder(tmp_path):
+    import fcntl
+    import subprocess
+    import sys
+    from pathlib import Path
+    second = (
+        "import sys, torch; sys.path.insert(0, sys.argv[2])\n"
+        "from common.train import RunLocked, TrainConfig, train\n"
+        "from common.vae import VAE, model_config\n"
+        "m = VAE(model_config(z_dim=4, enc_hidden=(8,), dec_hidden=(8,)))\n"
+        "x = torch.bernoulli(torch.full((50, 784), 0.3))\n"
+        "try:\n"
+        "    train(m, x, x, TrainConfig(epochs=1, batch_size=50, n_valid_monitor=10), sys.argv[1], 0)\n"
+        "except RunLocked as err:\n"
+        "    print(err); sys.exit(7)\n")
+    with open(tmp_path / ".lock", "w") as holder:       # another process holds the run
+        holder.write("pid 4242 on elsewhere")
+        holder.flush()
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        root = str(Path(__file__).resolve().parent.parent)
+        proc = subprocess.run([sys.executable, "-c", second, str(tmp_path), root],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 7, proc.stderr
+    assert "pid 4242 on elsewhere" in proc.stdout
+    assert not (tmp_path / "last.pt").exists()
