@@ -95,6 +95,21 @@ def initial_params(n_points, z_dim, family, init=None, flow_steps=2, flow_hidden
     return flatten(zeros, zeros.clone(), layers)
 
 
+def adam_step(params, grads, m, v, t: int, lr: float, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Adam (Kingma & Ba, 2015, Algorithm 1) on lists of tensors, in place, with foreach kernels
+    (a handful of launches per step, whatever the number of tensors):
+        m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
+        p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    torch._foreach_mul_(m, beta1)
+    torch._foreach_add_(m, grads, alpha=1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, math.sqrt(1 - beta2 ** t))
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, m, denom, value=-lr / (1 - beta1 ** t))
+
+
 def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "ffg",
                    n_samples: int = 50, lr: float = 1e-3, check_every: int = 100,
                    patience: int = 10, max_steps: int = 100_000, eval_samples: int = 5000,
@@ -118,7 +133,6 @@ def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "
     # Adam state, per point; frozen points are removed from the working batch
     m = {k: torch.zeros_like(v) for k, v in params.items()}
     v2 = {k: torch.zeros_like(v) for k, v in params.items()}
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
     active = torch.arange(n_points, device=device)
     t = 0
     while len(active) and t < max_steps:
@@ -135,12 +149,8 @@ def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "
             grads = torch.autograd.grad(loss_per_point.sum(), [work[k] for k in names])
             with torch.no_grad():
                 window += loss_per_point.detach()
-                for k, g in zip(names, grads):
-                    mw[k].mul_(beta1).add_(g, alpha=1 - beta1)
-                    vw[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    m_hat = mw[k] / (1 - beta1 ** t)
-                    v_hat = vw[k] / (1 - beta2 ** t)
-                    work[k].sub_(lr * m_hat / (v_hat.sqrt() + eps))
+                adam_step([work[k] for k in names], list(grads), [mw[k] for k in names],
+                          [vw[k] for k in names], t, lr)
             if t >= max_steps:
                 break
         with torch.no_grad():

@@ -314,3 +314,20 @@ def test_certificates_follow_their_targets():
     assert not bad["certified"]
     assert "bdmc_gap" in bad["certificate_misses"] and "qstar_capped" in bad["certificate_misses"]
     assert "bdmc_gap not measured" in certificates(per_point, {})["certificate_misses"]
+
+
+def test_foreach_adam_step_equals_torch_adam():
+    from common.local_opt import adam_step
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(4, 3, generator=g), torch.randn(5, generator=g)]
+    reference = [p.clone().requires_grad_(True) for p in params]
+    opt = torch.optim.Adam(reference, lr=1e-2, eps=1e-8)
+    m, v = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    for t in range(1, 6):
+        grads = [torch.randn(p.shape, generator=g) for p in params]
+        adam_step(params, grads, m, v, t, 1e-2)
+        for r, gr in zip(reference, grads):
+            r.grad = gr.clone()
+        opt.step()
+    for p, r in zip(params, reference):
+        torch.testing.assert_close(p, r.detach(), atol=1e-6, rtol=1e-5)
