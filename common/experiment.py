@@ -16,7 +16,8 @@ from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, ce
                    encoder_bounds, logpx_from, model_hash, own_family, summarise,
                    write_per_point)
 from .presets import PRESETS
-from .train import RunMismatch, TrainConfig, check_identity, load_model, run_identity, train
+from .train import (RunMismatch, TrainConfig, check_identity, load_model, model_from_state,
+                    run_identity, train)
 from .vae import VAE
 
 
@@ -79,19 +80,19 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
     init_from: a checkpoint whose decoder is copied in before training (frozen-decoder runs).
     """
     last = Path(run_dir) / "last.pt"
+    state = torch.load(last, map_location=device, weights_only=False) if last.exists() else None
     try:
-        if trained_epochs(run_dir) >= train_config.epochs:
-            state = torch.load(last, map_location="cpu", weights_only=False)
+        if state is not None and state["epoch"] >= train_config.epochs:
             check_identity(state, run_identity(model_config, train_config, seed), last)
             if state["epoch"] > train_config.epochs:
                 raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
                                   f"{train_config.epochs}; delete it to retrain")
-            return load_model(last, device)
+            return model_from_state(state, device)
     except RunMismatch as err:
         fail(str(err))
     torch.manual_seed(seed)
     model = VAE(model_config).to(device)
-    if init_from is not None and trained_epochs(run_dir) == 0:
+    if init_from is not None and state is None:
         base = load_model(init_from, device)
         model.decoder.load_state_dict(base.decoder.state_dict())
     t0 = time.time()

@@ -14,7 +14,7 @@ is an affine map with constant scale and shift), so where local optimisation end
 them (noisy steps, too few steps), L[q*] = max(L[q*_opt], L[q], L[q*_ffg] for flows) per point.
 How often the optimised member loses is reported (`qstar_fallback`, fraction of points) rather
 than hidden. The ffg q* of a flow model has no floor from q (q is not a Gaussian). The flow q*
-starts where the ffg q* ended (the same Gaussian written as a flow), so it never ends below it.
+starts, per point, from the better of the amortised flow and the ffg q* written as a flow.
 
 log p^'s AIS starts from a per-point proposal (cfg.ais_proposal): the prior (the paper's path),
 the encoder's q, or the fitted q* (own family) of the decoder's first model (q* depends only on
@@ -34,8 +34,7 @@ import torch
 
 from .config import temp_path
 from .estimators import ais, bdmc
-from .local_opt import as_density, flatten, gaussian_as_flow, optimize_local
-from .proposals import DiagonalGaussian, FlowDensity
+from .local_opt import as_density, density, flatten, gaussian_as_flow, optimize_local
 from .vae import VAE, BatchLikelihood
 
 EVAL_VERSION = 3  # bump when what an evaluation computes changes: cached evaluations are redone
@@ -213,8 +212,7 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
 def encoder_density(model: VAE, x: torch.Tensor):
     """The encoder's q(z|x) as a density over a fixed batch (an AIS proposal)."""
     with torch.no_grad():
-        mu, logvar, layers = model.encoder.encode(x)
-    return FlowDensity(mu, logvar, layers) if layers else DiagonalGaussian(mu, logvar)
+        return density(*model.encoder.encode(x))
 
 
 def ais_proposal(model: VAE, x: torch.Tensor, cfg: EvalConfig, qstar_params: dict = None):
@@ -312,8 +310,9 @@ def summarise(per_point: dict, names=QUANTITIES) -> dict:
         summary[name], summary[f"{name}_sem"] = mean, sem
         if name.endswith("_gap") and mean < -3 * sem:
             failures.append(f"{name} = {mean:.3f} +- {sem:.3f} < 0: estimator failure")
-    for name, v in per_point.items():
-        if not torch.isfinite(v).all():
+    for name in (*names, "ais"):                # the estimates; certificates may be NaN
+        v = per_point.get(name)
+        if v is not None and not torch.isfinite(v).all():
             failures.append(f"{name} has {int((~torch.isfinite(v)).sum())} non-finite values")
     summary["n_points"] = len(per_point[names[0]])
     summary["failures"] = "; ".join(failures)

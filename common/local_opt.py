@@ -180,11 +180,15 @@ def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "
                           capped=capped)
 
 
-def as_density(params: dict):
-    """The fitted per-point q* as a density (an AIS proposal): ffg or flow."""
-    n_layers = sum(1 for k in params if k.endswith(".w_in"))
-    mu, logvar, layers = unflatten(params, [True, False] * (n_layers // 2))
+def density(mu, logvar, layers):
+    """A Gaussian base, through coupling layers if any, as a density (an AIS proposal)."""
     return FlowDensity(mu, logvar, layers) if layers else DiagonalGaussian(mu, logvar)
+
+
+def as_density(params: dict):
+    """The fitted per-point q* (flat parameters) as a density: ffg or flow."""
+    n_layers = sum(1 for k in params if k.endswith(".w_in"))
+    return density(*unflatten(params, [True, False] * (n_layers // 2)))
 
 
 def optimize_local_loop(log_likelihood, n_points: int, z_dim: int, **kwargs) -> LocalOptResult:

@@ -141,7 +141,10 @@ def save_checkpoint(path: Path, model, optimizer, epoch: int, config: dict,
 
 def load_model(path: Path, device="cpu") -> VAE:
     """A trained VAE from a checkpoint written by this trainer."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    return model_from_state(torch.load(path, map_location=device, weights_only=False), device)
+
+
+def model_from_state(state: dict, device="cpu") -> VAE:
     model = VAE(ModelConfig(**state["config"]["model"])).to(device)
     model.load_state_dict(state["model"])
     return model
