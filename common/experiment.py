@@ -4,31 +4,40 @@ evaluation points, cached evaluations, and the start-of-script boilerplate.
 Layout: RESULTS_DIR/<experiment folder>/runs/<preset>-seed<seed>/<run name>/ holds a model's
 config.json, metrics.csv and checkpoints; evaluations sit beside them in eval_<split>/.
 """
+import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .config import fail, parse_config, provenance, results_dir, write_json
+from .config import (ConfigError, CorruptFile, check_results_dir, fail, git_commit, parse_config, provenance,
+                     results_dir, to_jsonable, write_json)
 from .data import load_dataset, load_intensities
 from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, certificates,
                    encoder_bounds, logpx_from, model_hash, own_family, summarise,
                    write_per_point)
-from .presets import PRESETS
-from .train import (RunMismatch, TrainConfig, check_identity, load_model, model_from_state,
-                    run_identity, train)
+from .presets import EVAL_ONLY, PRESETS
+from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
+                    restore_metrics, run_identity, train)
 from .vae import VAE
 
 
 class Experiment:
     """Parsed config + paths of one experiment invocation."""
 
-    def __init__(self, key: str, folder: str, argv=None, description: str = ""):
+    def __init__(self, key: str, folder: str, argv=None, description: str = "",
+                 stage: str = "evaluate"):
+        """stage "train": the evaluation-only flags (EVAL_ONLY) are not offered."""
         cls = type(PRESETS[key]["quick"])
         self.config, self.preset, self.seed, self.device = parse_config(
-            cls, PRESETS[key], argv, description)
+            cls, PRESETS[key], argv, description, EVAL_ONLY if stage == "train" else ())
         self.key, self.folder = key, folder
+        try:
+            check_results_dir(results_dir())
+        except ConfigError as err:
+            fail(str(err))
         self.out = results_dir() / folder
         self.runs = self.out / "runs" / f"{self.preset}-seed{self.seed}"
         # taken at start: the commit and command that this run's code and config came from
@@ -39,6 +48,28 @@ class Experiment:
     def provenance(self) -> dict:
         return self._provenance
 
+    def config_id(self, selection=()) -> str:
+        """Short hash of preset, seed and config without the `selection` fields (which models or
+        data sets were asked for): rows of one config_id can be merged across subset runs."""
+        cfg = {k: v for k, v in to_jsonable(self.config).items() if k not in selection}
+        text = json.dumps({"preset": self.preset, "seed": self.seed, "config": cfg},
+                          sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def load(self, run_dir: Path, model_config, train_config: TrainConfig,
+             checkpoint: str = "last.pt", data: dict = None) -> VAE:
+        """The model trained in run_dir, checked to be what this config would train (model,
+        training, seed): a run of another config is refused, never evaluated as this one."""
+        path = Path(run_dir) / checkpoint
+        if not path.exists():
+            raise CorruptFile(f"{path} is missing; run `make {self.key}` (the train step) first")
+        state = read_checkpoint(path, self.device)
+        check_identity(state, run_identity(model_config, train_config, self.seed, data), path)
+        if checkpoint == "last.pt" and state["epoch"] != train_config.epochs:
+            raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
+                              f"{train_config.epochs}; run `make {self.key}` first")
+        return model_from_state(state, self.device)
+
     def write_provenance(self, name: str = "provenance.json") -> None:
         write_json(self.out / name, self.provenance())
 
@@ -47,8 +78,8 @@ class Experiment:
         from .tables import read_csv
         path = self.out / name
         if not path.exists():
-            raise SystemExit(f"error: {path} is missing; run `make {target}` first")
-        return read_csv(path)
+            raise CorruptFile(f"{path} is missing; run `make {target}` first")
+        return read_csv(path, fix=f"run `make {target}` to rewrite it")
 
     def train_data(self, dataset: str) -> torch.Tensor:
         """The training split: static bits, or grey levels with --dynamic-binarisation."""
@@ -70,7 +101,7 @@ def trained_epochs(run_dir: Path) -> int:
     path = Path(run_dir) / "last.pt"
     if not path.exists():
         return 0
-    return torch.load(path, map_location="cpu", weights_only=False)["epoch"]
+    return read_checkpoint(path)["epoch"]
 
 
 def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_train, x_valid,
@@ -80,40 +111,66 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
     init_from: a checkpoint whose decoder is copied in before training (frozen-decoder runs).
     """
     last = Path(run_dir) / "last.pt"
-    state = torch.load(last, map_location=device, weights_only=False) if last.exists() else None
-    try:
-        if state is not None and state["epoch"] >= train_config.epochs:
-            check_identity(state, run_identity(model_config, train_config, seed), last)
-            if state["epoch"] > train_config.epochs:
-                raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
-                                  f"{train_config.epochs}; delete it to retrain")
-            return model_from_state(state, device)
-    except RunMismatch as err:
-        fail(str(err))
+    state = read_checkpoint(last, device) if last.exists() else None
+    if state is not None and state["epoch"] >= train_config.epochs:
+        check_identity(state, run_identity(model_config, train_config, seed), last)
+        if state["epoch"] > train_config.epochs:
+            raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
+                              f"{train_config.epochs}; delete it to retrain")
+        restore_metrics(run_dir, state)
+        return model_from_state(state, device)
     torch.manual_seed(seed)
     model = VAE(model_config).to(device)
     if init_from is not None and state is None:
-        base = load_model(init_from, device)
+        base = model_from_state(read_checkpoint(init_from, device), device)
         model.decoder.load_state_dict(base.decoder.state_dict())
     t0 = time.time()
     print(f"[train] {label or run_dir} ({train_config.epochs} epochs)", flush=True)
-    try:
-        train(model, x_train, x_valid, train_config, run_dir, seed, resume=True,
-              extra_config={"init_from": str(init_from) if init_from else None},
-              log_prefix=f"[{label}] " if label else "")
-    except RunMismatch as err:
-        fail(str(err))
+    train(model, x_train, x_valid, train_config, run_dir, seed, resume=True,
+          extra_config={"init_from": str(init_from) if init_from else None},
+          log_prefix=f"[{label}] " if label else "")
     print(f"[train] {label} done in {time.time() - t0:.0f}s", flush=True)
     return model
 
 
-def cached(path: Path, key: dict):
-    """The cached JSON at path if it was made with the same key, else None."""
+def read_metrics(run_dir: Path, epochs: int, target: str) -> list:
+    """metrics.csv of a finished run: one readable row per epoch 1..epochs, else CorruptFile."""
+    from .tables import read_csv
+    from .train import METRIC_FIELDS
+    path = Path(run_dir) / "metrics.csv"
+    fix = f"run `make {target}` (its train step rebuilds metrics.csv from the checkpoint)"
+    if not path.exists():
+        raise CorruptFile(f"{path} is missing; {fix}")
+    rows = read_csv(path, METRIC_FIELDS, fix)
+    try:
+        got = [int(r["epoch"]) for r in rows]
+    except ValueError:
+        raise CorruptFile(f"{path} has a non-integer epoch; {fix}") from None
+    if got != list(range(1, epochs + 1)):
+        raise CorruptFile(f"{path} holds {len(got)} epoch rows, not epochs 1..{epochs}; {fix}")
+    return rows
+
+
+def cached(path: Path, key: dict, with_rows: int = None):
+    """The cached JSON at path if it was made with the same key, else None. An unreadable cache
+    (or, with_rows=n, a per_point.csv beside it that is not n readable rows) is recomputed, and
+    the reason printed."""
     path = Path(path)
-    if path.exists():
+    if not path.exists():
+        return None
+    try:
         data = json.loads(path.read_text())
-        if data.get("key") == json.loads(json.dumps(key, default=str)):
-            return data
+        if not isinstance(data, dict) or "key" not in data:
+            raise ValueError("no key")
+        if with_rows is not None:
+            from .tables import read_csv
+            if len(read_csv(path.parent / "per_point.csv")) != with_rows:
+                raise ValueError(f"per_point.csv has not {with_rows} rows")
+    except (ValueError, UnicodeDecodeError, OSError, CorruptFile) as err:
+        print(f"[eval] recomputing: cache {path} is unreadable ({str(err)[:60]})", flush=True)
+        return None
+    if data.get("key") == json.loads(json.dumps(key, default=str)):
+        return data
     return None
 
 
@@ -155,7 +212,8 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
     """
     key = {**eval_key(cfg, key_extra), "seed": seed, "models": sorted(models),
            "n": int(x.shape[0]), "model_hashes": {n: model_hash(m) for n, m in models.items()}}
-    summaries = {n: cached(Path(d) / "summary.json", key) for n, d in out_dirs.items()}
+    summaries = {n: cached(Path(d) / "summary.json", key, int(x.shape[0]))
+                 for n, d in out_dirs.items()}
     if all(s is not None for s in summaries.values()):
         print(f"[eval] cached: {', '.join(sorted(models))}", flush=True)
         return {n: s["summary"] for n, s in summaries.items()}
@@ -178,6 +236,8 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
     bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent / "bdmc.json") \
         if with_bdmc else {}
     logpx = logpx_from(ais_values, bounds.values())
+    computed = {"computed_commit": git_commit(), "computed_command": " ".join(sys.argv),
+                "computed_time": time.strftime("%Y-%m-%d %H:%M:%S")}
     result = {}
     for name, b in bounds.items():
         per_point = add_gaps(b, logpx, ais_values)
@@ -186,7 +246,7 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
                         "iwae_q": per_point["iwae_q"].mean().item(),
                         "iwae_qstar": per_point[f"iwae_qstar_{own_family(models[name])}"].mean().item(),
                         "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(),
-                        **ais_stats, **certificates(per_point, bdmc)})
+                        **ais_stats, **certificates(per_point, bdmc), **computed})
         if summary["failures"]:
             print(f"[eval] WARNING {name}: {summary['failures']}", flush=True)
         if not summary["certified"]:

@@ -47,6 +47,9 @@ CERTIFICATE_FIELDS = ["certified", "certificate_misses", "bdmc_gap", "bdmc_lower
                       "bdmc_path", "bdmc_settings", "ais_sets_logpx", "ais_below_logpx",
                       "ais_acceptance", "ais_acceptance_min",
                       "qstar_capped", "qstar_steps", "qstar_probe", "qstar_fallback"]
+# ... and what made them: the commit, command and time that COMPUTED each row (a cached row
+# keeps its own), and the config it belongs to (rows of one config_id merge across subset runs)
+COMPUTED_FIELDS = ["computed_commit", "computed_time", "computed_command", "config_id"]
 QUANTITIES = ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap", "total_gap")
 
 

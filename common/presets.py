@@ -13,8 +13,11 @@ from .data import DATASETS
 from .gaps import AIS_PROPOSALS, EvalConfig
 from .posteriors import FAMILIES
 from .train import TrainConfig
-from .vae import model_config
+from .vae import ModelConfig, model_config
 
+
+# fields only evaluation scripts take (a train script has no flag for them)
+EVAL_ONLY = tuple(f.name for f in fields(EvalConfig)) + ("eval_splits", "qstar_points")
 
 # whole-number fields where 0 means "all" or "none"; every other one must be >= 1
 MAY_BE_ZERO = {"n_points", "n_train", "n_valid_monitor", "warmup_epochs", "ais_warmup",
@@ -41,15 +44,16 @@ class RunConfig(EvalConfig):
     context_dim: int = 20           # cflow context size
 
     def train_config(self, **overrides) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
-                           warmup_epochs=self.warmup_epochs, n_train=self.n_train,
-                           n_valid_monitor=self.n_valid_monitor,
-                           dynamic_binarisation=self.dynamic_binarisation, **overrides)
+        """The training part of this config: every TrainConfig field this config has."""
+        mine = {f.name for f in fields(self)}
+        shared = {f.name: getattr(self, f.name) for f in fields(TrainConfig) if f.name in mine}
+        return TrainConfig(**{**shared, **overrides})
 
     def model_config(self, family: str, architecture: str = "standard"):
-        return model_config(architecture, family=family, z_dim=self.z_dim,
-                            activation=self.activation, flow_steps=self.flow_steps,
-                            flow_hidden=self.flow_hidden, context_dim=self.context_dim)
+        """The model part: every ModelConfig field this config has, on an architecture."""
+        mine = {f.name for f in fields(self)} - {"enc_hidden", "dec_hidden"}
+        shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if f.name in mine}
+        return model_config(architecture, **{**shared, "family": family})
 
     def validate(self) -> None:
         """Every field range-checked in one place: a bad value is one line, exit 2."""
@@ -105,14 +109,18 @@ class Exp52Config(RunConfig):
 class Exp53Config(RunConfig):
     dataset: str = "mnist"
     families: tuple = ("ffg", "flow", "cflow")
-    encoder: str = "small_encoder"   # small_encoder (one hidden layer of 100) | linear_encoder
+    # encoder trunks trained on the frozen decoder: one hidden layer of 100, and none (the
+    # paper's Table 4: linear encoders)
+    encoders: tuple = ("small_encoder", "linear_encoder")
     base_epochs: int = 30            # epochs of the base ffg VAE whose decoder is frozen
     eval_splits: tuple = ("test", "train")
 
     def validate(self):
         super().validate()
-        if self.encoder not in ("small_encoder", "linear_encoder"):
-            raise ConfigError("--encoder must be small_encoder or linear_encoder")
+        for e in self.encoders:
+            if e not in ("small_encoder", "linear_encoder"):
+                raise ConfigError(f"--encoders={e} is not allowed; use small_encoder, "
+                                  f"linear_encoder or both")
 
 
 EXP55_MODELS = {  # name: (family, architecture)
@@ -157,6 +165,10 @@ class RefitConfig(RunConfig):
 
     def validate(self):
         super().validate()
+        if self.refit_epochs % self.eval_every:
+            raise ConfigError(f"--refit-epochs={self.refit_epochs} is not a multiple of "
+                              f"--eval-every={self.eval_every}; make it one so the curve ends "
+                              f"at the last epoch")
         for n in self.noise:
             if not isinstance(n, int) or not 0 <= n <= 784:
                 raise ConfigError(f"NOISE={n} is not allowed; use whole numbers in [0, 784]")

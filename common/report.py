@@ -6,13 +6,13 @@ listed, never invented. `--snapshot DIR` also copies the report, tables and PNGs
 import argparse
 import base64
 import html
-import json
 import shutil
 import sys
 from importlib import metadata
 from pathlib import Path
 
-from .config import atomic_write_text, git_commit, results_dir
+from .config import (ConfigError, atomic_write_text, check_results_dir, git_commit, read_json_or,
+                     results_dir)
 
 EXPERIMENTS = [  # folder, title, figure stems, the claim it tests
     ("exp52_testgap", "§5.2 Test-set inference gaps (MNIST, Fashion-MNIST)", ["gaps"],
@@ -69,18 +69,35 @@ def collect(root: Path) -> list:
         d = root / folder
         tables = sorted(d.glob("table*.md")) if d.exists() else []
         pngs = [d / f"{f}.png" for f in figures if (d / f"{f}.png").exists()]
-        prov = json.loads((d / "provenance.json").read_text()) \
-            if (d / "provenance.json").exists() else {}
+        prov = read_json_or(d / "provenance.json", {}, "the report omits its provenance line")
+        prov = prov if isinstance(prov, dict) else {}
         sections.append({"folder": folder, "title": title, "claim": claim, "tables": tables,
                          "figures": pngs, "provenance": prov,
                          "present": bool(tables or pngs)})
     return sections
 
 
+def computed_by(folder: Path) -> list:
+    """[((commit, first time), rows)] of the computed_commit column of the folder's CSVs."""
+    from .tables import read_csv
+    counts, first = {}, {}
+    for path in sorted(folder.glob("*.csv")):
+        try:
+            rows = read_csv(path)
+        except Exception:  # noqa: BLE001 - an unreadable CSV is reported by its own step
+            continue
+        for r in rows:
+            c = r.get("computed_commit")
+            if c:
+                counts[c] = counts.get(c, 0) + 1
+                first[c] = min(first.get(c, r.get("computed_time", "")), r.get("computed_time", ""))
+    return [((c, first[c]), n) for c, n in sorted(counts.items(), key=lambda kv: first[kv[0]])]
+
+
 def build(root: Path) -> tuple:
     sections = collect(root)
-    steps = json.loads((root / "step_times.json").read_text()) \
-        if (root / "step_times.json").exists() else {}
+    steps = read_json_or(root / "step_times.json", {}, "the report omits step times")
+    steps = steps if isinstance(steps, dict) else {}
     vers = versions()
     missing = [s["folder"] for s in sections if not s["present"]]
     md = ["# Inference suboptimality: report", "",
@@ -94,16 +111,21 @@ def build(root: Path) -> tuple:
         p = s["provenance"]
         md += [f"## {s['title']}", "", f"*Claim tested:* {s['claim']}", ""]
         if p:
-            md += [f"Preset `{p.get('preset')}`, seed {p.get('seed')}, device {p.get('device')}, "
-                   f"commit `{p.get('git_commit')}`, made {p.get('time')} by "
+            md += [f"Preset `{p.get('preset')}`, seed {p.get('seed')}, device {p.get('device')}; "
+                   f"tables written at commit `{p.get('git_commit')}`, {p.get('time')}, by "
                    f"`{p.get('command')}`.", ""]
+        computed = computed_by(root / s["folder"])
+        if computed:
+            md += ["Numbers computed at " + "; ".join(
+                f"commit `{c}` ({n} row{'s' if n > 1 else ''}, {t})" for (c, t), n in computed)
+                + " (a cached number keeps the commit that computed it).", ""]
         for t in s["tables"]:
             md += [t.read_text().strip(), ""]
         for f in s["figures"]:
             md += [f"![{f.stem}]({f.relative_to(root).as_posix()})", ""]
     bench = root / "bench" / "bench.json"
     if bench.exists():
-        data = json.loads(bench.read_text())
+        data = read_json_or(bench, {}, "the report omits the speed section")
         md += ["## Speed (`make bench`)", "", "| measure | value |", "|---|---|"]
         md += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
                for k, v in data.items() if not isinstance(v, dict)]
@@ -144,8 +166,11 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", default=None)
     args = parser.parse_args(argv)
-    root = results_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root = check_results_dir(results_dir())
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     text, page, missing = build(root)
     atomic_write_text(root / "REPORT.md", text)
     atomic_write_text(root / "report.html", page)

@@ -5,11 +5,12 @@ time of the run that did the work). The report lists them. The command's exit co
 through; a failed step records nothing.
 """
 import json
+import os
 import subprocess
 import sys
 import time
 
-from .config import atomic_write_text, results_dir
+from .config import atomic_write_text, read_json_or, results_dir
 
 
 def main() -> int:
@@ -21,13 +22,23 @@ def main() -> int:
     code = subprocess.call(cmd)
     if code == 0:
         path = results_dir() / "step_times.json"
-        times = json.loads(path.read_text()) if path.exists() else {}
+        times = read_json_or(path, {}, "starting it afresh (the old file is kept as .corrupt)")
+        if not isinstance(times, dict):
+            times = {}
+        if path.exists() and not times:
+            try:
+                os.replace(path, path.with_name(path.name + ".corrupt"))
+            except OSError:
+                pass
         runs = times.get(name, [])
         runs = runs if isinstance(runs, list) else [runs]
         runs.append({"wall_s": round(time.time() - t0, 1), "command": " ".join(cmd),
                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
         times[name] = runs
-        atomic_write_text(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
+        try:
+            atomic_write_text(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
+        except OSError as err:  # timing is informative: it never fails the step it timed
+            print(f"warning: step time not recorded in {path} ({err.strerror})", file=sys.stderr)
     return code
 
 

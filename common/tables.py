@@ -5,7 +5,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .config import atomic_write_text, temp_path
+from .config import CorruptFile, atomic_write_text, temp_path
 
 LABELS = {"logpx": r"log p̂(x)", "L_qstar": "L[q*]", "L_q": "L[q]",
           "approx_gap": "Approximation gap", "amort_gap": "Amortization gap",
@@ -59,20 +59,44 @@ def certificate_caption() -> str:
             f"|probe| <= {t['qstar_probe']} nat.")
 
 
-def gap_table(stem: Path, columns: dict, caption: str = "") -> None:
+EXTRA_LABELS = {"L_qstar_ffg": ("L[q*_FFG] (Gaussian q* of the same decoder)",
+                                r"$\mathcal{L}[q^*_{FFG}]$")}
+
+
+def gap_table(stem: Path, columns: dict, caption: str = "", paper: dict = None,
+              extra: tuple = ()) -> None:
     """Paper's Table-2 layout: rows = quantities, one column per (label -> summary dict), then
-    the certificate rows of each column."""
+    the certificate rows of each column.
+
+    paper: {column label: {quantity: the paper's value}}; each quantity the paper reports gets
+    a "paper" row under ours. extra: further summary fields shown as means (EXTRA_LABELS).
+    """
+    paper = paper or {}
     headers = [""] + list(columns)
     rows, latex_rows = [], []
+
+    def paper_row(q, label, latex):
+        if any(q in paper.get(c, {}) for c in columns):
+            cells = [f"{paper[c][q]:.2f}" if q in paper.get(c, {}) else "–" for c in columns]
+            rows.append([f"  {label}, paper"] + cells)
+            latex_rows.append([f"\quad {latex}, paper"] + cells)
     for q in LABELS:
         cells = [pm(float(s[q]), float(s[f"{q}_sem"])) for s in columns.values()]
         rows.append([LABELS[q]] + cells)
         latex_rows.append([LATEX_LABELS[q]] + [c.replace("±", r"$\pm$") for c in cells])
+        paper_row(q, LABELS[q], LATEX_LABELS[q])
+    for q in extra:
+        label, latex = EXTRA_LABELS[q]
+        cells = [f"{float(s[q]):.2f}" if s.get(q) not in (None, "") else "n/a"
+                 for s in columns.values()]
+        rows.append([label] + cells)
+        latex_rows.append([latex] + cells)
+        paper_row(q, label.split(" (")[0], latex)
     for label, field, fmt in CERTIFICATE_ROWS:
         cells = [_cell(s, field, fmt) for s in columns.values()]
         rows.append([label] + cells)
         latex_rows.append([label.replace("p̂", r"$\hat p$")] + cells)  # tabulate escapes %
-    caption = f"{caption} {certificate_caption()}".strip()
+    caption = f"{caption.rstrip('.')}. {certificate_caption()}" if caption else certificate_caption()
     write_tables(stem, headers, rows, latex_rows, caption)
 
 
@@ -89,6 +113,58 @@ def write_csv(path: Path, rows: list, fields: list = None) -> None:
     os.replace(tmp, path)
 
 
-def read_csv(path: Path) -> list:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+def read_csv(path: Path, required=(), fix: str = "delete it and rerun the step that wrote it") -> list:
+    """Rows of a CSV written by write_csv; CorruptFile naming the file when it is garbage or
+    truncated (a short row, a missing column of `required`)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise CorruptFile(f"{path} is not a readable CSV ({type(err).__name__}); {fix}") from None
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise CorruptFile(f"{path} has no column {missing[0]!r} (garbage or another version); "
+                          f"{fix}")
+    for i, row in enumerate(rows):
+        if None in row or any(v is None for v in row.values()):
+            raise CorruptFile(f"{path} row {i + 2} has {len([v for v in row.values() if v is not None])} "
+                              f"fields, not {len(columns)} (truncated or garbage); {fix}")
+    return rows
+
+
+def merge_rows(path: Path, rows: list, key: tuple, scope: str) -> list:
+    """rows plus the rows already at `path` that they do not replace: an evaluation of a subset
+    (`--families ffg`) updates its rows and keeps the others. Old rows are kept only if they
+    share `scope` (the `config_id` column: same preset, seed and evaluation settings); rows of
+    another scope, or an unreadable old file, are dropped with a note."""
+    path = Path(path)
+    for r in rows:
+        r["config_id"] = scope
+    if not path.exists():
+        return rows
+    try:
+        old = read_csv(path)
+    except CorruptFile as err:
+        print(f"[merge] {err.args[0].split(';')[0]}: rewritten from this run's rows only")
+        return rows
+    new_keys = {tuple(str(r[k]) for k in key) for r in rows}
+    kept = [{k: _typed(v) for k, v in r.items()} for r in old if r.get("config_id") == scope
+            and tuple(str(r.get(k)) for k in key) not in new_keys]
+    dropped = sum(1 for r in old if r.get("config_id") != scope)
+    if dropped:
+        print(f"[merge] {path.name}: {dropped} row(s) of another config dropped")
+    return kept + rows
+
+
+def _typed(text: str):
+    """A CSV cell back as the value it was written from (int, float, bool, or text)."""
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .config import temp_path, write_json
+from .config import CorruptFile, UserError, temp_path, write_json
 from .posteriors import log_standard_normal
 from .vae import VAE, ModelConfig
 
@@ -50,11 +50,11 @@ class TrainConfig:
     dynamic_binarisation: bool = False  # x_train holds grey levels: fresh bits at every batch
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+class NonFiniteLoss(UserError, RuntimeError):
+    """A non-finite loss or validation ELBO: the epoch is discarded, the last good checkpoint kept."""
 
 
-class RunMismatch(ValueError):
+class RunMismatch(UserError, ValueError):
     """A run folder holds a run of another identity: never reused, never resumed."""
 
 
@@ -130,18 +130,37 @@ def grad_norm(params) -> torch.Tensor:
 
 
 def save_checkpoint(path: Path, model, optimizer, epoch: int, config: dict,
-                    identity: dict = None) -> None:
+                    identity: dict = None, metrics: list = None) -> None:
+    """Weights, optimiser, RNG and the metrics rows up to `epoch`, as ONE atomic file: a kill
+    between this and the metrics.csv write loses nothing (metrics.csv is rebuilt from it)."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-             "config": config, "identity": identity, "torch_rng": torch.get_rng_state(),
+             "config": config, "identity": identity, "metrics": list(metrics or []),
+             "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
     tmp = temp_path(path)
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
+def read_checkpoint(path: Path, device="cpu") -> dict:
+    """A checkpoint written by save_checkpoint; CorruptFile naming it when truncated or garbage."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise CorruptFile(f"{path} is missing; run the experiment's train step first") from None
+    except Exception as err:  # noqa: BLE001 - any unpickling error means a bad file
+        raise CorruptFile(f"{path} is truncated or not a checkpoint ({type(err).__name__}); "
+                          f"delete {path.parent} to retrain it") from None
+    if not isinstance(state, dict) or not {"model", "epoch", "config"} <= set(state):
+        raise CorruptFile(f"{path} is not a checkpoint of this trainer; delete {path.parent} "
+                          f"to retrain it")
+    return state
+
+
 def load_model(path: Path, device="cpu") -> VAE:
     """A trained VAE from a checkpoint written by this trainer."""
-    return model_from_state(torch.load(path, map_location=device, weights_only=False), device)
+    return model_from_state(read_checkpoint(path, device), device)
 
 
 def model_from_state(state: dict, device="cpu") -> VAE:
@@ -150,11 +169,20 @@ def model_from_state(state: dict, device="cpu") -> VAE:
     return model
 
 
-def _read_metrics(path: Path, upto_epoch: int) -> list:
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto_epoch]
+def restore_metrics(run_dir: Path, state: dict) -> list:
+    """metrics.csv as the checkpoint records it (rows up to its epoch); rewritten when the file
+    is missing, unreadable or differs (a kill after the checkpoint, a hand edit)."""
+    rows = [{k: row.get(k) for k in METRIC_FIELDS} for row in state.get("metrics", [])]
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        with open(path, newline="") as f:
+            on_disk = list(csv.DictReader(f))
+        same = [r.get("epoch") for r in on_disk] == [str(r["epoch"]) for r in rows]
+    except (OSError, csv.Error, UnicodeDecodeError):
+        same = False
+    if not same:
+        _write_metrics(path, rows)
+    return rows
 
 
 def _write_metrics(path: Path, rows: list) -> None:
@@ -216,7 +244,6 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
 def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, log_prefix,
            data_identity):
     config = {"train": cfg, "model": model.config, "seed": seed, **(extra_config or {})}
-    write_json(run_dir / "config.json", config)
     config_for_ckpt = {"model": model.config.__dict__, "seed": seed}
     identity = run_identity(model.config, cfg, seed, data_identity)
     if cfg.freeze_decoder:
@@ -231,7 +258,7 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
     start_epoch = 0
     torch.manual_seed(seed)
     if resume and last.exists():
-        state = torch.load(last, map_location=x_train.device, weights_only=False)
+        state = read_checkpoint(last, x_train.device)
         check_identity(state, identity, last)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -241,7 +268,10 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
         start_epoch = state["epoch"]
         if start_epoch < cfg.epochs:
             print(f"{log_prefix}resuming from epoch {start_epoch} ({last})", flush=True)
-    rows = _read_metrics(run_dir / "metrics.csv", start_epoch)
+        rows = restore_metrics(run_dir, state)
+    else:
+        rows = []
+    write_json(run_dir / "config.json", config)   # only once the identity is known to match
 
     x_train = x_train[:cfg.n_train] if cfg.n_train else x_train
     x_monitor = x_valid[:cfg.n_valid_monitor]
@@ -310,8 +340,8 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
         rows.append(row)
         if epoch + 1 in cfg.checkpoint_epochs:
             save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", model, optimizer, epoch + 1,
-                            config_for_ckpt, identity)
-        save_checkpoint(last, model, optimizer, epoch + 1, config_for_ckpt, identity)
+                            config_for_ckpt, identity, rows)
+        save_checkpoint(last, model, optimizer, epoch + 1, config_for_ckpt, identity, rows)
         _write_metrics(run_dir / "metrics.csv", rows)
         done = epoch + 1 - start_epoch
         eta = (time.time() - t_run) / done * (cfg.epochs - epoch - 1)

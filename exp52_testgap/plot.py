@@ -2,6 +2,7 @@
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from common.config import guarded
 from common.experiment import Experiment
 from common.plots import gap_bars, save
 
@@ -29,4 +30,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

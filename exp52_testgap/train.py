@@ -1,4 +1,5 @@
 """Train one VAE per dataset x family (same decoder, same encoder trunk). Resumes; skips finished runs."""
+from common.config import guarded
 from common.experiment import Experiment, train_or_load
 
 FOLDER = "exp52_testgap"
@@ -9,7 +10,7 @@ def run_dir(exp: Experiment, dataset: str, family: str):
 
 
 def main(argv=None):
-    exp = Experiment("exp52", FOLDER, argv, __doc__)
+    exp = Experiment("exp52", FOLDER, argv, __doc__, stage="train")
     cfg = exp.config
     for dataset in cfg.datasets:
         x_train, x_valid = exp.train_data(dataset), exp.data(dataset, "valid")
@@ -21,4 +22,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -1,54 +1,71 @@
-"""Gaps of every small encoder against the one frozen decoder, on the same points.
+"""Gaps of every small encoder (hidden layer of 100, and linear) against the one frozen decoder,
+on the same points.
 
 log p^ (AIS + every encoder's IWAE candidates) is computed once for the decoder and reused for
-every encoder, so approximation gaps are comparable. Writes gaps.csv and table.tex / table.md.
+every encoder, so approximation gaps are comparable. Writes gaps.csv, table.tex / table.md
+(hidden-100 encoders, test), table_linear.* (linear encoders, test, with the paper's Table 4)
+and their _train versions.
 """
+from common.config import guarded
 from common.experiment import Experiment, evaluate_decoder_family, trained_epochs
-from common.gaps import CERTIFICATE_FIELDS
-from common.tables import gap_table, write_csv
-from common.train import load_model
+from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
+from common.paper import TABLE4_LINEAR
+from common.tables import gap_table, merge_rows, write_csv
 
 from .train import FOLDER, encoder_run_dir
 
-FIELDS = ["dataset", "model", "split", "n_points", "encoder_params", "logpx", "logpx_sem",
+FIELDS = ["dataset", "encoder", "model", "split", "n_points", "encoder_params", "logpx", "logpx_sem",
           "L_qstar", "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem",
           "amort_gap", "amort_gap_sem", "total_gap", "total_gap_sem", "ais", "iwae_q",
-          "iwae_qstar", "L_qstar_ffg", "failures"] + CERTIFICATE_FIELDS
+          "iwae_qstar", "L_qstar_ffg", "failures"] + CERTIFICATE_FIELDS + COMPUTED_FIELDS
 NAMES = {"ffg": "FFG", "flow": "Flow", "cflow": "CFlow"}
+STEMS = {"small_encoder": "table", "linear_encoder": "table_linear"}
+TRUNKS = {"small_encoder": "one hidden layer of 100", "linear_encoder": "linear (no hidden layer)"}
 
 
 def main(argv=None):
     exp = Experiment("exp53", FOLDER, argv, __doc__)
     cfg = exp.config
     models, dirs = {}, {}
-    for family in cfg.families:
-        path = encoder_run_dir(exp, family)
-        if not (path / "last.pt").exists():
-            raise SystemExit(f"error: {path}/last.pt is missing; run `make exp53` first")
-        models[family], dirs[family] = load_model(path / "last.pt", exp.device), path
+    for encoder in cfg.encoders:
+        for family in cfg.families:
+            name = f"{encoder}/{family}"
+            dirs[name] = encoder_run_dir(exp, encoder, family)
+            models[name] = exp.load(dirs[name], cfg.model_config(family, encoder),
+                                    cfg.train_config(freeze_decoder=True))
     rows = []
     for split in cfg.eval_splits:
         x = exp.data(cfg.dataset, split, cfg.n_points)
         print(f"[exp53] {split}: {len(x)} points, encoders {', '.join(models)}", flush=True)
         summaries = evaluate_decoder_family(
-            models, x, cfg, exp.seed, {f: dirs[f] / f"eval_{split}" for f in models},
-            {"epochs": {f: trained_epochs(d) for f, d in dirs.items()}, "split": split})
-        for family, summary in summaries.items():
-            rows.append({"dataset": cfg.dataset, "model": family, "split": split,
-                         "encoder_params": models[family].parameter_counts()["encoder"],
+            models, x, cfg, exp.seed, {n: dirs[n] / f"eval_{split}" for n in models},
+            {"epochs": {n: trained_epochs(d) for n, d in dirs.items()}, "split": split})
+        for name, summary in summaries.items():
+            encoder, family = name.split("/")
+            rows.append({"dataset": cfg.dataset, "encoder": encoder, "model": family,
+                         "split": split, "encoder_params": models[name].parameter_counts()["encoder"],
                          **summary})
+    # a subset run (--families ffg) updates its rows and keeps the others of this config
+    rows = merge_rows(exp.out / "gaps.csv", rows, ("dataset", "encoder", "model", "split"),
+                      exp.config_id(("families", "encoders", "eval_splits")))
     write_csv(exp.out / "gaps.csv", rows, FIELDS)
-    for split, stem in (("test", "table"), ("train", "table_train")):
-        columns = {f"{NAMES[r['model']]} ({r['encoder_params']:,} enc. params)": r
-                   for r in rows if r["split"] == split}
-        if columns:
-            gap_table(exp.out / stem, columns,
-                      f"Frozen {cfg.dataset} decoder, {cfg.encoder} per family: gaps (nats) on "
-                      f"{cfg.n_points} {split} points, mean ± s.e.m. (preset {exp.preset}, "
-                      f"seed {exp.seed}); log p̂ shared by all encoders")
+    for encoder, stem in STEMS.items():
+        for split, suffix in (("test", ""), ("train", "_train")):
+            sel = [r for r in rows if r["split"] == split and r["encoder"] == encoder]
+            columns = {f"{NAMES[r['model']]} ({int(r['encoder_params']):,} enc. params)": r
+                       for r in sel}
+            paper = {label: TABLE4_LINEAR[r["model"]] for label, r in columns.items()
+                     if encoder == "linear_encoder"}
+            if columns:
+                gap_table(exp.out / f"{stem}{suffix}", columns,
+                          f"Frozen {cfg.dataset} decoder, encoders with {TRUNKS[encoder]}: gaps "
+                          f"(nats) on {cfg.n_points} {split} points, mean ± s.e.m. (preset "
+                          f"{exp.preset}, seed {exp.seed}); log p̂ shared by all encoders" +
+                          ("; paper rows: Table 4 (its FFG, AF, Flow against our FFG, Flow, "
+                           "CFlow)" if paper else ""), paper=paper)
     exp.write_provenance()
     print(f"[exp53] wrote {exp.out / 'gaps.csv'}")
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

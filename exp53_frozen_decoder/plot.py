@@ -2,6 +2,7 @@
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from common.config import guarded
 from common.experiment import Experiment
 from common.plots import gap_bars, save
 
@@ -14,10 +15,11 @@ def main(argv=None):
     rows = exp.read_rows("gaps.csv", "exp53")
     sns.set_theme(style="whitegrid")
     splits = list(dict.fromkeys(r["split"] for r in rows))
-    fig, axes = plt.subplots(1, len(splits), figsize=(4.8 * len(splits), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(splits), figsize=(6.4 * len(splits), 3.8), squeeze=False)
     for ax, split in zip(axes[0], splits):
         sel = [r for r in rows if r["split"] == split]
-        labels = [f"{NAMES[r['model']]}\n{int(r['encoder_params']):,} params" for r in sel]
+        labels = [f"{NAMES[r['model']]}{' lin.' if r.get('encoder') == 'linear_encoder' else ''}"
+                  f"\n{int(r['encoder_params']):,} params" for r in sel]
         gap_bars(ax, sel, labels, f"frozen {sel[0]['dataset']} decoder, {split} "
                  f"({sel[0]['n_points']} points)")
     axes[0][0].legend()
@@ -26,4 +28,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -1,26 +1,29 @@
-"""Train small encoders (ffg, flow, cflow; identical trunk) against the frozen decoder of the base
-ffg VAE (exp52's standard model for the same preset and seed, trained here if missing)."""
+"""Train small encoders (ffg, flow, cflow; identical trunk: one hidden layer of 100, and a linear
+one) against the frozen decoder of the base ffg VAE (exp52's standard model for the same preset
+and seed, trained here if missing)."""
+from common.config import guarded
 from common.experiment import Experiment, base_ffg_model, base_run_dir, train_or_load
 
 FOLDER = "exp53_frozen_decoder"
 
 
-def encoder_run_dir(exp: Experiment, family: str):
-    return exp.runs / f"{exp.config.dataset}_{exp.config.encoder}_{family}"
+def encoder_run_dir(exp: Experiment, encoder: str, family: str):
+    return exp.runs / f"{exp.config.dataset}_{encoder}_{family}"
 
 
 def main(argv=None):
-    exp = Experiment("exp53", FOLDER, argv, __doc__)
+    exp = Experiment("exp53", FOLDER, argv, __doc__, stage="train")
     cfg = exp.config
     base_ffg_model(exp.preset, exp.seed, cfg.dataset, exp.device)
     x_train, x_valid = exp.train_data(cfg.dataset), exp.data(cfg.dataset, "valid")
     base_checkpoint = base_run_dir(exp.preset, exp.seed, cfg.dataset) / "last.pt"
-    for family in cfg.families:
-        train_or_load(encoder_run_dir(exp, family), cfg.model_config(family, cfg.encoder),
-                      cfg.train_config(freeze_decoder=True), x_train, x_valid, exp.seed,
-                      exp.device, init_from=base_checkpoint, label=f"frozen/{family}")
+    for encoder in cfg.encoders:
+        for family in cfg.families:
+            train_or_load(encoder_run_dir(exp, encoder, family), cfg.model_config(family, encoder),
+                          cfg.train_config(freeze_decoder=True), x_train, x_valid, exp.seed,
+                          exp.device, init_from=base_checkpoint, label=f"frozen/{encoder}/{family}")
     exp.write_provenance("train_provenance.json")
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -1,17 +1,18 @@
 """At every kept checkpoint of every exp55 model: log p^, L[q*], L[q] and the gaps on a fixed
 training subset and a fixed validation subset of the same size. Writes gaps_over_epochs.csv and
 a table of the final-epoch gaps."""
+from common.config import guarded
 from common.experiment import Experiment, dynamics_run_dir, evaluate_one
-from common.gaps import CERTIFICATE_FIELDS
-from common.tables import gap_table, write_csv
-from common.train import load_model
+from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
+from common.tables import gap_table, merge_rows, write_csv
+from common.presets import EXP55_MODELS
 
 from .train import FOLDER
 
 FIELDS = ["model", "split", "epoch", "n_points", "logpx", "logpx_sem", "L_qstar", "L_qstar_sem",
           "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap", "amort_gap_sem",
           "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar",
-          "failures"] + CERTIFICATE_FIELDS
+          "failures"] + CERTIFICATE_FIELDS + COMPUTED_FIELDS
 SPLITS = ("train", "valid")
 
 
@@ -22,17 +23,19 @@ def main(argv=None):
     points = {s: exp.data(cfg.dataset, s, cfg.n_points) for s in SPLITS}
     for name in cfg.models:
         run = dynamics_run_dir(exp, name)
+        family, architecture = EXP55_MODELS[name]
         for epoch in cfg.checkpoint_epochs():
-            path = run / f"epoch_{epoch}.pt"
-            if not path.exists():
-                raise SystemExit(f"error: {path} is missing; run `make exp55` first")
-            model = load_model(path, exp.device)
+            model = exp.load(run, cfg.model_config(family, architecture),
+                             cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()),
+                             checkpoint=f"epoch_{epoch}.pt")
             for split in SPLITS:
                 print(f"[exp55] {name} epoch {epoch} {split}", flush=True)
                 summary = evaluate_one(model, points[split], cfg, exp.seed,
                                        run / f"eval_e{epoch}_{split}",
                                        {"epoch": epoch, "split": split})
                 rows.append({"model": name, "split": split, "epoch": epoch, **summary})
+    # a subset run (--families ffg) updates its rows and keeps the others of this config
+    rows = merge_rows(exp.out / "gaps_over_epochs.csv", rows, ("model", "split", "epoch"), exp.config_id(("models",)))
     write_csv(exp.out / "gaps_over_epochs.csv", rows, FIELDS)
     last = cfg.checkpoint_epochs()[-1]
     columns = {f"{r['model']} ({r['split']})": r for r in rows if r["epoch"] == last}
@@ -44,4 +47,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -3,6 +3,7 @@ approximation gap (between log p^ and L[q*]) and the amortization gap (L[q*] to 
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from common.config import guarded
 from common.experiment import Experiment
 from common.plots import AMORT_COLOR, APPROX_COLOR, save
 
@@ -40,4 +41,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

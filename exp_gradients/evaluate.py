@@ -2,8 +2,9 @@
 ratio over the last quarter of training, with its spread (std over those epochs)."""
 import math
 
-from common.experiment import Experiment, dynamics_run_dir
-from common.tables import read_csv, write_csv, write_tables
+from common.config import guarded
+from common.experiment import Experiment, dynamics_run_dir, read_metrics
+from common.tables import write_csv, write_tables
 
 FOLDER = "exp_gradients"
 
@@ -19,10 +20,7 @@ def main(argv=None):
     exp = Experiment("exp55", FOLDER, argv, __doc__)
     rows = []
     for name in exp.config.models:
-        path = dynamics_run_dir(exp, name) / "metrics.csv"
-        if not path.exists():
-            raise SystemExit(f"error: {path} is missing; run `make exp_gradients` first")
-        metrics = read_csv(path)
+        metrics = read_metrics(dynamics_run_dir(exp, name), exp.config.epochs, "exp_gradients")
         row = {"model": name, "epochs": len(metrics), "enc_params": metrics[0]["enc_params"],
                "dec_params": metrics[0]["dec_params"]}
         for key in ("grad_ratio_normalised", "enc_grad_norm", "dec_grad_norm",
@@ -48,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -4,9 +4,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from common.experiment import Experiment, dynamics_run_dir
+from common.config import guarded
+from common.experiment import Experiment, dynamics_run_dir, read_metrics
 from common.plots import save
-from common.tables import read_csv
 
 from .evaluate import FOLDER
 
@@ -26,10 +26,7 @@ def main(argv=None):
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     colors = sns.color_palette("tab10")
     for c, name in enumerate(exp.config.models):
-        path = dynamics_run_dir(exp, name) / "metrics.csv"
-        if not path.exists():
-            raise SystemExit(f"error: {path} is missing; run `make exp_gradients` first")
-        m = read_csv(path)
+        m = read_metrics(dynamics_run_dir(exp, name), exp.config.epochs, "exp_gradients")
         ep = [int(r["epoch"]) for r in m]
         w = max(1, len(m) // 10)
         g = lambda k: smooth([float(r[k]) for r in m], w)  # noqa: E731
@@ -51,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -1,14 +1,15 @@
 """Nothing is retrained here: this makes sure the exp55 runs (whose trainer logged the gradient
 norms in metrics.csv) exist, training them if they are missing."""
+from common.config import guarded
 from common.experiment import Experiment, train_dynamics_models
 
 FOLDER = "exp_gradients"
 
 
 def main(argv=None):
-    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    exp = Experiment("exp55", FOLDER, argv, __doc__, stage="train")
     train_dynamics_models(exp)
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

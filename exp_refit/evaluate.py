@@ -5,12 +5,13 @@ plus curves.csv gathered over noise levels and table.tex / table.md (before, bes
 on A and B, and the epoch where B peaks)."""
 import torch
 
+from common.config import guarded
 from common.experiment import Experiment, base_run_dir, trained_epochs
 from common.gaps import encoder_bounds, summarise
 from common.tables import pm, read_csv, write_csv, write_tables
 from common.train import load_model
 
-from .train import CURVE_FIELDS, FOLDER, corrupted_sets
+from .train import CURVE_FIELDS, FOLDER, check_curve, corrupted_sets
 
 GAP_FIELDS = ["noise", "set", "when", "n_points", "L_q", "L_q_sem", "L_qstar", "L_qstar_sem",
               "amort_gap", "amort_gap_sem"]
@@ -26,7 +27,8 @@ def main(argv=None):
         if trained_epochs(run) < cfg.refit_epochs:
             raise SystemExit(f"error: {run} is not finished; run `make exp_refit` first")
         refit_model = load_model(run / "last.pt", exp.device)
-        rows = read_csv(run / "curves.csv")
+        rows = read_csv(run / "curves.csv", CURVE_FIELDS)
+        check_curve(rows, noise, cfg.refit_epochs, cfg, run / "curves.csv")
         curves += rows
         set_a, set_b = corrupted_sets(exp, noise)
         for name, x in (("A", set_a[:cfg.qstar_points]), ("B", set_b[:cfg.qstar_points])):
@@ -61,4 +63,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

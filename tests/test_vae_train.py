@@ -4,6 +4,7 @@ import csv
 import pytest
 import torch
 
+from common.config import guarded
 from common.train import NonFiniteLoss, TrainConfig, load_model, lr_at, train
 from common.vae import VAE, model_config
 
@@ -170,8 +171,9 @@ def test_a_finished_run_is_reused_only_under_its_own_identity(tmp_path, capsys):
             (small, TrainConfig(epochs=4, batch_size=50, n_valid_monitor=10), 0, "schedule"),
             (small, TrainConfig(epochs=2, batch_size=20, n_valid_monitor=10), 0, "batch_size"),
             (small, cfg, 1, "seed=0")):
-        with pytest.raises(SystemExit) as stop:
-            train_or_load(tmp_path, model_cfg, train_cfg, x, x, seed=seed, device="cpu")
+        with pytest.raises(SystemExit) as stop:  # as a script ends: guarded(main)
+            guarded(lambda: train_or_load(tmp_path, model_cfg, train_cfg, x, x, seed=seed,
+                                          device="cpu"))
         assert stop.value.code == 2
         err = capsys.readouterr().err.strip()
         assert field in err and "delete" in err and len(err.splitlines()) == 1, err
@@ -215,3 +217,51 @@ def test_a_second_process_on_the_same_run_folder_stops_naming_the_holder(tmp_pat
     assert proc.returncode == 7, proc.stderr
     assert "pid 4242 on elsewhere" in proc.stdout
     assert not (tmp_path / "last.pt").exists()
+
+
+def test_checkpoint_and_metrics_are_one_unit_a_kill_between_them_loses_no_row(tmp_path,
+                                                                               monkeypatch):
+    """Fault injection: the process dies after epoch 2's checkpoint, before its metrics.csv
+    write. The rerun finds the run finished and rebuilds metrics.csv from the checkpoint."""
+    import common.train as trainer
+    from common.experiment import train_or_load
+    x = synthetic_binary(100)
+    cfg = TrainConfig(epochs=2, batch_size=50, n_valid_monitor=10)
+    small = model_config(family="ffg", z_dim=4, enc_hidden=(32,), dec_hidden=(32,))
+    real_write = trainer._write_metrics
+
+    def die_at_epoch_2(path, rows):
+        if len(rows) == 2:
+            raise KeyboardInterrupt("killed")
+        real_write(path, rows)
+    monkeypatch.setattr(trainer, "_write_metrics", die_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_load(tmp_path, small, cfg, x, x, seed=0, device="cpu")
+    with open(tmp_path / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+    monkeypatch.setattr(trainer, "_write_metrics", real_write)
+    train_or_load(tmp_path, small, cfg, x, x, seed=0, device="cpu")
+    with open(tmp_path / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+
+
+def test_run_config_passes_every_training_and_model_field_it_has():
+    """The config is composed, not copied by hand: a field of TrainConfig / ModelConfig that
+    RunConfig has always reaches the trainer and the model."""
+    import dataclasses
+    from common.presets import PRESETS
+    from common.vae import ModelConfig
+    cfg = PRESETS["exp52"]["smoke"]
+    mine = {f.name for f in dataclasses.fields(cfg)}
+    changed = dataclasses.replace(cfg, **{
+        f.name: (not getattr(cfg, f.name) if isinstance(getattr(cfg, f.name), bool)
+                 else getattr(cfg, f.name) + 1)
+        for f in dataclasses.fields(TrainConfig) if f.name in mine})
+    train_cfg = changed.train_config()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in mine:
+            assert getattr(train_cfg, f.name) == getattr(changed, f.name), f.name
+    model_cfg = dataclasses.replace(cfg, z_dim=7, flow_hidden=9).model_config("flow")
+    assert (model_cfg.z_dim, model_cfg.flow_hidden, model_cfg.family) == (7, 9, "flow")
+    assert {f.name for f in dataclasses.fields(ModelConfig)} - mine <= {"family", "enc_hidden",
+                                                                        "dec_hidden"}
