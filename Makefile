@@ -41,7 +41,7 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all exp52 exp53 exp55 exp_gradients exp_refit report snapshot bench clean check
+.PHONY: help setup data test all exp51 exp52 exp53 exp54 exp55 exp_gradients exp_refit report snapshot bench clean check
 
 help:  ## list targets and variables
 	@echo "Targets:"
@@ -76,10 +76,20 @@ exp52: check data  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow
 	$(TIME) exp52_evaluate $(PY) -m exp52_testgap.evaluate $(ARGS)
 	$(TIME) exp52_plot $(PY) -m exp52_testgap.plot $(ARGS)
 
+exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (grid log p(x) checks AIS)
+	$(TIME) exp51_train $(PY) -m exp51_posteriors.train $(ARGS)
+	$(TIME) exp51_evaluate $(PY) -m exp51_posteriors.evaluate $(ARGS)
+	$(TIME) exp51_plot $(PY) -m exp51_posteriors.plot $(ARGS)
+
 exp53: check data  ## frozen decoder, small encoders per family
 	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(ARGS) $(DATASET_ARG)
 	$(TIME) exp53_evaluate $(PY) -m exp53_frozen_decoder.evaluate $(ARGS) $(DATASET_ARG)
 	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(ARGS) $(DATASET_ARG)
+
+exp54: check data  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden layers
+	$(TIME) exp54_train $(PY) -m exp54_decoder_size.train $(ARGS)
+	$(TIME) exp54_evaluate $(PY) -m exp54_decoder_size.evaluate $(ARGS)
+	$(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(ARGS)
 
 exp55: check data  ## gaps over training on train and validation, five models
 	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(ARGS) $(DATASET_ARG)
@@ -96,7 +106,7 @@ exp_refit: check data  ## refit the encoder on images with NOISE flipped pixels
 	$(TIME) refit_evaluate $(PY) -m exp_refit.evaluate $(ARGS) --noise $(NOISE)
 	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
 
-all: check data exp52 exp53 exp55 exp_gradients exp_refit report  ## every experiment, then the report
+all: check data exp51 exp52 exp53 exp54 exp55 exp_gradients exp_refit report  ## every experiment, then the report
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
 	$(PY) -m common.report $(ARGS)

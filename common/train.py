@@ -41,7 +41,7 @@ class TrainConfig:
     batch_size: int = 100          # paper: 100
     lr: float = 1e-3               # lr of stage 0
     adam_eps: float = 1e-4         # paper's Adam epsilon
-    warmup_epochs: int = 5         # entropy warm-up length (paper: 100)
+    warmup_epochs: int = 5         # entropy warm-up length (paper: 400, appendix 6.1.2)
     n_train: int = 0               # 0 = the whole training split
     n_valid_monitor: int = 1000    # validation points for the per-epoch single-sample ELBO
     checkpoint_epochs: tuple = ()  # extra kept checkpoints (exp55 evaluates at these)

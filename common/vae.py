@@ -21,6 +21,7 @@ ARCHITECTURES = {  # name: (encoder hidden sizes, decoder hidden sizes)
     "large_decoder": ((200, 200), (500, 500, 500)),
     "small_encoder": ((100,), (200, 200)),
     "linear_encoder": ((), (200, 200)),
+    "exp51": ((100,), (100,)),              # Figure 2's 2-D model: 784-100-4, 2-100-784
 }
 
 
