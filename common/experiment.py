@@ -38,7 +38,8 @@ class Experiment:
             check_results_dir(results_dir())
         except ConfigError as err:
             fail(str(err))
-        self.out = results_dir() / folder
+        variant = getattr(self.config, "variant", "standard")
+        self.out = results_dir() / (folder if variant == "standard" else f"{folder}_{variant}")
         self.runs = self.out / "runs" / f"{self.preset}-seed{self.seed}"
         # taken at start: the commit and command that this run's code and config came from
         self._provenance = {**provenance(self.preset, self.seed, self.device),

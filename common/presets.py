@@ -51,7 +51,7 @@ class RunConfig(EvalConfig):
 
     def model_config(self, family: str, architecture: str = "standard"):
         """The model part: every ModelConfig field this config has, on an architecture."""
-        mine = {f.name for f in fields(self)} - {"enc_hidden", "dec_hidden"}
+        mine = {f.name for f in fields(self)}   # enc_hidden / dec_hidden, if set, override the
         shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if f.name in mine}
         return model_config(architecture, **{**shared, "family": family})
 
@@ -66,7 +66,12 @@ class RunConfig(EvalConfig):
             if isinstance(value, int) and value < (0 if name in MAY_BE_ZERO else 1):
                 raise ConfigError(f"{flag}={value} is not allowed; use a whole number >= "
                                   f"{0 if name in MAY_BE_ZERO else 1}")
-            if isinstance(value, tuple) and len(set(value)) != len(value):
+            if isinstance(value, tuple) and name.endswith("_hidden") and \
+                    any(not isinstance(v, int) or v < 1 for v in value):
+                raise ConfigError(f"{flag}={','.join(map(str, value))} is not allowed; use "
+                                  f"layer sizes >= 1, e.g. 500,500")
+            if isinstance(value, tuple) and not name.endswith("_hidden") and \
+                    len(set(value)) != len(value):   # layer sizes may repeat; selections not
                 raise ConfigError(f"{flag}={','.join(map(str, value))} lists a value twice; "
                                   f"give each once")
         if self.ais_proposal not in AIS_PROPOSALS:
@@ -99,11 +104,29 @@ PAPER = dict(epochs=3280, warmup_epochs=400,  # entropy warm-up: the paper's 6.1
              qstar_probe_points=100)
 
 
+# exp52's Table-3 variants (the paper's 6.1.2 / Table 3, on the training set): what each one
+# changes; a flag given on the command line wins over its variant's value
+EXP52_VARIANTS = {
+    "standard": {},
+    "large_encoder": dict(enc_hidden=(500, 500), families=("ffg", "flow"), eval_splits=("train",)),
+    "no_annealing": dict(warmup_epochs=0, families=("ffg", "flow"), eval_splits=("train",)),
+}
+
+
 @dataclass(frozen=True)
 class Exp52Config(RunConfig):
     datasets: tuple = ("mnist", "fashion")
     families: tuple = ("ffg", "flow", "cflow")
     eval_splits: tuple = ("test", "train")  # test points, and a training subset of the same size
+    enc_hidden: tuple = (200, 200)   # encoder trunk of every family (Table 3 left: 500, 500)
+    variant: str = "standard"        # standard | large_encoder | no_annealing (Table 3);
+                                     # results go to exp52_testgap_<variant>/
+
+    def variant_overrides(self) -> dict:
+        if self.variant not in EXP52_VARIANTS:
+            raise ConfigError(f"VARIANT={self.variant} is not allowed; use one of: "
+                              f"{', '.join(EXP52_VARIANTS)}")
+        return EXP52_VARIANTS[self.variant]
 
 
 @dataclass(frozen=True)
@@ -224,7 +247,10 @@ PRESETS = {
                                  fine_grid=301)),
     "exp52": _presets(Exp52Config, paper=dict(n_points=1000)),
     "exp53": _presets(Exp53Config, smoke=dict(base_epochs=2),
-                      quick=dict(epochs=30, base_epochs=30), paper=dict(base_epochs=3280)),
+                      # quick: six encoders share one decoder; each flow-family q* costs
+                      # ~7 min on 500 points here, so 200 test points keep it near 15 min
+                      quick=dict(epochs=30, base_epochs=30, n_points=200, eval_splits=("test",)),
+                      paper=dict(base_epochs=3280)),
     "exp54": _presets(Exp54Config, quick=dict(n_points=300)),
     "exp55": _presets(Exp55Config, smoke=dict(n_points=16, n_eval_epochs=2),
                       quick=dict(epochs=30, n_points=200, n_eval_epochs=5),

@@ -20,6 +20,11 @@ EXPERIMENTS = [  # folder, title, figure stems, the claim it tests
      "fits it better than the optimal FFG, which fits it better than the amortised FFG."),
     ("exp52_testgap", "§5.2 Test-set inference gaps (MNIST, Fashion-MNIST)", ["gaps"],
      "The amortization gap dominates for ffg; flows reduce the gaps, more on Fashion-MNIST."),
+    ("exp52_testgap_large_encoder", "Table 3 (left): exp52 with a 500-500 encoder, training set",
+     ["gaps"], "A larger encoder mainly shrinks the amortization gap."),
+    ("exp52_testgap_no_annealing", "Table 3 (right): exp52 without entropy annealing, training set",
+     ["gaps"], "Without annealing the true posterior is more Gaussian: L[q*_FFG] close to "
+     "L[q*_flow] for flow models."),
     ("exp53_frozen_decoder", "§5.3 Frozen decoder, small encoders per family", ["gaps"],
      "With the decoder (so p(z|x)) fixed, flows reduce the amortization gap at equal trunk size."),
     ("exp54_decoder_size", "§5.4 Decoder depth (Table 5)", ["gaps"],
@@ -168,6 +173,8 @@ def build(root: Path) -> tuple:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--snapshot", default="", help="also copy report, tables and PNGs here")
+    parser.add_argument("--folders", default="", help="with --snapshot: copy only these "
+                        "experiment folders (comma list), not the report")
     parser.add_argument("--preset", default=None)  # accepted for a uniform Make interface
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", default=None)
@@ -184,13 +191,22 @@ def main(argv=None) -> int:
           + (f"; missing: {', '.join(missing)}" if missing else ""))
     if args.snapshot:
         dest = Path(args.snapshot)
+        only = [f for f in args.folders.split(",") if f]
+        unknown = sorted(set(only) - {f for f, *_ in EXPERIMENTS})
+        if unknown:
+            print(f"error: --folders {','.join(unknown)} is not an experiment folder; use: "
+                  f"{', '.join(f for f, *_ in EXPERIMENTS)}", file=sys.stderr)
+            return 2
         for folder, *_ in EXPERIMENTS:
             src = root / folder
-            if src.exists():
+            if src.exists() and (not only or folder in only):
                 (dest / folder).mkdir(parents=True, exist_ok=True)
                 for f in list(src.glob("table*.md")) + list(src.glob("*.png")) + \
                         list(src.glob("*.csv")) + list(src.glob("provenance.json")):
                     shutil.copyfile(f, dest / folder / f.name)
+        if only:
+            print(f"[report] snapshot of {', '.join(only)} in {dest}")
+            return 0
         if (root / "bench" / "bench.json").exists():
             (dest / "bench").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / "bench" / "bench.json", dest / "bench" / "bench.json")

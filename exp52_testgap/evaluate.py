@@ -6,7 +6,7 @@ paper's Table-2 layout) and table_train.md/.tex. Finished evaluations are read b
 from common.config import guarded
 from common.experiment import Experiment, evaluate_one, trained_epochs
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
-from common.paper import TABLE2
+from common.paper import TABLE2, TABLE3
 from common.tables import gap_table, merge_rows, write_csv
 
 from .train import FOLDER, run_dir
@@ -37,20 +37,28 @@ def main(argv=None):
                              "encoder_params": counts["encoder"],
                              "decoder_params": counts["decoder"], **summary})
     # a subset run (--families ffg) updates its rows and keeps the others of this config
-    rows = merge_rows(exp.out / "gaps.csv", rows, ("dataset", "model", "split"), exp.config_id(("datasets", "families", "eval_splits")))
+    rows = merge_rows(exp.out / "gaps.csv", rows, ("dataset", "model", "split"),
+                      exp.config_id(("datasets", "families", "eval_splits")))
     write_csv(exp.out / "gaps.csv", rows, FIELDS)
     for split, stem in (("test", "table"), ("train", "table_train")):
         selected = [r for r in rows if r["split"] == split]
         columns = {f"{NAMES[r['dataset']]} {NAMES[r['model']]}": r for r in selected}
-        # the paper's Table 2 is on test points; its flow (AF) is set against our flow
-        paper = {f"{NAMES[r['dataset']]} {NAMES[r['model']]}": TABLE2[(r["dataset"], r["model"])]
-                 for r in selected if split == "test" and (r["dataset"], r["model"]) in TABLE2}
+        # the paper's Table 2 is on test points, Table 3 (the variants) on training points; its
+        # flow (AF) is set against our flow
+        if split == "test":
+            table, key = TABLE2, lambda r: (r["dataset"], r["model"])
+        else:
+            table, key = TABLE3, lambda r: (cfg.variant, r["dataset"], r["model"])
+        paper = {f"{NAMES[r['dataset']]} {NAMES[r['model']]}": table[key(r)]
+                 for r in selected if key(r) in table and cfg.variant in ("standard", key(r)[0])}
         if columns:
             gap_table(exp.out / stem, columns,
                       f"Inference gaps (nats) on {cfg.n_points} {split} points, mean ± s.e.m. "
                       f"(preset {exp.preset}, seed {exp.seed})" +
-                      ("; paper rows: Table 2 of Cremer et al. (2018), its AF flow under our "
-                       "Flow" if paper else ""), paper=paper, extra=("L_qstar_ffg",))
+                      (f"; variant {cfg.variant}" if cfg.variant != "standard" else "") +
+                      (f"; paper rows: Table {2 if table is TABLE2 else 3} of Cremer et al. "
+                       f"(2018), its AF flow under our Flow" if paper else ""), paper=paper,
+                      extra=("L_qstar_ffg",))
     exp.write_provenance()
     print(f"[exp52] wrote {exp.out / 'gaps.csv'}")
 

@@ -35,7 +35,8 @@ def main(argv=None):
                                        {"epoch": epoch, "split": split})
                 rows.append({"model": name, "split": split, "epoch": epoch, **summary})
     # a subset run (--families ffg) updates its rows and keeps the others of this config
-    rows = merge_rows(exp.out / "gaps_over_epochs.csv", rows, ("model", "split", "epoch"), exp.config_id(("models",)))
+    rows = merge_rows(exp.out / "gaps_over_epochs.csv", rows, ("model", "split", "epoch"),
+                      exp.config_id(("models",)))
     write_csv(exp.out / "gaps_over_epochs.csv", rows, FIELDS)
     last = cfg.checkpoint_epochs()[-1]
     columns = {f"{r['model']} ({r['split']})": r for r in rows if r["epoch"] == last}

@@ -45,7 +45,8 @@ def run_smoke(dirs):
     """Every experiment run once on the smoke preset, in `make all`'s order; each test checks
     one of them, so any test can run alone. Returns each target's stdout."""
     runs = {}
-    for target, variables in (("exp52", ["PRESET=smoke"]), ("exp53", ["PRESET=smoke"]),
+    for target, variables in (("exp51", ["PRESET=smoke"]), ("exp52", ["PRESET=smoke"]),
+                              ("exp53", ["PRESET=smoke"]), ("exp54", ["PRESET=smoke"]),
                               ("exp55", ["PRESET=smoke"]), ("exp_gradients", ["PRESET=smoke"]),
                               ("exp_refit", ["PRESET=smoke", "NOISE=50"])):
         runs[target] = make(target, dirs, *variables).stdout
