@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .config import (ConfigError, atomic_write_text, check_results_dir, git_commit, read_json_or,
-                     results_dir)
+                     results_dir, write_json)
 
 EXPERIMENTS = [  # folder, title, figure stems, the claim it tests
     ("exp51_posteriors", "§5.1 True and approximate posteriors of a 2-D VAE (Figure 2)",
@@ -86,6 +86,17 @@ def collect(root: Path) -> list:
                          "figures": pngs, "provenance": prov,
                          "present": bool(tables or pngs)})
     return sections
+
+
+def steps_of(folder: str, steps: dict) -> dict:
+    """The step_times.json entries of one exp5x folder's make steps (exp52 variants: the steps
+    tagged with the variant)."""
+    from .presets import EXP52_VARIANTS
+    prefix = folder.split("_")[0] + "_"
+    variant = folder.split("_testgap_")[1] if "_testgap_" in folder else ""
+    tags = [f"_{v}" for v in EXP52_VARIANTS if v != "standard"]
+    return {k: v for k, v in steps.items() if k.startswith(prefix) and prefix.startswith("exp5")
+            and (k.endswith(f"_{variant}") if variant else not k.endswith(tuple(tags)))}
 
 
 def computed_by(folder: Path) -> list:
@@ -205,6 +216,10 @@ def main(argv=None) -> int:
                         list(src.glob("*.csv")) + list(src.glob("provenance.json")):
                     shutil.copyfile(f, dest / folder / f.name)
         if only:
+            for folder in only:   # the wall times of this folder's make steps
+                mine = steps_of(folder, read_json_or(root / "step_times.json", {}, "no step times"))
+                if mine and (dest / folder).exists():
+                    write_json(dest / folder / "step_times.json", mine)
             print(f"[report] snapshot of {', '.join(only)} in {dest}")
             return 0
         if (root / "bench" / "bench.json").exists():

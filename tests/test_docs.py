@@ -27,3 +27,17 @@ def test_every_relative_link_in_every_readme_resolves():
 def test_readme_main_table_is_the_committed_snapshot():
     table = (ROOT / "docs/results/exp52_testgap/table.md").read_text().split("\n\n", 1)[1]
     assert table.strip() in (ROOT / "README.md").read_text()
+
+
+def test_every_quoted_snapshot_block_is_the_committed_file():
+    """READMEs quote snapshot files between <!-- snapshot: PATH --> markers
+    (tools/sync_readmes.py copies them); a hand edit of a quoted number fails here."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sync_readmes", ROOT / "tools/sync_readmes.py")
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    stale = [str(r.relative_to(ROOT)) for r in sync.readmes()
+             if sync.synced(r.read_text()) != r.read_text()]
+    assert not stale, f"run tools/sync_readmes.py: {stale}"
+    text = "<!-- snapshot: docs/results/exp52_testgap/table.md -->\nhand-typed 1.23\n<!-- /snapshot -->"
+    assert "hand-typed" not in sync.synced(text)   # the check can fail

@@ -1,0 +1,49 @@
+"""Copy committed snapshot files into the READMEs that quote them, so README numbers are never
+typed by hand. A README quotes a file with
+
+    <!-- snapshot: docs/results/exp54_decoder_size/table.md -->
+    (anything: replaced by the file's text)
+    <!-- /snapshot -->
+
+Run `.venv/bin/python tools/sync_readmes.py` after `make snapshot`; `--check` exits 1 when a
+README differs from its files (tests/test_docs.py runs the same check)."""
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"(<!-- snapshot: (\S+) -->\n)(.*?)(<!-- /snapshot -->)", re.S)
+
+
+def readmes():
+    return sorted(p for p in ROOT.rglob("README.md")
+                  if not any(part.startswith(".") for part in p.relative_to(ROOT).parts))
+
+
+def synced(text: str) -> str:
+    def fill(m):
+        source = ROOT / m.group(2)
+        if not source.exists():
+            raise SystemExit(f"error: a README quotes {m.group(2)}, which does not exist; run "
+                             f"`make snapshot` or fix the path")
+        return m.group(1) + "\n" + source.read_text().strip() + "\n\n" + m.group(4)
+    return BLOCK.sub(fill, text)
+
+
+def main(argv=None) -> int:
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    stale = []
+    for readme in readmes():
+        text = readme.read_text()
+        new = synced(text)
+        if new != text:
+            stale.append(str(readme.relative_to(ROOT)))
+            if not check:
+                readme.write_text(new)
+    if stale:
+        print(("stale: " if check else "updated: ") + ", ".join(stale))
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
