@@ -179,7 +179,9 @@ PAPER_QSTAR_STEPS_ASSUMED = 3000  # mean q* steps under the paper's rule when no
 def model_names() -> list:
     """Every "<family>/<architecture>" that some study trains, per the paper preset."""
     names = {f"{f}/standard" for f in PRESETS["exp52"]["paper"].families}
-    names |= {f"{f}/{PRESETS['exp53']['paper'].encoder}" for f in PRESETS["exp53"]["paper"].families}
+    names |= {f"{f}/{e}" for e in PRESETS["exp53"]["paper"].encoders
+              for f in PRESETS["exp53"]["paper"].families}
+    names.add("ffg/exp51")
     names |= {"/".join(EXP55_MODELS[m]) for m in PRESETS["exp55"]["paper"].models}
     return sorted(names)
 

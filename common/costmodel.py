@@ -14,9 +14,10 @@ of steps a q* fit takes under the preset's stopping rule (measured ones are in e
 column qstar_steps). Training counts one step per batch; evaluation counts every split, the
 probe, the BDMC (forward + reverse, once per decoder) and the ffg q* behind every flow q*.
 """
+import dataclasses
 import math
 
-from .presets import EXP55_MODELS, PRESETS
+from .presets import EXP52_VARIANTS, EXP55_MODELS, PRESETS
 
 TRAIN_SIZE = 50_000                 # training split of both data sets
 REFIT_SIZE = 10_000                 # set A of exp_refit (the corrupted validation split)
@@ -59,12 +60,32 @@ def predict(units: dict, preset: str, qstar_steps: float) -> dict:
         "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, f, c.n_points, qstar_steps)
                         for _ in c.datasets for f in c.families)
         + sum(_bdmc_s(units, c, qstar_steps, f) for _ in c.datasets for f in c.families)}
+    for variant, overrides in EXP52_VARIANTS.items():   # Table 3: as exp52's units (the
+        if variant == "standard":                       # 500-500 trunk costs a little more)
+            continue
+        v = dataclasses.replace(c, **overrides)
+        out[f"exp52_{variant}"] = {
+            "train": sum(_train_s(units, f"{f}/standard", v.epochs, v.batch_size)
+                         for _ in v.datasets for f in v.families),
+            "evaluate": sum(len(v.eval_splits) * _eval_s(units, v, f, v.n_points, qstar_steps)
+                            + _bdmc_s(units, v, qstar_steps, f)
+                            for _ in v.datasets for f in v.families)}
+    c = PRESETS["exp51"][preset]   # grids are seconds; q* (two ffg starts and a flow) dominate
+    out["exp51"] = {"train": _train_s(units, "ffg/exp51", c.epochs, c.batch_size),
+                    "evaluate": _eval_s(units, c, "flow", c.n_candidates, qstar_steps)}
     c = PRESETS["exp53"][preset]   # the base decoder is exp52's; one BDMC for the decoder
     out["exp53"] = {
-        "train": sum(_train_s(units, f"{f}/{c.encoder}", c.epochs, c.batch_size)
-                     for f in c.families),
+        "train": sum(_train_s(units, f"{f}/{e}", c.epochs, c.batch_size)
+                     for e in c.encoders for f in c.families),
         "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, f, c.n_points, qstar_steps)
-                        for f in c.families) + _bdmc_s(units, c, qstar_steps, c.families[0])}
+                        for _ in c.encoders for f in c.families)
+        + _bdmc_s(units, c, qstar_steps, c.families[0])}
+    c = PRESETS["exp54"][preset]   # decoders of other depths counted as the standard one
+    out["exp54"] = {
+        "train": sum(_train_s(units, "ffg/standard", c.epochs, c.batch_size)
+                     for n in c.decoder_layers if n != 2),
+        "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, "ffg", c.n_points, qstar_steps)
+                        + _bdmc_s(units, c, qstar_steps) for _ in c.decoder_layers)}
     c = PRESETS["exp55"][preset]
     checkpoints = len(c.checkpoint_epochs())
     out["exp55"] = {

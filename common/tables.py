@@ -79,7 +79,7 @@ def gap_table(stem: Path, columns: dict, caption: str = "", paper: dict = None,
         if any(q in paper.get(c, {}) for c in columns):
             cells = [f"{paper[c][q]:.2f}" if q in paper.get(c, {}) else "–" for c in columns]
             rows.append([f"  {label}, paper"] + cells)
-            latex_rows.append([f"\quad {latex}, paper"] + cells)
+            latex_rows.append([rf"\quad {latex}, paper"] + cells)
     for q in LABELS:
         cells = [pm(float(s[q]), float(s[f"{q}_sem"])) for s in columns.values()]
         rows.append([LABELS[q]] + cells)

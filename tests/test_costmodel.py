@@ -31,10 +31,11 @@ def test_ais_time_counts_points_chains_steps_and_leapfrog_of_every_evaluation():
 def test_every_study_is_predicted_and_qstar_steps_scale_evaluation_linearly():
     one = predict(units(train=1e-4, ais=1e-8, qstar=1e-8, iwae=1e-9), "smoke", qstar_steps=100)
     two = predict(units(train=1e-4, ais=1e-8, qstar=1e-8, iwae=1e-9), "smoke", qstar_steps=200)
-    for study in ("exp52", "exp53", "exp55", "exp_refit"):
+    studies = ("exp51", "exp52", "exp52_large_encoder", "exp52_no_annealing", "exp53", "exp54",
+               "exp55", "exp_refit")
+    for study in studies:
         assert one[study]["train"] > 0 and one[study]["evaluate"] > 0, study
         assert one[study]["total"] == pytest.approx(one[study]["train"] + one[study]["evaluate"])
         assert two[study]["evaluate"] > one[study]["evaluate"]
     assert one["all_h"] == pytest.approx(one["all_s"] / 3600)
-    assert one["all_s"] == pytest.approx(sum(one[s]["total"] for s in
-                                             ("exp52", "exp53", "exp55", "exp_refit")))
+    assert one["all_s"] == pytest.approx(sum(one[s]["total"] for s in studies))
