@@ -91,7 +91,7 @@ exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (gr
 	$(TIME) exp51_evaluate $(PY) -m exp51_posteriors.evaluate $(ARGS)
 	$(TIME) exp51_plot $(PY) -m exp51_posteriors.plot $(ARGS)
 
-exp53: check data  ## frozen decoder, small encoders per family
+exp53: check data  ## frozen decoder, small encoders per family (hidden 100 and linear)
 	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(ARGS) $(DATASET_ARG)
 	$(TIME) exp53_evaluate $(PY) -m exp53_frozen_decoder.evaluate $(ARGS) $(DATASET_ARG)
 	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(ARGS) $(DATASET_ARG)
