@@ -28,6 +28,18 @@ def gap_bars(ax, rows, labels, title=""):
         ax.set_title(title)
 
 
+def panels_by_split(rows, panel_width: float, draw, height: float = 3.8):
+    """One panel per split of gaps.csv rows, side by side: draw(ax, split, rows of that split);
+    the first panel carries the legend. Returns the figure."""
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    fig, axes = plt.subplots(1, len(splits), figsize=(panel_width * len(splits), height),
+                             squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        draw(ax, split, [r for r in rows if r["split"] == split])
+    axes[0][0].legend()
+    return fig
+
+
 def save(fig, stem: Path) -> None:
     """stem.png and stem.pdf."""
     stem = Path(stem)

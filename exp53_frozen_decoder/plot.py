@@ -1,10 +1,9 @@
 """gaps.png / gaps.pdf: gap bars per family (one panel per split), encoder size on the labels."""
-import matplotlib.pyplot as plt
 import seaborn as sns
 
 from common.config import guarded
 from common.experiment import Experiment
-from common.plots import gap_bars, save
+from common.plots import gap_bars, panels_by_split, save
 
 from .evaluate import NAMES
 from .train import FOLDER
@@ -14,15 +13,13 @@ def main(argv=None):
     exp = Experiment("exp53", FOLDER, argv, __doc__)
     rows = exp.read_rows("gaps.csv", "exp53")
     sns.set_theme(style="whitegrid")
-    splits = list(dict.fromkeys(r["split"] for r in rows))
-    fig, axes = plt.subplots(1, len(splits), figsize=(6.4 * len(splits), 3.8), squeeze=False)
-    for ax, split in zip(axes[0], splits):
-        sel = [r for r in rows if r["split"] == split]
+
+    def draw(ax, split, sel):
         labels = [f"{NAMES[r['model']]}{' lin.' if r.get('encoder') == 'linear_encoder' else ''}"
                   f"\n{int(r['encoder_params']):,} params" for r in sel]
         gap_bars(ax, sel, labels, f"frozen {sel[0]['dataset']} decoder, {split} "
                  f"({sel[0]['n_points']} points)")
-    axes[0][0].legend()
+    fig = panels_by_split(rows, 6.4, draw)
     save(fig, exp.out / "gaps")
     print(f"[exp53] wrote {exp.out / 'gaps.png'}")
 
