@@ -4,7 +4,7 @@ Writes gaps.csv (one row per dataset x model x split), table.tex / table.md (tes
 paper's Table-2 layout) and table_train.md/.tex. Finished evaluations are read back, not redone.
 """
 from common.config import guarded
-from common.experiment import Experiment, evaluate_one, trained_epochs
+from common.experiment import Experiment, evaluate_one
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
 from common.paper import TABLE2, TABLE3
 from common.tables import gap_table, merge_rows, write_csv
@@ -32,7 +32,7 @@ def main(argv=None):
                       flush=True)
                 x = exp.data(dataset, split, cfg.n_points)
                 summary = evaluate_one(model, x, cfg, exp.seed, path / f"eval_{split}",
-                                       {"epoch": trained_epochs(path), "split": split})
+                                       {"epoch": cfg.epochs, "split": split})
                 rows.append({"dataset": dataset, "model": family, "split": split,
                              "encoder_params": counts["encoder"],
                              "decoder_params": counts["decoder"], **summary})

@@ -7,7 +7,7 @@ every encoder, so approximation gaps are comparable. Writes gaps.csv, table.tex 
 and their _train versions.
 """
 from common.config import guarded
-from common.experiment import Experiment, evaluate_decoder_family, trained_epochs
+from common.experiment import Experiment, evaluate_decoder_family
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
 from common.paper import TABLE4_LINEAR
 from common.tables import gap_table, merge_rows, write_csv
@@ -39,7 +39,7 @@ def main(argv=None):
         print(f"[exp53] {split}: {len(x)} points, encoders {', '.join(models)}", flush=True)
         summaries = evaluate_decoder_family(
             models, x, cfg, exp.seed, {n: dirs[n] / f"eval_{split}" for n in models},
-            {"epochs": {n: trained_epochs(d) for n, d in dirs.items()}, "split": split})
+            {"epochs": {n: cfg.epochs for n in dirs}, "split": split})
         for name, summary in summaries.items():
             encoder, family = name.split("/")
             rows.append({"dataset": cfg.dataset, "encoder": encoder, "model": family,

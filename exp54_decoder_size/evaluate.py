@@ -2,7 +2,7 @@
 its own log p^, on fixed test points. Writes gaps.csv and table.md / table.tex with the paper's
 Table 5 beside ours."""
 from common.config import guarded
-from common.experiment import Experiment, evaluate_one, trained_epochs
+from common.experiment import Experiment, evaluate_one
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
 from common.paper import TABLE5
 from common.tables import gap_table, merge_rows, write_csv
@@ -31,7 +31,7 @@ def main(argv=None):
             x = exp.data(cfg.dataset, split, cfg.n_points)
             summary = evaluate_one(model, x, cfg, exp.seed,
                                    exp.out / "evals" / f"{cfg.dataset}_dec{layers}_{split}",
-                                   {"epoch": trained_epochs(path), "split": split})
+                                   {"epoch": cfg.epochs, "split": split})
             rows.append({"dataset": cfg.dataset, "decoder_layers": layers, "split": split,
                          "decoder_params": model.parameter_counts()["decoder"], **summary})
     rows = merge_rows(exp.out / "gaps.csv", rows, ("dataset", "decoder_layers", "split"),
