@@ -15,8 +15,8 @@ import torch
 from .config import (ConfigError, CorruptFile, check_results_dir, fail, git_commit, parse_config, provenance,
                      results_dir, to_jsonable, write_json)
 from .data import load_dataset, load_intensities
-from .gaps import (EVAL_VERSION, EvalConfig, add_gaps, ais_logpx, bdmc_bound, certificates,
-                   encoder_bounds, logpx_from, model_hash, own_family, summarise,
+from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, bdmc_bound,
+                   certificates, encoder_bounds, logpx_from, model_hash, own_family, summarise,
                    write_per_point)
 from .presets import EVAL_ONLY, PRESETS
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
@@ -202,16 +202,19 @@ def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
 
 def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
                             out_dirs: dict, key_extra: dict = None, ais_source: str = None,
-                            with_bdmc: bool = True) -> dict:
+                            with_bdmc: bool = True, shared_qstar: bool = False) -> dict:
     """Gaps of several encoders that share ONE decoder, on the same points.
 
     log p^ is computed once (AIS on the decoder of the first model, from that model's q* or q,
     plus every encoder's IWAE candidates) and reused for every encoder, so approximation gaps
-    are comparable. Returns {name: summary}; per_point.csv and summary.json go to
+    are comparable. shared_qstar: the encoders were trained on one frozen decoder, so q* (which
+    depends only on the decoder and x) is fitted once per family for all of them (SharedQstar).
+    Returns {name: summary}; per_point.csv and summary.json go to
     out_dirs[name]. Cached: an evaluation with the same config, seed and model contents is read
     back instead of recomputed.
     """
     key = {**eval_key(cfg, key_extra), "seed": seed, "models": sorted(models),
+           **({"shared_qstar": True} if shared_qstar else {}),
            "n": int(x.shape[0]), "model_hashes": {n: model_hash(m) for n, m in models.items()}}
     summaries = {n: cached(Path(d) / "summary.json", key, int(x.shape[0]))
                  for n, d in out_dirs.items()}
@@ -220,10 +223,11 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
         return {n: s["summary"] for n, s in summaries.items()}
     source = ais_source or next(iter(models))
     bounds, qstar_params = {}, None
+    fit = SharedQstar(models, cfg) if shared_qstar else None
     for name, model in models.items():
         t0 = time.time()
         model.eval()
-        bounds[name], params = encoder_bounds(model, x, cfg, seed)
+        bounds[name], params = encoder_bounds(model, x, cfg, seed, fit=fit)
         if name == source:
             qstar_params = params
         b = bounds[name]

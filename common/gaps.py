@@ -137,6 +137,15 @@ def start_score(model: VAE, x: torch.Tensor, params: dict, seed: int) -> torch.T
         return (model.log_joint(x, z) - q.log_prob(z)).mean(0)
 
 
+def best_start(model: VAE, x: torch.Tensor, starts: list, seed: int) -> dict:
+    """Per point, the start (flat parameters of one local family) with the highest ELBO; the
+    first one on a tie."""
+    scores = torch.stack([start_score(model, x, s, seed) for s in starts])
+    best = scores.argmax(0)
+    return {k: torch.stack([s[k] for s in starts])[best, torch.arange(x.shape[0])]
+            for k in starts[0]}
+
+
 def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: int = 1) -> dict:
     """{family: LocalOptResult} for ffg and, for flow models, the flow family. The flow q*
     starts, per point, from the better of the ffg q* (the same Gaussian written as a flow) and
@@ -144,46 +153,92 @@ def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: i
     L[q*_ffg] -115 against L[q] -98), so the ffg start alone left the fit 20 nats to climb."""
     out = {"ffg": local_bounds(model, x, "ffg", cfg, seed, budget=budget)}
     if own_family(model) == "flow":
-        ffg = out["ffg"].params
-        start = gaussian_as_flow(ffg["mu"], ffg["logvar"], model.config.flow_steps,
-                                 model.config.flow_hidden,
-                                 torch.Generator().manual_seed(seed))
+        starts = [ffg_as_flow(model, out["ffg"], seed)]
         if cfg.qstar_warm_start:
-            amortised = encoder_init(model, x, "flow")
-            better = start_score(model, x, amortised, seed) > start_score(model, x, start, seed)
-            start = {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), amortised[k], v)
-                     for k, v in start.items()}
-        out["flow"] = local_bounds(model, x, "flow", cfg, seed, init=start, budget=budget)
+            starts.append(encoder_init(model, x, "flow"))
+        out["flow"] = local_bounds(model, x, "flow", cfg, seed,
+                                   init=best_start(model, x, starts, seed), budget=budget)
     return out
 
 
-def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int) -> float:
+def ffg_as_flow(model: VAE, ffg_fit, seed: int) -> dict:
+    """The ffg q* written as a member of the model's flow family (a start of the flow q*)."""
+    return gaussian_as_flow(ffg_fit.params["mu"], ffg_fit.params["logvar"],
+                            model.config.flow_steps, model.config.flow_hidden,
+                            torch.Generator().manual_seed(seed))
+
+
+class SharedQstar:
+    """q* of ONE decoder, fitted once and shared by every encoder trained on it (exp53's frozen
+    decoder). q* depends only on the decoder, the family and x, so fitting it once per family
+    gives every encoder the same reference (its approximation gaps are then comparable) at a
+    fraction of the cost. Each family's fit starts, per point, from the best of every encoder's
+    q (and, for the flow family, of the ffg q* written as a flow). Called like fit_qstar on a
+    chunk; results are kept per (seed, budget, size), so each chunk is fitted once."""
+
+    def __init__(self, models: dict, cfg: EvalConfig):
+        self.models, self.cfg, self.fits = list(models.values()), cfg, {}
+        first = self.models[0].decoder.state_dict()
+        for m in self.models[1:]:
+            other = m.decoder.state_dict()
+            if other.keys() != first.keys() or any(not torch.equal(first[k], other[k])
+                                                   for k in first):
+                raise ValueError("SharedQstar needs models with one decoder; these differ")
+        self.flow_models = [m for m in self.models if own_family(m) == "flow"]
+
+    def __call__(self, x: torch.Tensor, seed: int, budget: int = 1) -> dict:
+        key = (seed, budget, x.shape[0])
+        if key not in self.fits:
+            self.fits[key] = self._fit(x, seed, budget)
+        return self.fits[key]
+
+    def _fit(self, x, seed, budget) -> dict:
+        cfg, model = self.cfg, self.models[0]
+        start = best_start(model, x, [encoder_init(m, x, "ffg") for m in self.models], seed) \
+            if cfg.qstar_warm_start else None
+        out = {"ffg": local_bounds(model, x, "ffg", cfg, seed, init=start, budget=budget)}
+        if self.flow_models:
+            model = self.flow_models[0]
+            starts = [ffg_as_flow(model, out["ffg"], seed)]
+            if cfg.qstar_warm_start:
+                starts += [encoder_init(m, x, "flow") for m in self.flow_models]
+            out["flow"] = local_bounds(model, x, "flow", cfg, seed,
+                                       init=best_start(model, x, starts, seed), budget=budget)
+        return out
+
+
+def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
+                      fit=None) -> float:
     """Mean L[q*] (own family, as optimised) on the first cfg.qstar_probe_points points when the
-    same fit may run twice the steps with twice the patience, minus the fit's own."""
+    same fit (fit_qstar, or the given SharedQstar) may run twice the steps with twice the
+    patience, minus the fit's own."""
     n = min(cfg.qstar_probe_points, x.shape[0])
     if n == 0:
         return float("nan")
     family = own_family(model)
-    longer = fit_qstar(model, x[:n], cfg, seed, budget=2)[family].elbo
+    longer = (fit(x[:n], seed, budget=2) if fit else
+              fit_qstar(model, x[:n], cfg, seed, budget=2))[family].elbo
     return (longer.mean() - fits[family].elbo[:n].mean()).item()
 
 
 def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
-                   verbose: bool = False) -> tuple:
+                   verbose: bool = False, fit: SharedQstar = None) -> tuple:
     """Per-point L[q], IWAE q, and q* bounds for ffg and (flow models) the flow family, with the
     q* fit's steps and cap flags; and the own-family q* parameters: the AIS proposal. (The ffg q*
     is a poor one for a flow-trained decoder, whose posterior has adapted to the flow: on MNIST
-    quick, AIS from it gave -94.02 against -93.14 from the flow q*, and a BDMC gap of 2.8 nats.)"""
+    quick, AIS from it gave -94.02 against -93.14 from the flow q*, and a BDMC gap of 2.8 nats.)
+    fit: a SharedQstar of the decoder, in place of this model's own q* fits."""
     out, params = {}, []
     families = ["ffg"] + (["flow"] if own_family(model) == "flow" else [])
     for start in range(0, x.shape[0], cfg.point_chunk):
         xc = x[start:start + cfg.point_chunk]
         torch.manual_seed(seed + start)
         l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
-        fits = fit_qstar(model, xc, cfg, seed + start)
+        fits = fit(xc, seed + start) if fit else fit_qstar(model, xc, cfg, seed + start)
         params.append(fits[own_family(model)].params)
         if start == 0:
-            out["qstar_probe"] = [torch.full((1,), convergence_probe(model, xc, fits, cfg, seed))]
+            probe = convergence_probe(model, xc, fits, cfg, seed, fit)
+            out["qstar_probe"] = [torch.full((1,), probe)]
         columns = {"L_q": l_q, "iwae_q": i_q}
         members = [(l_q, i_q)]                  # other members of the own family found
         for family in families:

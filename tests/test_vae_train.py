@@ -265,3 +265,47 @@ def test_run_config_passes_every_training_and_model_field_it_has():
     assert (model_cfg.z_dim, model_cfg.flow_hidden, model_cfg.family) == (7, 9, "flow")
     assert {f.name for f in dataclasses.fields(ModelConfig)} - mine <= {"family", "enc_hidden",
                                                                         "dec_hidden"}
+
+
+def _one_decoder_models():
+    torch.manual_seed(0)
+    models = {f: tiny_model(f) for f in ("ffg", "flow", "cflow")}
+    for m in models.values():
+        m.decoder.load_state_dict(models["ffg"].decoder.state_dict())
+        m.eval()
+    return models
+
+
+def test_shared_qstar_fits_each_family_once_for_all_encoders_of_one_decoder(monkeypatch):
+    import common.gaps as gaps
+    models, x = _one_decoder_models(), synthetic_binary(6)
+    cfg = gaps.EvalConfig(k_eval=16, qstar_samples=2, qstar_max_steps=20, qstar_check_every=5,
+                          qstar_patience=1, qstar_probe_points=3)
+    calls = []
+    real = gaps.local_bounds
+    monkeypatch.setattr(gaps, "local_bounds", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    fit = gaps.SharedQstar(models, cfg)
+    bounds = {f: gaps.encoder_bounds(m, x, cfg, 0, fit=fit)[0] for f, m in models.items()}
+    # one ffg and one flow fit for the points, and the same again (twice the budget) for the probe
+    assert sorted(calls) == ["ffg", "ffg", "flow", "flow"]
+    assert torch.equal(bounds["flow"]["L_qstar_ffg"], bounds["cflow"]["L_qstar_ffg"])
+    assert torch.equal(bounds["flow"]["qstar_probe"], bounds["cflow"]["qstar_probe"])
+    for f in ("flow", "cflow"):   # the own-family q*: the shared fit, floored by this q
+        shared = fit(x, 0)["flow"].elbo
+        assert torch.equal(bounds[f]["L_qstar"], torch.maximum(
+            shared, torch.maximum(bounds[f]["L_q"], bounds[f]["L_qstar_ffg"])))
+    calls.clear()   # without sharing: each model fits its own, ffg three times, flow twice
+    [gaps.encoder_bounds(m, x, cfg, 0) for m in models.values()]
+    assert sorted(calls) == ["ffg"] * 6 + ["flow"] * 4
+
+
+def test_shared_qstar_starts_from_the_best_encoder_and_refuses_two_decoders():
+    import common.gaps as gaps
+    models, x = _one_decoder_models(), synthetic_binary(6)
+    starts = [gaps.encoder_init(m, x, "ffg") for m in models.values()]
+    best = gaps.best_start(models["ffg"], x, starts, 0)
+    scores = torch.stack([gaps.start_score(models["ffg"], x, s, 0) for s in starts])
+    assert torch.allclose(gaps.start_score(models["ffg"], x, best, 0), scores.max(0).values)
+    other = tiny_model("ffg")   # its own random decoder
+    with pytest.raises(ValueError, match="one decoder"):
+        gaps.SharedQstar({**models, "other": other}, gaps.EvalConfig())
