@@ -24,6 +24,10 @@ from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, 
 from .vae import VAE
 
 
+# config fields that change how a result is computed, not what it is (excluded from config ids)
+HOW_NOT_WHAT = ("stack",)
+
+
 class Experiment:
     """Parsed config + paths of one experiment invocation."""
 
@@ -52,7 +56,8 @@ class Experiment:
     def config_id(self, selection=()) -> str:
         """Short hash of preset, seed and config without the `selection` fields (which models or
         data sets were asked for): rows of one config_id can be merged across subset runs."""
-        cfg = {k: v for k, v in to_jsonable(self.config).items() if k not in selection}
+        cfg = {k: v for k, v in to_jsonable(self.config).items()
+               if k not in selection and k not in HOW_NOT_WHAT}
         text = json.dumps({"preset": self.preset, "seed": self.seed, "config": cfg},
                           sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -132,6 +137,31 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
           log_prefix=f"[{label}] " if label else "")
     print(f"[train] {label} done in {time.time() - t0:.0f}s", flush=True)
     return model
+
+
+def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains: list,
+               x_valids: list, seed: int, device, labels: list, stack: bool) -> list:
+    """train_or_load for several runs of one architecture (one seed; e.g. one family on each
+    dataset). With stack, the runs still to train are trained as ONE batched computation
+    (common/stacked.py; the same weights as alone, within float tolerance)."""
+    todo = [i for i, d in enumerate(run_dirs) if trained_epochs(d) < train_config.epochs]
+    if not stack or len(todo) < 2:
+        return [train_or_load(d, model_config, train_config, xt, xv, seed, device, label=lab)
+                for d, xt, xv, lab in zip(run_dirs, x_trains, x_valids, labels)]
+    from .stacked import train_stacked
+    models = []
+    for _ in todo:
+        torch.manual_seed(seed)   # each model starts as train_or_load would start it
+        models.append(VAE(model_config).to(device))
+    t0 = time.time()
+    print(f"[train] {', '.join(labels[i] for i in todo)} stacked ({train_config.epochs} "
+          f"epochs)", flush=True)
+    train_stacked(models, [x_trains[i] for i in todo], [x_valids[i] for i in todo],
+                  train_config, [run_dirs[i] for i in todo], [seed] * len(todo),
+                  [labels[i] for i in todo], extra_config={"init_from": None, "stacked": True})
+    print(f"[train] stacked runs done in {time.time() - t0:.0f}s", flush=True)
+    return [train_or_load(d, model_config, train_config, xt, xv, seed, device, label=lab)
+            for d, xt, xv, lab in zip(run_dirs, x_trains, x_valids, labels)]
 
 
 def read_metrics(run_dir: Path, epochs: int, target: str) -> list:

@@ -33,9 +33,11 @@ def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
 
 
-def sample_base_and_flow(mu, logvar, layers, k: int, generator=None):
-    """z0 = mu + sigma * eps, z = f(z0); log q(z) = log N(z0; mu, sigma^2) - log|det df/dz0|."""
-    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+def sample_base_and_flow(mu, logvar, layers, k: int, generator=None, eps=None):
+    """z0 = mu + sigma * eps, z = f(z0); log q(z) = log N(z0; mu, sigma^2) - log|det df/dz0|.
+    eps [k, B, D]: the noise, when the caller draws it (else drawn here)."""
+    if eps is None:
+        eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
     z0 = mu + (0.5 * logvar).exp() * eps
     log_q0 = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)
     z, log_det = flow_forward(z0, layers)
@@ -73,9 +75,9 @@ class AmortisedPosterior(nn.Module):
         layers = self.flow.layers(context) if self.flow is not None else []
         return mu, logvar, layers
 
-    def sample_and_log_prob(self, x, k: int = 1, generator=None):
+    def sample_and_log_prob(self, x, k: int = 1, generator=None, eps=None):
         mu, logvar, layers = self.encode(x)
-        return sample_base_and_flow(mu, logvar, layers, k, generator)
+        return sample_base_and_flow(mu, logvar, layers, k, generator, eps)
 
     def log_prob(self, x, z):
         mu, logvar, layers = self.encode(x)

@@ -121,8 +121,15 @@ class Exp52Config(RunConfig):
     enc_hidden: tuple = (200, 200)   # encoder trunk of every family (Table 3 left: 500, 500)
     variant: str = "standard"        # standard | large_encoder | no_annealing (Table 3);
                                      # results go to exp52_testgap_<variant>/
+    stack: str = "auto"              # train one family's models of every dataset as ONE batched
+                                     # computation (common/stacked.py): on | off | auto (on a GPU)
+
+    def stacks(self, device) -> bool:
+        return self.stack == "on" or (self.stack == "auto" and device.type == "cuda")
 
     def variant_overrides(self) -> dict:
+        if self.stack not in ("on", "off", "auto"):
+            raise ConfigError(f"--stack={self.stack} is not allowed; use on, off or auto")
         if self.variant not in EXP52_VARIANTS:
             raise ConfigError(f"VARIANT={self.variant} is not allowed; use one of: "
                               f"{', '.join(EXP52_VARIANTS)}")

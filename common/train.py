@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 
 from .config import CorruptFile, UserError, temp_path, write_json
-from .posteriors import log_standard_normal
 from .vae import VAE, ModelConfig
 
 PAPER_EPOCHS = sum(3 ** i for i in range(8))  # 3280
@@ -130,13 +129,13 @@ def grad_norm(params) -> torch.Tensor:
 
 
 def save_checkpoint(path: Path, model, optimizer, epoch: int, config: dict,
-                    identity: dict = None, metrics: list = None) -> None:
-    """Weights, optimiser, RNG and the metrics rows up to `epoch`, as ONE atomic file: a kill
-    between this and the metrics.csv write loses nothing (metrics.csv is rebuilt from it)."""
+                    identity: dict = None, metrics: list = None, extra: dict = None) -> None:
+    """Weights, optimiser, the run's noise stream (extra) and the metrics rows up to `epoch`,
+    as ONE atomic file: a kill between this and the metrics.csv write loses nothing
+    (metrics.csv is rebuilt from it)."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
              "config": config, "identity": identity, "metrics": list(metrics or []),
-             "torch_rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+             **(extra or {})}
     tmp = temp_path(path)
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -241,8 +240,84 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
                       log_prefix, data_identity)
 
 
-def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, log_prefix,
-           data_identity):
+def epoch_settings(cfg: TrainConfig, epoch: int) -> tuple:
+    """(lr, entropy weight w) of 0-based epoch: the schedule and the warm-up of this module's
+    docstring."""
+    lr = cfg.lr if cfg.constant_lr else lr_at(epoch, cfg.epochs, cfg.lr)
+    weight = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
+    return lr, weight
+
+
+def epoch_order(n: int, seed: int, epoch: int, device) -> torch.Tensor:
+    """The shuffle of one epoch: a function of the seed and the epoch only."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch)).to(device)
+
+
+def noise_generator(seed: int, device) -> torch.Generator:
+    """The run's own stream of training noise (binarisation bits, posterior samples, the
+    validation ELBO's samples). On CPU it is the stream torch.manual_seed(seed) gives."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def restore_generator(gen: torch.Generator, state: dict, label: str) -> None:
+    """The noise stream where the checkpoint left it ("torch_rng" of older CPU checkpoints
+    included); resuming on another kind of device restarts it from a seed derived from the
+    epoch, said in one line."""
+    device = gen.device.type
+    saved = state.get("rng_state") if state.get("rng_device") == device else \
+        state.get("torch_rng") if device == "cpu" and "rng_device" not in state else None
+    if saved is not None:
+        gen.set_state(saved.cpu() if hasattr(saved, "cpu") else saved)
+    else:
+        gen.manual_seed(gen.initial_seed() * 7919 + state["epoch"])
+        print(f"{label}note: checkpoint saved on {state.get('rng_device', 'cpu')}, resumed on "
+              f"{device}; the noise stream restarts (weights and optimiser are restored)")
+
+
+def metrics_row(epoch: int, lr: float, train_elbo: float, valid_elbo: float, wall_s: float,
+                enc_norm: float, dec_norm: float, n_enc: int, n_dec: int) -> dict:
+    """One metrics.csv row; gradient norms are per-epoch means, normalised by sqrt(#params)."""
+    enc_normalised = enc_norm / math.sqrt(max(n_enc, 1))
+    dec_normalised = dec_norm / math.sqrt(max(n_dec, 1)) if n_dec else float("nan")
+    return {"epoch": epoch, "lr": lr, "train_elbo": train_elbo, "valid_elbo": valid_elbo,
+            "wall_s": wall_s, "enc_grad_norm": enc_norm,
+            "dec_grad_norm": dec_norm if n_dec else float("nan"),
+            "enc_grad_norm_normalised": enc_normalised, "dec_grad_norm_normalised": dec_normalised,
+            "grad_ratio_normalised": enc_normalised / dec_normalised if n_dec else float("nan"),
+            "enc_params": n_enc, "dec_params": n_dec}
+
+
+def non_finite_message(epoch: int, step: int, bad_terms: list, last: Path) -> str:
+    names = [k for k, b in zip(TERMS, bad_terms) if b] or ["loss"]
+    return (f"non-finite loss at epoch {epoch + 1}, step {step + 1} (term: {', '.join(names)}); "
+            f"the epoch is discarded, last good checkpoint kept at {last}")
+
+
+def roll_back(model: VAE, last: Path) -> None:
+    """Put the weights of the last good checkpoint back into the model in memory (or leave a
+    fresh model as it is), so no caller goes on from corrupt weights."""
+    if last.exists():
+        model.load_state_dict(read_checkpoint(last, next(model.parameters()).device)["model"])
+
+
+def end_epoch(run_dir: Path, model, optimizer, gen, epoch: int, cfg: TrainConfig,
+              config_for_ckpt: dict, identity: dict, rows: list) -> None:
+    """The checkpoint(s) of a finished epoch, then metrics.csv (rebuilt from the checkpoint if a
+    kill falls between the two)."""
+    extra = {"rng_state": gen.get_state(), "rng_device": gen.device.type}
+    if epoch + 1 in cfg.checkpoint_epochs:
+        save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", model, optimizer, epoch + 1,
+                        config_for_ckpt, identity, rows, extra)
+    save_checkpoint(run_dir / "last.pt", model, optimizer, epoch + 1, config_for_ckpt, identity,
+                    rows, extra)
+    _write_metrics(run_dir / "metrics.csv", rows)
+
+
+def prepare_run(model: VAE, cfg: TrainConfig, run_dir: Path, seed: int, resume: bool,
+                extra_config: dict, data_identity: dict, device, log_prefix: str = "") -> tuple:
+    """A run's optimiser, noise stream, start epoch and metrics rows: fresh, or restored from
+    run_dir/last.pt after its identity is checked; then config.json. Freezes the decoder when
+    cfg says so. Returns (optimizer, generator, start_epoch, rows, identity, config_for_ckpt)."""
     config = {"train": cfg, "model": model.config, "seed": seed, **(extra_config or {})}
     config_for_ckpt = {"model": model.config.__dict__, "seed": seed}
     identity = run_identity(model.config, cfg, seed, data_identity)
@@ -250,58 +325,59 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
         for p in model.decoder.parameters():
             p.requires_grad_(False)
     enc_params, dec_params = encoder_decoder_params(model)
-    n_enc = sum(p.numel() for p in enc_params)
-    n_dec = sum(p.numel() for p in dec_params)
     optimizer = torch.optim.Adam(enc_params + dec_params, lr=cfg.lr, eps=cfg.adam_eps)
-
+    gen = noise_generator(seed, device)
     last = run_dir / "last.pt"
-    start_epoch = 0
-    torch.manual_seed(seed)
+    start_epoch, rows = 0, []
     if resume and last.exists():
-        state = read_checkpoint(last, x_train.device)
+        state = read_checkpoint(last, device)
         check_identity(state, identity, last)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        restore_generator(gen, state, log_prefix)
         start_epoch = state["epoch"]
         if start_epoch < cfg.epochs:
             print(f"{log_prefix}resuming from epoch {start_epoch} ({last})", flush=True)
         rows = restore_metrics(run_dir, state)
-    else:
-        rows = []
     write_json(run_dir / "config.json", config)   # only once the identity is known to match
+    return optimizer, gen, start_epoch, rows, identity, config_for_ckpt
+
+
+def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, log_prefix,
+           data_identity):
+    device = x_train.device
+    optimizer, gen, start_epoch, rows, identity, config_for_ckpt = prepare_run(
+        model, cfg, run_dir, seed, resume, extra_config, data_identity, device, log_prefix)
+    enc_params, dec_params = encoder_decoder_params(model)
+    n_enc = sum(p.numel() for p in enc_params)
+    n_dec = sum(p.numel() for p in dec_params)
+    last = run_dir / "last.pt"
 
     x_train = x_train[:cfg.n_train] if cfg.n_train else x_train
     x_monitor = x_valid[:cfg.n_valid_monitor]
     n, bs = x_train.shape[0], cfg.batch_size
-    shuffle_gen = torch.Generator()
     t_run = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        lr = cfg.lr if cfg.constant_lr else lr_at(epoch, cfg.epochs, cfg.lr)
+        lr, entropy_weight = epoch_settings(cfg, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        entropy_weight = min(1.0, (epoch + 1) / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
-        shuffle_gen.manual_seed(seed * 100003 + epoch)
-        order = torch.randperm(n, generator=shuffle_gen).to(x_train.device)
+        order = epoch_order(n, seed, epoch, device)
         model.train()
-        elbo_sum = torch.zeros((), device=x_train.device)
-        enc_norm_sum = torch.zeros((), device=x_train.device)
-        dec_norm_sum = torch.zeros((), device=x_train.device)
+        elbo_sum = torch.zeros((), device=device)
+        enc_norm_sum = torch.zeros((), device=device)
+        dec_norm_sum = torch.zeros((), device=device)
         n_batches = 0
         # non-finite guard without a host sync per step: the first bad step and its terms are
         # recorded on the device and read once, at the end of the epoch
-        first_bad = torch.full((), -1, dtype=torch.long, device=x_train.device)
-        bad_terms = torch.zeros(3, dtype=torch.bool, device=x_train.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        bad_terms = torch.zeros(3, dtype=torch.bool, device=device)
         for step, start in enumerate(range(0, n, bs)):
             x = x_train[order[start:start + bs]]
             if cfg.dynamic_binarisation:
-                x = torch.bernoulli(x)
-            z, log_q = model.encoder.sample_and_log_prob(x, 1)
-            log_px_z = model.log_likelihood(x, z)
-            log_pz = log_standard_normal(z)
+                x = torch.bernoulli(x, generator=gen)
+            eps = torch.randn((1, x.shape[0], model.z_dim), generator=gen, device=device)
+            log_px_z, log_pz, log_q = model(x, eps)
             objective = (log_px_z + log_pz - entropy_weight * log_q).mean()
             loss = -objective
             is_first = ~torch.isfinite(loss) & (first_bad < 0)
@@ -316,33 +392,23 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
             with torch.no_grad():
                 elbo_sum += (log_px_z + log_pz - log_q).sum()
             n_batches += 1
-        if first_bad.item() >= 0:  # the epoch's weights are corrupt: never saved
-            names = [k for k, b in zip(TERMS, bad_terms.tolist()) if b] or ["loss"]
-            raise NonFiniteLoss(f"non-finite loss at epoch {epoch + 1}, step "
-                                f"{first_bad.item() + 1} (term: {', '.join(names)}); the epoch "
-                                f"is discarded, last good checkpoint kept at {last}")
+        if first_bad.item() >= 0:  # the epoch's weights are corrupt: never saved, rolled back
+            roll_back(model, last)
+            raise NonFiniteLoss(non_finite_message(epoch, first_bad.item(), bad_terms.tolist(),
+                                                   last))
         model.eval()
         with torch.no_grad():
-            valid_elbo = model.elbo(x_monitor, 1).mean().item() if len(x_monitor) else float("nan")
+            valid_elbo = model.elbo(x_monitor, 1, generator=gen).mean().item() \
+                if len(x_monitor) else float("nan")
         if len(x_monitor) and not math.isfinite(valid_elbo):
+            roll_back(model, last)
             raise NonFiniteLoss(f"non-finite validation ELBO after epoch {epoch + 1}; the epoch "
                                 f"is discarded, last good checkpoint kept at {last}")
-        enc_norm = enc_norm_sum.item() / n_batches
-        dec_norm = dec_norm_sum.item() / n_batches
-        enc_normalised = enc_norm / math.sqrt(max(n_enc, 1))
-        dec_normalised = dec_norm / math.sqrt(max(n_dec, 1)) if n_dec else float("nan")
-        row = {"epoch": epoch + 1, "lr": lr, "train_elbo": elbo_sum.item() / n,
-               "valid_elbo": valid_elbo, "wall_s": time.time() - t0, "enc_grad_norm": enc_norm,
-               "dec_grad_norm": dec_norm if n_dec else float("nan"),
-               "enc_grad_norm_normalised": enc_normalised, "dec_grad_norm_normalised": dec_normalised,
-               "grad_ratio_normalised": enc_normalised / dec_normalised if n_dec else float("nan"),
-               "enc_params": n_enc, "dec_params": n_dec}
+        row = metrics_row(epoch + 1, lr, elbo_sum.item() / n, valid_elbo, time.time() - t0,
+                          enc_norm_sum.item() / n_batches, dec_norm_sum.item() / n_batches,
+                          n_enc, n_dec)
         rows.append(row)
-        if epoch + 1 in cfg.checkpoint_epochs:
-            save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", model, optimizer, epoch + 1,
-                            config_for_ckpt, identity, rows)
-        save_checkpoint(last, model, optimizer, epoch + 1, config_for_ckpt, identity, rows)
-        _write_metrics(run_dir / "metrics.csv", rows)
+        end_epoch(run_dir, model, optimizer, gen, epoch, cfg, config_for_ckpt, identity, rows)
         done = epoch + 1 - start_epoch
         eta = (time.time() - t_run) / done * (cfg.epochs - epoch - 1)
         _progress(f"{log_prefix}epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train elbo "

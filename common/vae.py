@@ -76,15 +76,22 @@ class VAE(nn.Module):
     def log_joint(self, x, z):
         return self.log_likelihood(x, z) + log_standard_normal(z)
 
-    def bounds(self, x, k: int, chunk: int = 0):
+    def forward(self, x, eps):
+        """The terms of the training objective at z = the posterior's reparameterised sample
+        from the noise eps [k, B, D]: (log p(x|z), log p(z), log q(z|x)), each [k, B]."""
+        z, log_q = self.encoder.sample_and_log_prob(x, eps.shape[0], eps=eps)
+        return self.log_likelihood(x, z), log_standard_normal(z), log_q
+
+    def bounds(self, x, k: int, chunk: int = 0, generator=None):
         """(mean ELBO over k samples, IWAE over the same samples) per point, [B] float64."""
         chunk = chunk or chunk_size(x.shape[0], X_DIM)
         return proposal_bounds(BatchLikelihood(self, x),
-                               lambda n: self.encoder.sample_and_log_prob(x, n), k, chunk)
+                               lambda n: self.encoder.sample_and_log_prob(x, n, generator), k,
+                               chunk)
 
-    def elbo(self, x, k: int = 1, chunk: int = 0):
+    def elbo(self, x, k: int = 1, chunk: int = 0, generator=None):
         """Mean of k single-sample ELBOs per point, [B] (no gradient)."""
-        return self.bounds(x, k, chunk)[0].float()
+        return self.bounds(x, k, chunk, generator)[0].float()
 
     def iwae(self, x, k: int = 1, chunk: int = 0):
         """IWAE bound per point, [B] (no gradient), log-mean-exp streamed over chunks."""

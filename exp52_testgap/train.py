@@ -1,6 +1,8 @@
-"""Train one VAE per dataset x family (same decoder, same encoder trunk). Resumes; skips finished runs."""
+"""Train one VAE per dataset x family (same decoder, same encoder trunk). Resumes; skips finished
+runs. With --stack (default on a GPU) the datasets' models of one family train as one batched
+computation."""
 from common.config import guarded
-from common.experiment import Experiment, train_or_load
+from common.experiment import Experiment, train_many
 
 FOLDER = "exp52_testgap"
 
@@ -12,12 +14,13 @@ def run_dir(exp: Experiment, dataset: str, family: str):
 def main(argv=None):
     exp = Experiment("exp52", FOLDER, argv, __doc__, stage="train")
     cfg = exp.config
-    for dataset in cfg.datasets:
-        x_train, x_valid = exp.train_data(dataset), exp.data(dataset, "valid")
-        for family in cfg.families:
-            train_or_load(run_dir(exp, dataset, family), cfg.model_config(family),
-                          cfg.train_config(), x_train, x_valid, exp.seed, exp.device,
-                          label=f"{dataset}/{family}")
+    x_train = {d: exp.train_data(d) for d in cfg.datasets}
+    x_valid = {d: exp.data(d, "valid") for d in cfg.datasets}
+    for family in cfg.families:   # one family on every dataset: one architecture, may stack
+        train_many([run_dir(exp, d, family) for d in cfg.datasets], cfg.model_config(family),
+                   cfg.train_config(), [x_train[d] for d in cfg.datasets],
+                   [x_valid[d] for d in cfg.datasets], exp.seed, exp.device,
+                   [f"{d}/{family}" for d in cfg.datasets], cfg.stacks(exp.device))
     exp.write_provenance("train_provenance.json")
 
 

@@ -1,0 +1,88 @@
+"""Stacked training (common/stacked.py) is training each model alone, batched: same weights,
+metrics, Adam state and checkpoints within float tolerance, resume included."""
+import shutil
+
+import pytest
+import torch
+
+from common.stacked import train_stacked
+from common.train import TrainConfig, read_checkpoint, train
+from tests.test_vae_train import synthetic_binary, tiny_model
+
+SEEDS = (3, 4, 5)
+
+
+def _models(family):
+    out = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        out.append(tiny_model(family))
+    return out
+
+
+def _data(grey=False):
+    xs = [synthetic_binary(200, seed=1), synthetic_binary(200, seed=2)]
+    if grey:   # grey levels for dynamic binarisation
+        xs = [x * 0.8 + 0.1 for x in xs]
+    return [xs[0], xs[1], xs[0]], synthetic_binary(40, seed=9)   # two datasets, one shared
+
+
+def _alone(tmp_path, family, cfg, xs, valid):
+    dirs = [tmp_path / "alone" / str(s) for s in SEEDS]
+    for model, x, d, seed in zip(_models(family), xs, dirs, SEEDS):
+        train(model, x, valid, cfg, d, seed)
+    return dirs
+
+
+def _assert_same_runs(dirs_a, dirs_b):
+    for a, b in zip(dirs_a, dirs_b):
+        sa, sb = read_checkpoint(a / "last.pt"), read_checkpoint(b / "last.pt")
+        assert sa["epoch"] == sb["epoch"] and sa["identity"] == sb["identity"]
+        for k in sa["model"]:
+            assert torch.allclose(sa["model"][k], sb["model"][k], atol=2e-5, rtol=1e-4), k
+        adam_a, adam_b = sa["optimizer"]["state"], sb["optimizer"]["state"]
+        assert adam_a.keys() == adam_b.keys()
+        for i in adam_a:
+            for k in ("exp_avg", "exp_avg_sq"):
+                assert torch.allclose(adam_a[i][k], adam_b[i][k], atol=1e-6, rtol=1e-3)
+            assert adam_a[i]["step"] == adam_b[i]["step"]
+        for ra, rb in zip(sa["metrics"], sb["metrics"]):
+            for k in ("train_elbo", "valid_elbo", "enc_grad_norm", "dec_grad_norm", "lr"):
+                assert ra[k] == pytest.approx(rb[k], rel=1e-4, abs=1e-4, nan_ok=True), k
+        assert len(sa["metrics"]) == len(sb["metrics"])
+        assert (b / "metrics.csv").read_text().count("\n") == len(sb["metrics"]) + 1
+
+
+@pytest.mark.parametrize("family,dynamic", [("ffg", False), ("cflow", True)])
+def test_stacked_training_equals_training_each_model_alone(tmp_path, family, dynamic):
+    cfg = TrainConfig(epochs=3, batch_size=50, warmup_epochs=2, n_valid_monitor=20,
+                      dynamic_binarisation=dynamic)
+    xs, valid = _data(grey=dynamic)
+    alone = _alone(tmp_path, family, cfg, xs, valid)
+    stacked = [tmp_path / "stacked" / str(s) for s in SEEDS]
+    train_stacked(_models(family), xs, [valid] * 3, cfg, stacked, list(SEEDS))
+    _assert_same_runs(alone, stacked)
+
+
+def test_stacked_resume_from_checkpoints_written_alone_and_frozen_decoder(tmp_path):
+    cfg = TrainConfig(epochs=3, batch_size=50, warmup_epochs=2, n_valid_monitor=20,
+                      checkpoint_epochs=(2,), freeze_decoder=True)
+    xs, valid = _data()
+    alone = _alone(tmp_path, "flow", cfg, xs, valid)
+    resumed = [tmp_path / "resumed" / str(s) for s in SEEDS]
+    for a, r in zip(alone, resumed):   # a run killed after epoch 2
+        r.mkdir(parents=True)
+        shutil.copy(a / "epoch_2.pt", r / "last.pt")
+    models = _models("flow")
+    decoders = [{k: v.clone() for k, v in m.decoder.state_dict().items()} for m in models]
+    train_stacked(models, xs, [valid] * 3, cfg, resumed, list(SEEDS))
+    _assert_same_runs(alone, resumed)
+    for model, decoder in zip(models, decoders):   # frozen: exactly the starting decoder
+        assert all(torch.equal(v, decoder[k]) for k, v in model.decoder.state_dict().items())
+
+
+def test_models_of_two_architectures_are_not_stacked(tmp_path):
+    xs, valid = _data()
+    with pytest.raises(ValueError, match="one architecture"):
+        train_stacked([tiny_model("ffg"), tiny_model("flow")], xs[:2], [valid] * 2,
+                      TrainConfig(epochs=1), [tmp_path / "a", tmp_path / "b"], [0, 1])
