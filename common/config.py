@@ -83,6 +83,8 @@ def fail(message: str) -> NoReturn:
 
 
 def resolve_device(name: str) -> torch.device:
+    """cpu, or a GPU: on a node with several, the first one no other process of this study
+    holds (claim_gpu), so `make -j N DEVICE=cuda` runs one job per GPU."""
     if name not in DEVICES:
         raise ConfigError(f"DEVICE={name} is not allowed; use one of: {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
@@ -90,7 +92,40 @@ def resolve_device(name: str) -> torch.device:
                           "use DEVICE=cpu or DEVICE=auto")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.device_count() > 1:
+        return torch.device("cuda", claim_gpu(torch.cuda.device_count(),
+                                              results_dir() / ".gpu_locks"))
     return torch.device(name)
+
+
+_CLAIMED = []   # open lock files of the GPUs this process holds (released when it exits)
+
+
+def claim_gpu(n_devices: int, lock_dir: Path, timeout_s: float = None, poll_s: float = 5.0) -> int:
+    """Index of a GPU that no other process using the same lock_dir holds, locked (flock) for
+    the rest of this process's life. With every GPU held it waits, saying so once; after
+    timeout_s (None: never) it stops with a UserError."""
+    import fcntl
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    t0, said = time.time(), False
+    while True:
+        for i in range(n_devices):
+            f = open(lock_dir / f"gpu{i}.lock", "a")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            _CLAIMED.append(f)
+            return i
+        if timeout_s is not None and time.time() - t0 >= timeout_s:
+            raise UserError(f"all {n_devices} GPUs are held by other jobs of this study "
+                            f"({lock_dir}); run fewer jobs at once (make -j {n_devices})")
+        if not said:
+            print(f"[device] all {n_devices} GPUs are busy; waiting for one to free up",
+                  flush=True)
+            said = True
+        time.sleep(poll_s)
 
 
 def results_dir() -> Path:

@@ -4,6 +4,7 @@ Every run of a step is kept (a re-run that finds its work done is fast, and must
 time of the run that did the work). The report lists them. The command's exit code is passed
 through; a failed step records nothing.
 """
+import fcntl
 import json
 import os
 import subprocess
@@ -22,24 +23,35 @@ def main() -> int:
     code = subprocess.call(cmd)
     if code == 0:
         path = results_dir() / "step_times.json"
-        times = read_json_or(path, {}, "starting it afresh (the old file is kept as .corrupt)")
-        if not isinstance(times, dict):
-            times = {}
-        if path.exists() and not times:
-            try:
-                os.replace(path, path.with_name(path.name + ".corrupt"))
-            except OSError:
-                pass
-        runs = times.get(name, [])
-        runs = runs if isinstance(runs, list) else [runs]
-        runs.append({"wall_s": round(time.time() - t0, 1), "command": " ".join(cmd),
-                     "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-        times[name] = runs
         try:
-            atomic_write_text(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_name(".step_times.lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)   # `make -j`: steps ending together keep all
+                _record(path, name, cmd, time.time() - t0)
         except OSError as err:  # timing is informative: it never fails the step it timed
             print(f"warning: step time not recorded in {path} ({err.strerror})", file=sys.stderr)
     return code
+
+
+def _record(path, name: str, cmd: list, wall_s: float) -> None:
+    """Append one run of step `name` to step_times.json (read, add, atomic rewrite)."""
+    times = read_json_or(path, {}, "starting it afresh (the old file is kept as .corrupt)")
+    if not isinstance(times, dict):
+        times = {}
+    if path.exists() and not times:
+        try:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+        except OSError:
+            pass
+    runs = times.get(name, [])
+    runs = runs if isinstance(runs, list) else [runs]
+    runs.append({"wall_s": round(wall_s, 1), "command": " ".join(cmd),
+                 "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    times[name] = runs
+    try:
+        atomic_write_text(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
+    except OSError as err:  # timing is informative: it never fails the step it timed
+        print(f"warning: step time not recorded in {path} ({err.strerror})", file=sys.stderr)
 
 
 if __name__ == "__main__":

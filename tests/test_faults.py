@@ -157,3 +157,11 @@ def test_a_results_dir_that_is_a_file_or_read_only_is_one_line(tmp_path, dirs):
         ro.mkdir()
         ro.chmod(0o500)
         one_line_error(script("exp52_testgap.train", (dirs[0], ro)), "not a writable folder")
+
+
+def test_each_job_claims_its_own_gpu_and_a_job_too_many_waits(tmp_path):
+    from common.config import UserError, claim_gpu
+    assert claim_gpu(2, tmp_path) == 0
+    assert claim_gpu(2, tmp_path) == 1     # the first is held (flock per open file)
+    with pytest.raises(UserError, match="all 2 GPUs are held"):
+        claim_gpu(2, tmp_path, timeout_s=0.1, poll_s=0.05)
