@@ -7,11 +7,14 @@
 3. AIS: achieved FLOP/s of the decoder forward/backward inside AIS as a fraction of a plain
    matmul's FLOP/s of the same shapes on this machine.
 4. IWAE k = 5000 throughput, points per second.
-5. Cost model (common/costmodel.py): per-unit costs (a training step per architecture, an AIS
+5. Stacked training (common/stacked.py): a model's share of a training step (the real trainer,
+   one epoch) alone vs stacked two and four at a time, per family of exp52.
+6. Cost model (common/costmodel.py): per-unit costs (a training step per architecture, an AIS
    leapfrog row, a q* step row, a decoder forward row), measured at the paper's width on a GPU
    (100 chains x 1000 points, 50 samples x 1000 points) and at a small width on a CPU, multiplied
    out to the predicted wall time of every study and of `make all PRESET=paper`
-   (`paper_preset_predicted_h`). On a GPU the mean steps of a q* fit under the paper's rule
+   (`paper_preset_predicted_h`: as `--stack auto` trains, i.e. stacked on a GPU; both variants
+   are given). On a GPU the mean steps of a q* fit under the paper's rule
    are measured too; elsewhere they are an assumption, printed as such.
 Writes RESULTS_DIR/bench/bench.json and prints a table.
 """
@@ -204,6 +207,42 @@ def unit_train_step(name, x, batch, steps, device):
     return _timed(lambda: run(steps), device) / steps
 
 
+def unit_train_step_trainer(name, x, batch, steps, device, models: int = 1) -> float:
+    """A model's share of one step of the real trainer, from one epoch of `steps` steps (warm-up
+    and validation off): one model alone (models=1, common/train.py), or `models` models
+    stacked (common/stacked.py)."""
+    from pathlib import Path
+    from .stacked import train_stacked
+    family, architecture = name.split("/")
+    cfg = TrainConfig(epochs=1, warmup_epochs=0, n_valid_monitor=0, batch_size=batch)
+    xs = x[:batch * steps]
+    with tempfile.TemporaryDirectory() as tmp:
+        ms = [VAE(model_config(architecture, family=family)).to(device) for _ in range(models)]
+        dirs = [Path(tmp) / str(i) for i in range(models)]
+        if models == 1:
+            t = _timed(lambda: train(ms[0], xs, xs[:0], cfg, dirs[0], 0, resume=False), device)
+        else:
+            t = _timed(lambda: train_stacked(ms, [xs] * models, [xs[:0]] * models, cfg, dirs,
+                                             list(range(models))), device)
+    return t / (steps * models)
+
+
+def bench_stacked(x, device, small: bool) -> dict:
+    """Per-model step of exp52's architectures alone vs stacked two and four at a time."""
+    steps = 10 if small else (100 if device.type == "cuda" else 30)
+    out = {}
+    for family in PRESETS["exp52"]["paper"].families:
+        name = f"{family}/standard"
+        unit_train_step_trainer(name, x, 100, 3, device, 2)   # warm-up
+        alone = unit_train_step_trainer(name, x, 100, steps, device, 1)
+        for m in (2, 4):
+            stacked = unit_train_step_trainer(name, x, 100, steps, device, m)
+            out[f"stacked_x{m}_step_ms_{family}"] = stacked * 1e3
+            out[f"stacked_x{m}_speedup_{family}"] = alone / stacked
+        out[f"alone_step_ms_{family}"] = alone * 1e3
+    return out
+
+
 def unit_ais_row(model, x, chains, steps, leapfrog, device):
     _timed(lambda: ais(BatchLikelihood(model, x[:2]), 2, model.z_dim, n_chains=2, n_steps=2,
                        n_leapfrog=2, seed=0, device=device), device)
@@ -249,14 +288,22 @@ def bench_cost_model(model, x_train, x_test, device, small: bool) -> dict:
                                              device) for f in ("ffg", "flow")}}
     t = _timed(lambda: model.iwae(x[:100], 5000 if gpu else 500), device)
     units["iwae_row"] = t / (len(x[:100]) * (5000 if gpu else 500))
+    datasets = len(PRESETS["exp52"]["paper"].datasets)   # exp52 stacks one family's datasets
+    units["train_step_stacked"] = {
+        f"{f}/standard": unit_train_step_trainer(f"{f}/standard", x_train, 100,
+                                                 50 if gpu else 10, device, datasets)
+        for f in PRESETS["exp52"]["paper"].families}
     if gpu:
         steps, source = paper_rule_qstar_steps(model, x_test[:100], device), "measured (100 points)"
     else:
         steps, source = PAPER_QSTAR_STEPS_ASSUMED, "assumed"
-    prediction = predict(units, "paper", steps)
+    prediction = predict(units, "paper", steps, stacked=gpu)   # what --stack auto does
+    unstacked = predict(units, "paper", steps, stacked=False)
     return {"cost_units": units, "cost_qstar_steps_paper_rule": steps,
             "cost_qstar_steps_source": source, "cost_model_paper_s": prediction,
             "paper_preset_predicted_h": prediction["all_h"],
+            "paper_preset_predicted_h_stacked": predict(units, "paper", steps, True)["all_h"],
+            "paper_preset_predicted_h_unstacked": unstacked["all_h"],
             **{f"paper_predicted_h_{k}": v["total"] / 3600 for k, v in prediction.items()
                if isinstance(v, dict)}}
 
@@ -288,20 +335,22 @@ def main(argv=None) -> int:
     small = args.preset == "smoke"
     if small:
         x_train = x_train[:2000]
-    print("[bench] 1/5 trainer vs bare loop", flush=True)
+    print("[bench] 1/6 trainer vs bare loop", flush=True)
     result.update(bench_trainer(x_train, x_valid, device, 1 if small else args.repeats))
     model, source = trained_mnist_model(args.preset, seed, device)
     result["model"] = source
     for p in model.parameters():
         p.requires_grad_(False)
     n_q = 50 if small else args.qstar_points
-    print(f"[bench] 2/5 q*: batched on {n_q} points vs loop on {args.loop_points}", flush=True)
+    print(f"[bench] 2/6 q*: batched on {n_q} points vs loop on {args.loop_points}", flush=True)
     result.update(bench_qstar(model, x_test[:n_q], min(args.loop_points, n_q), cfg, seed))
-    print("[bench] 3/5 AIS FLOP efficiency", flush=True)
+    print("[bench] 3/6 AIS FLOP efficiency", flush=True)
     result.update(bench_ais(model, x_test[:100], 16, 5 if small else 20, 5, seed, device))
-    print("[bench] 4/5 IWAE k=5000 throughput", flush=True)
+    print("[bench] 4/6 IWAE k=5000 throughput", flush=True)
     result.update(bench_iwae(model, x_test[:20 if small else 100], 5000, seed))
-    print("[bench] 5/5 cost model: per-unit costs -> paper preset wall time", flush=True)
+    print("[bench] 5/6 stacked training: a model's step alone vs stacked", flush=True)
+    result.update(bench_stacked(x_train, device, small))
+    print("[bench] 6/6 cost model: per-unit costs -> paper preset wall time", flush=True)
     result.update(bench_cost_model(model, x_train, x_test, device, small))
     write_json(results_dir() / "bench" / "bench.json", result)
     table = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in result.items()

@@ -11,8 +11,10 @@ how many of each unit a preset's config needs and multiplies. Units, all in seco
 
 What cannot be known before running is an explicit assumption: `qstar_steps`, the mean number
 of steps a q* fit takes under the preset's stopping rule (measured ones are in each gaps.csv,
-column qstar_steps). Training counts one step per batch; evaluation counts every split, the
-probe, the BDMC (forward + reverse, once per decoder) and the ffg q* behind every flow q*.
+column qstar_steps). Training counts one step per batch (train_step_stacked[name]: a model's
+share of a stacked step, where measured); evaluation counts every split, the probe, the BDMC
+(forward + reverse, once per decoder), the ffg q* behind every flow q*, and exp53's q* and AIS
+once per decoder.
 """
 import dataclasses
 import math
@@ -23,22 +25,36 @@ TRAIN_SIZE = 50_000                 # training split of both data sets
 REFIT_SIZE = 10_000                 # set A of exp_refit (the corrupted validation split)
 
 
-def _train_s(units, name, epochs, batch, n=TRAIN_SIZE):
-    return epochs * math.ceil(n / batch) * units["train_step"][name]
+def _train_s(units, name, epochs, batch, n=TRAIN_SIZE, stacked=False):
+    """Training time of one model; stacked: its share of a stacked run (common/stacked.py),
+    when the units hold a measured stacked step for this architecture."""
+    step = units.get("train_step_stacked", {}).get(name) if stacked else None
+    return epochs * math.ceil(n / batch) * (step or units["train_step"][name])
+
+
+def _qstar_s(units, cfg, fits: list, n_points: int, qstar_steps: float) -> float:
+    """q* fits of these families on n_points, the probe (twice the budget on
+    qstar_probe_points) and the IWAE of each q* (k_eval)."""
+    fit = sum(n_points * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits)
+    probe = sum(2 * cfg.qstar_probe_points * cfg.qstar_samples * qstar_steps
+                * units["qstar_row"][f] for f in fits)
+    return fit + probe + len(fits) * n_points * cfg.k_eval * units["iwae_row"]
+
+
+def _ais_s(units, cfg, n_points: int) -> float:
+    return n_points * cfg.ais_chains * (cfg.ais_steps + cfg.ais_warmup) * cfg.ais_leapfrog \
+        * units["ais_row"]
+
+
+def _fits(family: str) -> list:
+    return ["ffg"] + (["flow"] if family != "ffg" else [])
 
 
 def _eval_s(units, cfg, family: str, n_points: int, qstar_steps: float) -> float:
-    """One evaluation of one model on n_points: L[q] (k_eval), q* (ffg, and flow from it),
-    the probe (twice the budget on qstar_probe_points), IWAE of each q*, AIS of log p^."""
-    rows_k = n_points * cfg.k_eval
-    fits = ["ffg"] + (["flow"] if family != "ffg" else [])
-    qstar = sum(n_points * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits)
-    probe = sum(2 * cfg.qstar_probe_points * cfg.qstar_samples * qstar_steps
-                * units["qstar_row"][f] for f in fits)
-    bounds = (1 + len(fits)) * rows_k * units["iwae_row"]
-    ais = n_points * cfg.ais_chains * (cfg.ais_steps + cfg.ais_warmup) * cfg.ais_leapfrog \
-        * units["ais_row"]
-    return qstar + probe + bounds + ais
+    """One evaluation of one model on n_points: L[q] (k_eval), q* (ffg, and flow from it) with
+    its probe and IWAE, AIS of log p^."""
+    return n_points * cfg.k_eval * units["iwae_row"] \
+        + _qstar_s(units, cfg, _fits(family), n_points, qstar_steps) + _ais_s(units, cfg, n_points)
 
 
 def _bdmc_s(units, cfg, qstar_steps: float, family: str = "ffg") -> float:
@@ -50,12 +66,14 @@ def _bdmc_s(units, cfg, qstar_steps: float, family: str = "ffg") -> float:
         * units["ais_row"]
 
 
-def predict(units: dict, preset: str, qstar_steps: float) -> dict:
-    """Predicted seconds per study and phase for `preset`, and the total."""
+def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False) -> dict:
+    """Predicted seconds per study and phase for `preset`, and the total. stacked: exp52's
+    models of one family train stacked over the datasets (its default on a GPU)."""
     out = {}
     c = PRESETS["exp52"][preset]
+    stack = stacked and len(c.datasets) > 1
     out["exp52"] = {
-        "train": sum(_train_s(units, f"{f}/standard", c.epochs, c.batch_size)
+        "train": sum(_train_s(units, f"{f}/standard", c.epochs, c.batch_size, stacked=stack)
                      for _ in c.datasets for f in c.families),
         "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, f, c.n_points, qstar_steps)
                         for _ in c.datasets for f in c.families)
@@ -65,7 +83,7 @@ def predict(units: dict, preset: str, qstar_steps: float) -> dict:
             continue
         v = dataclasses.replace(c, **overrides)
         out[f"exp52_{variant}"] = {
-            "train": sum(_train_s(units, f"{f}/standard", v.epochs, v.batch_size)
+            "train": sum(_train_s(units, f"{f}/standard", v.epochs, v.batch_size, stacked=stack)
                          for _ in v.datasets for f in v.families),
             "evaluate": sum(len(v.eval_splits) * _eval_s(units, v, f, v.n_points, qstar_steps)
                             + _bdmc_s(units, v, qstar_steps, f)
@@ -73,12 +91,14 @@ def predict(units: dict, preset: str, qstar_steps: float) -> dict:
     c = PRESETS["exp51"][preset]   # grids are seconds; q* (two ffg starts and a flow) dominate
     out["exp51"] = {"train": _train_s(units, "ffg/exp51", c.epochs, c.batch_size),
                     "evaluate": _eval_s(units, c, "flow", c.n_candidates, qstar_steps)}
-    c = PRESETS["exp53"][preset]   # the base decoder is exp52's; one BDMC for the decoder
-    out["exp53"] = {
+    c = PRESETS["exp53"][preset]   # the base decoder is exp52's; per split: L[q] of every
+    shared = sorted({f for fam in c.families for f in _fits(fam)})   # encoder, q* of each
+    out["exp53"] = {                                  # family ONCE (SharedQstar), AIS once
         "train": sum(_train_s(units, f"{f}/{e}", c.epochs, c.batch_size)
                      for e in c.encoders for f in c.families),
-        "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, f, c.n_points, qstar_steps)
-                        for _ in c.encoders for f in c.families)
+        "evaluate": len(c.eval_splits) * (
+            len(c.encoders) * len(c.families) * c.n_points * c.k_eval * units["iwae_row"]
+            + _qstar_s(units, c, shared, c.n_points, qstar_steps) + _ais_s(units, c, c.n_points))
         + _bdmc_s(units, c, qstar_steps, c.families[0])}
     c = PRESETS["exp54"][preset]   # decoders of other depths counted as the standard one
     out["exp54"] = {

@@ -39,3 +39,24 @@ def test_every_study_is_predicted_and_qstar_steps_scale_evaluation_linearly():
         assert two[study]["evaluate"] > one[study]["evaluate"]
     assert one["all_h"] == pytest.approx(one["all_s"] / 3600)
     assert one["all_s"] == pytest.approx(sum(one[s]["total"] for s in studies))
+
+
+def test_stacked_training_uses_the_measured_stacked_step_and_only_where_it_stacks():
+    u = {**units(train=1e-3), "train_step_stacked": {n: 4e-4 for n in model_names()}}
+    alone, stacked = predict(u, "paper", 0), predict(u, "paper", 0, stacked=True)
+    assert stacked["exp52"]["train"] == pytest.approx(0.4 * alone["exp52"]["train"])
+    assert stacked["exp55"]["train"] == pytest.approx(alone["exp55"]["train"])   # not stacked
+    assert predict(units(train=1e-3), "paper", 0, stacked=True)["exp52"]["train"] == \
+        pytest.approx(alone["exp52"]["train"])      # no stacked unit measured: the single one
+
+
+def test_exp53_fits_qstar_and_runs_ais_once_per_decoder_not_per_encoder():
+    c = PRESETS["exp53"]["paper"]
+    out = predict(units(train=0.0, ais=1.0), "paper", qstar_steps=0)
+    per_split = c.n_points * c.ais_chains * (c.ais_steps + c.ais_warmup) * c.ais_leapfrog
+    bdmc = 2 * c.bdmc_points * c.ais_chains * (c.ais_steps + c.ais_warmup) * c.ais_leapfrog
+    assert out["exp53"]["evaluate"] == pytest.approx(len(c.eval_splits) * per_split + bdmc)
+    q = predict(units(train=0.0, qstar=1.0), "paper", qstar_steps=10)["exp53"]["evaluate"]
+    fits = c.n_points * c.qstar_samples * 10 + 2 * c.qstar_probe_points * c.qstar_samples * 10
+    bdmc_fit = c.bdmc_points * c.qstar_samples * 10 if c.ais_proposal == "qstar" else 0
+    assert q == pytest.approx(len(c.eval_splits) * 2 * fits + bdmc_fit)   # ffg and flow, once
