@@ -1,4 +1,5 @@
-"""gaps.png / gaps.pdf: per dataset, stacked approximation and amortization gaps per family."""
+"""gaps.png / gaps.pdf: per dataset, stacked approximation and amortization gaps per family; for
+a Table-3 variant also vs_standard.md/.tex (compare.py)."""
 import matplotlib.pyplot as plt
 import seaborn as sns
 
@@ -6,6 +7,7 @@ from common.config import guarded
 from common.experiment import Experiment
 from common.plots import gap_bars, save
 
+from .compare import compare
 from .evaluate import NAMES
 from .train import FOLDER
 
@@ -27,6 +29,10 @@ def main(argv=None):
     axes[0][0].legend()
     save(fig, exp.out / "gaps")
     print(f"[exp52] wrote {exp.out / 'gaps.png'}")
+    if exp.config.variant != "standard":   # Table 3: the variant against the standard models
+        standard_runs = exp.out.parent / FOLDER / "runs" / exp.runs.name
+        for line in compare(exp.config.variant, rows, exp.runs, standard_runs, exp.out):
+            print(f"[exp52] {line}")
 
 
 if __name__ == "__main__":

@@ -74,6 +74,13 @@ def test_exp52_variant_writes_beside_the_standard_results(dirs, smoke):
     config = json.loads((out / "runs" / "smoke-seed0" / "mnist_ffg" / "config.json").read_text())
     assert config["train"]["warmup_epochs"] == 0
     assert (dirs[1] / "exp52_testgap" / "gaps.csv").read_bytes() == standard
+    # Table 3: the variant against the standard models on the same training points, paired
+    vs = (out / "vs_standard.md").read_text()
+    assert "without annealing the posterior is more Gaussian" in vs and "paired" in vs
+    lines = [line for line in vs.splitlines() if line.startswith("| mnist") or
+             line.startswith("| fashion")]
+    assert len(lines) == 4 and all(line.rstrip(" |").split("|")[-1].strip() in
+                                   ("held", "not held", "not certified", "–") for line in lines)
 
 
 def test_exp53_smoke_shares_log_px_across_encoders(dirs, smoke):
@@ -87,6 +94,9 @@ def test_exp53_smoke_shares_log_px_across_encoders(dirs, smoke):
         assert len(logpx) == 1  # one log p^ per decoder, reused by every encoder
     assert all(int(r["encoder_params"]) > 0 for r in table)
     assert (out / "gaps.png").exists() and (out / "table.md").exists()
+    for split in ("test", "train"):   # one ffg q* for the decoder, shared by every encoder
+        assert len({r["L_qstar_ffg"] for r in table if r["split"] == split
+                    and r["model"] != "ffg"}) == 1
 
 
 def test_exp55_and_gradients_smoke(dirs, smoke):

@@ -86,3 +86,27 @@ def test_models_of_two_architectures_are_not_stacked(tmp_path):
     with pytest.raises(ValueError, match="one architecture"):
         train_stacked([tiny_model("ffg"), tiny_model("flow")], xs[:2], [valid] * 2,
                       TrainConfig(epochs=1), [tmp_path / "a", tmp_path / "b"], [0, 1])
+
+
+def test_exp52_trains_a_family_stacked_over_both_data_sets(dirs, tmp_path):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, DATA_DIR=str(dirs[0]), RESULTS_DIR=str(tmp_path))
+    cmd = [sys.executable, "-m", "exp52_testgap.train", "--preset", "smoke", "--device", "cpu",
+           "--families", "ffg"]
+    out = subprocess.run(cmd + ["--stack", "on"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "mnist/ffg, fashion/ffg stacked" in out.stdout
+    runs = tmp_path / "exp52_testgap" / "runs" / "smoke-seed0"
+    stamps = {}
+    for dataset in ("mnist", "fashion"):
+        assert read_checkpoint(runs / f"{dataset}_ffg" / "last.pt")["epoch"] == 2
+        stamps[dataset] = (runs / f"{dataset}_ffg" / "last.pt").stat().st_mtime_ns
+    again = subprocess.run(cmd + ["--stack", "off"], env=env, capture_output=True, text=True,
+                           timeout=300)   # a finished run is the same run, however trained
+    assert again.returncode == 0, again.stderr
+    assert all((runs / f"{d}_ffg" / "last.pt").stat().st_mtime_ns == t for d, t in stamps.items())
+    bad = subprocess.run(cmd + ["--stack", "maybe"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--stack=maybe is not allowed" in bad.stderr
