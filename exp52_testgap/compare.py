@@ -1,4 +1,5 @@
-"""A Table-3 variant against the standard models, on the same training points: vs_standard.md/.tex.
+"""A Table-3 variant against the standard models on the same training points:
+table_vs_standard.md/.tex (a table*.md, so the report and the snapshot carry it).
 
 Differences are paired (variant minus standard, point by point: the same x), with the standard
 error of the mean difference. The paper's claims (6.1.2 / Table 3):
@@ -46,7 +47,7 @@ def _eval_fields(summary_path: Path) -> dict:
 
 
 def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, out: Path) -> list:
-    """Write out/vs_standard.md/.tex; return the lines said about it (also when it cannot be
+    """Write out/table_vs_standard.md/.tex; return the lines said about it (also when it cannot be
     made: no standard training-split evaluation, or one made with another evaluation config)."""
     header = ["model (train points)", "approximation gap: standard -> variant (Δ)",
               "amortization gap: standard -> variant (Δ)",
@@ -91,10 +92,10 @@ def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, o
                       f"{'yes' if _true(std_sum.get('certified')) else 'no'} / "
                       f"{'yes' if _true(r.get('certified')) else 'no'}", verdict])
     if table:
-        write_tables(out / "vs_standard", header, table,
+        write_tables(out / "table_vs_standard", header, table,
                      caption=f"Variant {variant} against the standard exp52 models on the same "
                              f"training points; Δ = variant - standard, paired mean ± s.e.m. "
                              f"Claim: {CLAIMS[variant]}; 'held' = beyond 3 s.e. and both "
                              f"evaluations certified.")
-        said.append(f"wrote {out / 'vs_standard.md'}")
+        said.append(f"wrote {out / 'table_vs_standard.md'}")
     return said

@@ -1,5 +1,5 @@
 """gaps.png / gaps.pdf: per dataset, stacked approximation and amortization gaps per family; for
-a Table-3 variant also vs_standard.md/.tex (compare.py)."""
+a Table-3 variant also table_vs_standard.md/.tex (compare.py)."""
 import matplotlib.pyplot as plt
 import seaborn as sns
 

@@ -75,7 +75,7 @@ def test_exp52_variant_writes_beside_the_standard_results(dirs, smoke):
     assert config["train"]["warmup_epochs"] == 0
     assert (dirs[1] / "exp52_testgap" / "gaps.csv").read_bytes() == standard
     # Table 3: the variant against the standard models on the same training points, paired
-    vs = (out / "vs_standard.md").read_text()
+    vs = (out / "table_vs_standard.md").read_text()
     assert "without annealing the posterior is more Gaussian" in vs and "paired" in vs
     lines = [line for line in vs.splitlines() if line.startswith("| mnist") or
              line.startswith("| fashion")]
