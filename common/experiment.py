@@ -25,7 +25,7 @@ from .vae import VAE
 
 
 # config fields that change how a result is computed, not what it is (excluded from config ids)
-HOW_NOT_WHAT = ("stack",)
+HOW_NOT_WHAT = ("stack", "compile")
 
 
 class Experiment:

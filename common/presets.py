@@ -37,6 +37,8 @@ class RunConfig(EvalConfig):
     n_valid_monitor: int = 1000     # validation points for the per-epoch ELBO in metrics.csv
     dynamic_binarisation: bool = False  # train on fresh Bernoulli bits each batch (evaluation
                                         # always uses the static bits)
+    compile: bool = False           # torch.compile the training step (CUDA graphs on a GPU);
+                                    # not measured on a GPU yet, so off by default
     z_dim: int = 50                 # latent size (paper: 50 on MNIST)
     activation: str = "elu"         # the same for every model
     flow_steps: int = 2             # coupling steps of flow / cflow

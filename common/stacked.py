@@ -23,8 +23,8 @@ import torch
 from torch.func import functional_call, stack_module_state
 
 from .train import (NonFiniteLoss, TrainConfig, _progress, end_epoch, epoch_order,
-                    epoch_settings, metrics_row, non_finite_message, prepare_run, roll_back,
-                    run_lock)
+                    epoch_settings, maybe_compile, metrics_row, non_finite_message, prepare_run,
+                    roll_back, run_lock)
 from .vae import VAE
 
 
@@ -139,7 +139,7 @@ def _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, run
 
     def terms(p, b, x, eps):
         return functional_call(base, (p, b), (x, eps))
-    batched_terms = torch.vmap(terms)
+    batched_terms = maybe_compile(torch.vmap(terms), cfg.compile, device, "[stacked] ")
 
     sizes = {x.shape[0] for x in x_trains}
     n = min(sizes) if not cfg.n_train else cfg.n_train

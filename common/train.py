@@ -47,6 +47,8 @@ class TrainConfig:
     freeze_decoder: bool = False   # train only the encoder (exp53, exp_refit)
     constant_lr: bool = False      # keep lr fixed instead of the IWAE schedule (exp_refit)
     dynamic_binarisation: bool = False  # x_train holds grey levels: fresh bits at every batch
+    compile: bool = False          # torch.compile the step's forward and backward (on CUDA with
+                                   # CUDA graphs); how, not what: not part of a run's identity
 
 
 class NonFiniteLoss(UserError, RuntimeError):
@@ -72,7 +74,7 @@ def run_identity(model_config: ModelConfig, cfg: TrainConfig, seed: int, data: d
     place of the epoch count, so a constant-lr run may be extended), the seed, and what the
     folder name does not say about the data (`data`, e.g. the corruption of exp_refit)."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items()
-             if k not in ("epochs", "checkpoint_epochs", "lr", "constant_lr")}
+             if k not in ("epochs", "checkpoint_epochs", "lr", "constant_lr", "compile")}
     return {"model": dataclasses.asdict(model_config), "seed": seed,
             "train": {**train, "schedule": schedule_id(cfg)}, "data": data or {}}
 
@@ -240,6 +242,34 @@ def train(model: VAE, x_train: torch.Tensor, x_valid: torch.Tensor, cfg: TrainCo
                       log_prefix, data_identity)
 
 
+COMPILE_BACKEND = "inductor"   # torch.compile backend (tests use "aot_eager": no C compiler)
+
+
+def maybe_compile(fn, enabled: bool, device, label: str = ""):
+    """fn, or torch.compile(fn) when enabled (on CUDA in "reduce-overhead" mode: the step's
+    kernels replayed as CUDA graphs). Shapes are static (one batch size), so it compiles once.
+    If compiling fails at the first call, the step runs eagerly, said in one line."""
+    if not enabled:
+        return fn
+    mode = "reduce-overhead" if torch.device(device).type == "cuda" and \
+        COMPILE_BACKEND == "inductor" else None
+    state = {"fn": torch.compile(fn, backend=COMPILE_BACKEND, mode=mode, dynamic=False),
+             "first": True}
+
+    def call(*args):
+        if not state["first"]:
+            return state["fn"](*args)
+        state["first"] = False
+        try:
+            return state["fn"](*args)
+        except Exception as err:  # noqa: BLE001 - any compiler failure: run as written
+            print(f"{label}torch.compile failed ({type(err).__name__}: {str(err)[:120]}); "
+                  f"running the step eagerly", flush=True)
+            state["fn"] = fn
+            return fn(*args)
+    return call
+
+
 def epoch_settings(cfg: TrainConfig, epoch: int) -> tuple:
     """(lr, entropy weight w) of 0-based epoch: the schedule and the warm-up of this module's
     docstring."""
@@ -356,6 +386,7 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
     x_train = x_train[:cfg.n_train] if cfg.n_train else x_train
     x_monitor = x_valid[:cfg.n_valid_monitor]
     n, bs = x_train.shape[0], cfg.batch_size
+    terms = maybe_compile(model, cfg.compile, device, log_prefix)
     t_run = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
@@ -377,7 +408,7 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
             if cfg.dynamic_binarisation:
                 x = torch.bernoulli(x, generator=gen)
             eps = torch.randn((1, x.shape[0], model.z_dim), generator=gen, device=device)
-            log_px_z, log_pz, log_q = model(x, eps)
+            log_px_z, log_pz, log_q = terms(x, eps)
             objective = (log_px_z + log_pz - entropy_weight * log_q).mean()
             loss = -objective
             is_first = ~torch.isfinite(loss) & (first_bad < 0)

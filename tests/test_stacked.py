@@ -110,3 +110,32 @@ def test_exp52_trains_a_family_stacked_over_both_data_sets(dirs, tmp_path):
     assert all((runs / f"{d}_ffg" / "last.pt").stat().st_mtime_ns == t for d, t in stamps.items())
     bad = subprocess.run(cmd + ["--stack", "maybe"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "--stack=maybe is not allowed" in bad.stderr
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_compiled_step_trains_the_same_run(tmp_path, monkeypatch, capsys, stacked):
+    import dataclasses
+
+    import common.train as trainer
+    from common.train import run_identity
+    from torch._dynamo.utils import counters
+    monkeypatch.setattr(trainer, "COMPILE_BACKEND", "aot_eager")   # no C compiler needed
+    counters.clear()
+    cfg = TrainConfig(epochs=2, batch_size=50, warmup_epochs=2, n_valid_monitor=20)
+    xs, valid = _data()
+    runs = {}
+    for compiled in (False, True):
+        c = dataclasses.replace(cfg, compile=compiled)
+        dirs = [tmp_path / str(compiled) / str(s) for s in SEEDS]
+        if stacked:
+            train_stacked(_models("flow"), xs, [valid] * 3, c, dirs, list(SEEDS))
+        else:
+            for model, x, d, seed in zip(_models("flow"), xs, dirs, SEEDS):
+                train(model, x, valid, c, d, seed)
+        runs[compiled] = dirs
+    assert "running the step eagerly" not in capsys.readouterr().out   # it did compile...
+    assert counters["frames"]["ok"] >= 1                              # ... through dynamo
+    _assert_same_runs(runs[False], runs[True])
+    # how, not what: a compiled run is the same run (resumable either way)
+    assert run_identity(tiny_model().config, cfg, 0) == \
+        run_identity(tiny_model().config, dataclasses.replace(cfg, compile=True), 0)
