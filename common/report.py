@@ -116,6 +116,26 @@ def computed_by(folder: Path) -> list:
     return [((c, first[c]), n) for c, n in sorted(counts.items(), key=lambda kv: first[kv[0]])]
 
 
+def claims_screen(root: Path, sections: list) -> list:
+    """The first screen: did the paper's claims hold? One row per claim and column, from each
+    experiment's claims.json (common/claims.py), then the details."""
+    from .claims import HOLD_SE, markdown_rows, read_claims
+    claims = [c for s in sections for c in read_claims(root / s["folder"])]
+    if not claims:
+        return ["## Did the paper's claims hold?", "", "No experiment has judged a claim yet "
+                "(claims.json beside its tables).", ""]
+    held = sum(c["verdict"] == "held" for c in claims)
+    rows = markdown_rows(claims)
+    header = "| study | claim | column | paper | ours | certified | verdict |"
+    return ["## Did the paper's claims hold?", "",
+            f"{held} of {len(claims)} judged claims held. Each row is a difference the claim "
+            f"predicts to be positive (nats; the paper's own difference beside ours, mean ± "
+            f"s.e.m.): **held** when it exceeds {HOLD_SE:g} s.e. and every estimate involved is "
+            f"certified (BDMC gap, q* cap share and convergence probe within target), **not "
+            f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed.", "",
+            header, "|" + "---|" * 7] + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
 def build(root: Path) -> tuple:
     sections = collect(root)
     steps = read_json_or(root / "step_times.json", {}, "the report omits step times")
@@ -125,6 +145,7 @@ def build(root: Path) -> tuple:
     md = ["# Inference suboptimality: report", "",
           f"Git commit of the report: `{git_commit()}`. Packages: " +
           ", ".join(f"{k} {v}" for k, v in vers.items()) + ".", ""]
+    md += claims_screen(root, sections)
     if missing:
         md += [f"**Missing experiments** (no results under {root}): " + ", ".join(missing), ""]
     for s in sections:
@@ -213,7 +234,8 @@ def main(argv=None) -> int:
             if src.exists() and (not only or folder in only):
                 (dest / folder).mkdir(parents=True, exist_ok=True)
                 for f in list(src.glob("table*.md")) + list(src.glob("*.png")) + \
-                        list(src.glob("*.csv")) + list(src.glob("provenance.json")):
+                        list(src.glob("*.csv")) + list(src.glob("provenance.json")) + \
+                        list(src.glob("claims.json")):
                     shutil.copyfile(f, dest / folder / f.name)
         if only:
             for folder in only:   # the wall times of this folder's make steps

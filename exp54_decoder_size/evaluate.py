@@ -1,6 +1,7 @@
 """Gaps of the FFG VAEs with decoders of 0, 2 and 4 hidden layers (Table 5), each decoder with
 its own log p^, on fixed test points. Writes gaps.csv and table.md / table.tex with the paper's
 Table 5 beside ours."""
+from common.claims import compare_rows, write_claims
 from common.config import guarded
 from common.experiment import Experiment, evaluate_one
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
@@ -47,6 +48,14 @@ def main(argv=None):
                   f"gaps (nats) on {cfg.n_points} {split} points, mean ± s.e.m., each decoder "
                   f"with its own log p̂ (preset {exp.preset}, seed {exp.seed})" +
                   ("; paper rows: Table 5" if paper else ""), paper=paper)
+    test = sorted((r for r in rows if r["split"] == "test"), key=lambda r: int(r["decoder_layers"]))
+    write_claims(exp.out, [compare_rows(
+        "exp54 Table 5", "a deeper decoder needs a less flexible approximation (smaller "
+        "approximation gap)", f"{label(a['decoder_layers'])} vs {b['decoder_layers']}", a, b,
+        "approx_gap", paper=TABLE5[int(a["decoder_layers"])]["approx_gap"] -
+        TABLE5[int(b["decoder_layers"])]["approx_gap"]
+        if {int(a["decoder_layers"]), int(b["decoder_layers"])} <= set(TABLE5) and
+        cfg.dataset == "mnist" else None) for a, b in zip(test, test[1:])])
     exp.write_provenance()
     print(f"[exp54] wrote {exp.out / 'gaps.csv'}")
 

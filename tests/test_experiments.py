@@ -135,6 +135,14 @@ def test_report_builds_from_smoke_results(dirs, smoke):
         assert folder not in missing, missing
     html = (dirs[1] / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5 and "<table>" in html
+    # the first screen: every claim judged by exp52, exp53 and exp54, before the details
+    first = report.split("\n## ")[1]
+    assert first.startswith("Did the paper's claims hold?")
+    for study, n in (("exp52 §5.2", 2 * (1 + 2 * 3)), ("exp53 Table 4", 2), ("exp53 §5.3", 2),
+                     ("exp54 Table 5", 2)):
+        assert first.count(f"| {study} |") == n, study
+    assert all(line.rstrip(" |").endswith(("**held**", "**not held**", "**not certified**"))
+               for line in first.splitlines() if line.startswith("| exp"))
 
 
 @pytest.mark.parametrize("variables, message", [

@@ -1,0 +1,77 @@
+"""The paper's claims, judged where they are measured. Each experiment writes claims.json beside
+its tables (one entry per claim and column); the report's first screen lists them all.
+
+A claim predicts that a difference d of two estimates (nats, on the same points) is positive:
+    s.e. of d: paired (from per-point values) when the caller has them, else
+               sqrt(se_a^2 + se_b^2) (conservative for estimates on the same points);
+    verdict:   "held" when d > 3 s.e. and every evaluation involved is certified,
+               "not certified" when d > 3 s.e. but a certificate was missed,
+               "not held" otherwise.
+"""
+import json
+import math
+from pathlib import Path
+
+from .config import atomic_write_text
+
+HOLD_SE = 3.0
+FIELDS = ("study", "claim", "column", "paper", "difference", "sem", "certified", "verdict")
+
+
+def truthy(value) -> bool:
+    return str(value).lower() in ("true", "1", "yes")
+
+
+def verdict(d: float, se: float, certified: bool) -> str:
+    if not d > HOLD_SE * se:
+        return "not held"
+    return "held" if certified else "not certified"
+
+
+def claim(study: str, text: str, column: str, d: float, se: float, certified: bool,
+          paper: float = None) -> dict:
+    """One judged claim; paper: the same difference in the paper's tables (None: not given)."""
+    return {"study": study, "claim": text, "column": column, "paper": paper,
+            "difference": d, "sem": se, "certified": bool(certified),
+            "verdict": verdict(d, se, certified)}
+
+
+def row_difference(a: dict, b: dict, field: str, field_b: str = None) -> tuple:
+    """a[field] - b[field_b or field] and its combined standard error, from two summary rows."""
+    field_b = field_b or field
+    d = float(a[field]) - float(b[field_b])
+    se = math.sqrt(float(a[f"{field}_sem"]) ** 2 + float(b[f"{field_b}_sem"]) ** 2)
+    return d, se
+
+
+def compare_rows(study: str, text: str, column: str, a: dict, b: dict, field: str,
+                 field_b: str = None, paper: float = None) -> dict:
+    """The claim "a[field] > b[field_b]" from two summary rows (gaps.csv rows or summaries)."""
+    d, se = row_difference(a, b, field, field_b)
+    return claim(study, text, column, d, se, truthy(a.get("certified")) and
+                 truthy(b.get("certified")), paper)
+
+
+def write_claims(out_dir: Path, claims: list) -> None:
+    atomic_write_text(Path(out_dir) / "claims.json", json.dumps(claims, indent=2) + "\n")
+
+
+def read_claims(folder: Path) -> list:
+    """claims.json of a results folder; [] when absent or unreadable (the report says so)."""
+    try:
+        claims = json.loads((Path(folder) / "claims.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [c for c in claims if isinstance(c, dict) and set(FIELDS) <= set(c)] \
+        if isinstance(claims, list) else []
+
+
+def markdown_rows(claims: list) -> list:
+    """Rows for the report's table: study, claim, column, paper, ours, certified, verdict."""
+    rows = []
+    for c in claims:
+        paper = "–" if c["paper"] is None else f"{c['paper']:+.2f}"
+        rows.append([c["study"], c["claim"], c["column"], paper,
+                     f"{c['difference']:+.2f} ± {c['sem']:.2f}",
+                     "yes" if c["certified"] else "no", f"**{c['verdict']}**"])
+    return rows
