@@ -13,7 +13,7 @@ import csv
 import math
 from pathlib import Path
 
-from common.claims import claim, write_claims
+from common.claims import claim, truthy, write_claims
 from common.config import read_json_or
 from common.gaps import EvalConfig
 from common.tables import pm, write_tables
@@ -39,10 +39,6 @@ def paired(a: list, b: list) -> tuple:
     mean = sum(d) / n
     var = sum((v - mean) ** 2 for v in d) / (n - 1) if n > 1 else 0.0
     return mean, math.sqrt(var / n)
-
-
-def _true(value) -> bool:
-    return str(value).lower() in ("true", "1", "yes")
 
 
 def _eval_fields(summary_path: Path) -> dict:
@@ -72,7 +68,7 @@ def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, o
             continue
         s, v = _per_point(std_dir / "per_point.csv"), _per_point(var_dir / "per_point.csv")
         std_sum = read_json_or(std_dir / "summary.json", {}, "")["summary"]
-        certified = _true(std_sum.get("certified")) and _true(r.get("certified"))
+        certified = truthy(std_sum.get("certified")) and truthy(r.get("certified"))
         column = f"{NAMES[r['dataset']]} {NAMES[r['model']]}"
         deltas = {q: paired(s[q], v[q]) for q in ("approx_gap", "amort_gap")}
         cells, judged = [], None
@@ -95,8 +91,8 @@ def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, o
         if judged:
             claims.append(judged)
         table.append([f"{r['dataset']} {r['model']} ({len(s['approx_gap'])})", *cells,
-                      f"{'yes' if _true(std_sum.get('certified')) else 'no'} / "
-                      f"{'yes' if _true(r.get('certified')) else 'no'}",
+                      f"{'yes' if truthy(std_sum.get('certified')) else 'no'} / "
+                      f"{'yes' if truthy(r.get('certified')) else 'no'}",
                       judged["verdict"] if judged else "–"])
     if table:
         write_tables(out / "table_vs_standard", header, table,
