@@ -47,7 +47,7 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all base exp51 exp52 exp52_variants exp53 exp54 exp55 exp55_runs exp_gradients exp_refit report snapshot bench clean check
+.PHONY: help setup data test all base exp51 exp52 exp52_variants exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench clean check
 
 help:  ## list targets and variables
 	@echo "Targets:"
@@ -125,7 +125,12 @@ exp_refit: check data base  ## refit the encoder on images with NOISE flipped pi
 
 STUDIES := exp51 exp52 exp52_variants exp53 exp54 exp55 exp_gradients exp_refit
 all: check data $(STUDIES)  ## every experiment, then the report (make -j N all: N at once)
+	$(MAKE) --no-print-directory exp52_compare
 	$(MAKE) --no-print-directory report
+
+exp52_compare: setup  ## Table 3: each variant against the standard exp52 models (seconds; after both)
+	$(PY) -m exp52_testgap.plot $(ARGS) --variant large_encoder
+	$(PY) -m exp52_testgap.plot $(ARGS) --variant no_annealing
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
 	$(PY) -m common.report $(ARGS)

@@ -102,4 +102,8 @@ def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, o
                              f"evaluations certified.")
         write_claims(out, claims)
         said.append(f"wrote {out / 'table_vs_standard.md'} and claims.json")
+    else:   # nothing to compare: no comparison of an earlier run may stand for this one
+        for stale in (out / "table_vs_standard.md", out / "table_vs_standard.tex",
+                      out / "claims.json"):
+            stale.unlink(missing_ok=True)
     return said

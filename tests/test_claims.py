@@ -28,3 +28,14 @@ def test_a_row_difference_uses_the_combined_standard_error_and_both_certificates
     assert markdown_rows([c])[0][3:] == ["–", "+5.00 ± 0.50", "no", "**not certified**"]
     (tmp_path / "claims.json").write_text("{garbage")
     assert read_claims(tmp_path) == [] and math.isfinite(c["sem"])
+
+
+def test_a_variant_without_a_standard_evaluation_keeps_no_stale_comparison(tmp_path):
+    from exp52_testgap.compare import compare
+    for name in ("claims.json", "table_vs_standard.md"):
+        (tmp_path / name).write_text("from an earlier run")
+    said = compare("large_encoder", [{"split": "train", "dataset": "mnist", "model": "ffg"}],
+                   tmp_path / "variant_runs", tmp_path / "standard_runs", tmp_path)
+    assert "no standard training-split evaluation" in said[0] and "make exp52" in said[0]
+    assert not (tmp_path / "claims.json").exists()
+    assert not (tmp_path / "table_vs_standard.md").exists()
