@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# One prepared run on a lent GPU machine (see the device section of README.md):
-#   1. the quick exp52 evaluation from carried checkpoints (certificates at the quick preset),
-#   2. `make bench DEVICE=cuda` (GPU speed ratios),
-#   3. the smoke preset of every experiment on cuda (`make all PRESET=smoke`).
-# Each part has its own time limit so one slow part cannot take the others' time. Results go
-# to $OUT as one tarball (no checkpoints) plus the logs. The machine has torch and the other
-# packages in its system python3 and no network: the system python stands in for .venv, and
-# data/raw travels with the tree. Run locally at tiny size with: DEVICE=cpu PARTS=smoke bash tools/device_check.sh
+# One prepared run on a lent GPU machine (see the GPU section of README.md). Parts (PARTS=...):
+#   bench    `make bench DEVICE=cuda`'s command: speed ratios, the stacked-training step
+#            (alone vs x2 / x4) and the cost model's paper-preset prediction (issue 16);
+#   compile  one MNIST ffg model, 2 quick epochs, eager then --compile true: the per-epoch wall
+#            time of each (epoch 2 is the steady state; epoch 1 of the compiled run includes
+#            compiling);
+#   tf32     tools/tf32_check.py: the change of log p^ (IWAE) under TF32 matmuls;
+#   smoke    the smoke preset of every experiment on cuda (`make all PRESET=smoke`);
+#   eval     the quick exp52 evaluation from carried checkpoints (certificates; measured once).
+# Each part has its own time limit so one slow part cannot take the others' time; the default
+# parts fit one 10-minute command. Results go to $OUT as one tarball (no checkpoints) plus the
+# logs. The machine has torch and the other packages in its system python3 and no network: the
+# system python stands in for .venv, and data/raw travels with the tree. Run locally at tiny
+# size with: DEVICE=cpu PARTS="tf32 smoke" bash tools/device_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/device_out}
 DEVICE=${DEVICE:-cuda}
-PARTS=${PARTS:-"eval bench smoke"}
+PARTS=${PARTS:-"bench compile tf32 smoke"}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then   # the system python as the venv
@@ -32,10 +38,17 @@ for part in $PARTS; do
   case $part in
     eval)  timeout 280 make exp52 PRESET=quick DEVICE="$DEVICE" > "$OUT/exp52_quick.log" 2>&1 ;;
     # make bench's own command, with the per-point q* loop timed on 10 points (not 50)
-    bench) timeout 170 .venv/bin/python -m common.bench --preset quick --device "$DEVICE" \
+    bench) timeout 230 .venv/bin/python -m common.bench --preset quick --device "$DEVICE" \
              --loop-points 10 > "$OUT/bench.log" 2>&1 ;;
     smoke) RESULTS_DIR=$PWD/results/smoke timeout 100 make all PRESET=smoke DEVICE="$DEVICE" \
              > "$OUT/smoke.log" 2>&1 ;;
+    compile) for c in false true; do
+               RESULTS_DIR=$PWD/results/compile_$c timeout 110 .venv/bin/python -m \
+                 exp52_testgap.train --preset quick --device "$DEVICE" --families ffg \
+                 --datasets mnist --epochs 2 --compile $c > "$OUT/compile_$c.log" 2>&1
+             done ;;
+    tf32)  timeout 60 .venv/bin/python tools/tf32_check.py --device "$DEVICE" \
+             > "$OUT/tf32.log" 2>&1 ;;
   esac
   echo "$part: exit $? in $(( $(date +%s) - start )) s" | tee -a "$OUT/parts.txt"
 done
