@@ -60,3 +60,16 @@ def test_exp53_fits_qstar_and_runs_ais_once_per_decoder_not_per_encoder():
     fits = c.n_points * c.qstar_samples * 10 + 2 * c.qstar_probe_points * c.qstar_samples * 10
     bdmc_fit = c.bdmc_points * c.qstar_samples * 10 if c.ais_proposal == "qstar" else 0
     assert q == pytest.approx(len(c.eval_splits) * 2 * fits + bdmc_fit)   # ffg and flow, once
+
+
+def test_tf32_check_runs_and_finds_no_change_where_there_is_no_tf32(dirs, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, DATA_DIR=str(dirs[0]), RESULTS_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "tools/tf32_check.py", "--device", "cpu", "--points",
+                          "20", "--k", "10"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "bench" / "tf32.json").read_text())
+    assert result["points"] == 20 and result["mean_change_nats"] == 0.0 and result["within_target"]
