@@ -1,6 +1,7 @@
 """At every kept checkpoint of every exp55 model: log p^, L[q*], L[q] and the gaps on a fixed
 training subset and a fixed validation subset of the same size. Writes gaps_over_epochs.csv and
 a table of the final-epoch gaps."""
+from common.claims import compare_rows, write_claims
 from common.config import guarded
 from common.experiment import Experiment, dynamics_run_dir, evaluate_one
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
@@ -43,6 +44,12 @@ def main(argv=None):
     gap_table(exp.out / "table", columns,
               f"{cfg.dataset}, epoch {last}: gaps (nats) on {cfg.n_points} train / valid points, "
               f"mean ± s.e.m. (preset {exp.preset}, seed {exp.seed})")
+    final = {(r["model"], r["split"]): r for r in rows if int(r["epoch"]) == last}
+    write_claims(exp.out, [compare_rows(
+        "exp55 §5.5", f"at the last epoch ({last}) the amortization gap is larger on validation "
+        f"than on training data (the encoder overfits)", model, final[(model, "valid")],
+        final[(model, "train")], "amort_gap") for model in cfg.models
+        if (model, "valid") in final and (model, "train") in final])
     exp.write_provenance()
     print(f"[exp55] wrote {exp.out / 'gaps_over_epochs.csv'}")
 

@@ -139,7 +139,7 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     first = report.split("\n## ")[1]
     assert first.startswith("Did the paper's claims hold?")
     for study, n in (("exp51 §5.1", 2), ("exp52 §5.2", 2 * (1 + 2 * 3)), ("exp53 Table 4", 2),
-                     ("exp53 §5.3", 2), ("exp54 Table 5", 2)):
+                     ("exp53 §5.3", 2), ("exp54 Table 5", 2), ("exp55 §5.5", 5)):
         assert first.count(f"| {study} |") == n, study
     assert all(line.rstrip(" |").endswith(("**held**", "**not held**", "**not certified**"))
                for line in first.splitlines() if line.startswith("| exp"))
