@@ -2,7 +2,8 @@
 with every table and figure of every experiment found under RESULTS_DIR, plus preset, seed,
 device, package versions, git commit and the wall time of each step. Missing experiments are
 listed, never invented. `--snapshot DIR` also copies the report, tables and PNGs to DIR
-(docs/results in the repository)."""
+(docs/results in the repository) and writes DIR/CLAIMS.md: the claims table of the report's
+first screen, from the claims.json files in DIR."""
 import argparse
 import base64
 import html
@@ -237,6 +238,9 @@ def main(argv=None) -> int:
                         list(src.glob("*.csv")) + list(src.glob("provenance.json")) + \
                         list(src.glob("claims.json")):
                     shutil.copyfile(f, dest / folder / f.name)
+        # the claims of every study in the snapshot, judged there (README quotes this file)
+        atomic_write_text(dest / "CLAIMS.md", "\n".join(
+            claims_screen(dest, collect(dest))[2:]).strip() + "\n")
         if only:
             for folder in only:   # the wall times of this folder's make steps
                 mine = steps_of(folder, read_json_or(root / "step_times.json", {}, "no step times"))

@@ -3,6 +3,7 @@ the real on-disk format (no network), then `make report`; and the refusal of bad
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -143,6 +144,15 @@ def test_report_builds_from_smoke_results(dirs, smoke):
         assert first.count(f"| {study} |") == n, study
     assert all(line.rstrip(" |").endswith(("**held**", "**not held**", "**not certified**"))
                for line in first.splitlines() if line.startswith("| exp"))
+    # a snapshot of two folders carries their claims, and CLAIMS.md judges only what it holds
+    dest = dirs[1] / "snapshot_test"
+    proc = subprocess.run([sys.executable, "-m", "common.report", "--snapshot", str(dest),
+                           "--folders", "exp53_frozen_decoder,exp54_decoder_size"], cwd=ROOT,
+                          env=dict(os.environ, RESULTS_DIR=str(dirs[1])), capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    claims = (dest / "CLAIMS.md").read_text()
+    assert claims.count("| exp53") == 4 and claims.count("| exp54") == 2 and "| exp52" not in claims
 
 
 @pytest.mark.parametrize("variables, message", [
