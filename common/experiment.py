@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .config import (ConfigError, CorruptFile, check_results_dir, fail, git_commit, parse_config, provenance,
+from .config import (ConfigError, CorruptFile, UserError, check_results_dir, fail, git_commit, parse_config, provenance,
                      results_dir, to_jsonable, write_json)
 from .data import load_dataset, load_intensities
 from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, bdmc_bound,
@@ -156,10 +156,16 @@ def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains
     t0 = time.time()
     print(f"[train] {', '.join(labels[i] for i in todo)} stacked ({train_config.epochs} "
           f"epochs)", flush=True)
-    train_stacked(models, [x_trains[i] for i in todo], [x_valids[i] for i in todo],
-                  train_config, [run_dirs[i] for i in todo], [seed] * len(todo),
-                  [labels[i] for i in todo], extra_config={"init_from": None, "stacked": True})
-    print(f"[train] stacked runs done in {time.time() - t0:.0f}s", flush=True)
+    try:
+        train_stacked(models, [x_trains[i] for i in todo], [x_valids[i] for i in todo],
+                      train_config, [run_dirs[i] for i in todo], [seed] * len(todo),
+                      [labels[i] for i in todo], extra_config={"init_from": None, "stacked": True})
+        print(f"[train] stacked runs done in {time.time() - t0:.0f}s", flush=True)
+    except UserError:
+        raise
+    except RuntimeError as err:   # e.g. an op vmap cannot batch on this device: each run is
+        print(f"[train] stacked training failed ({type(err).__name__}: {str(err)[:120]}); "
+              f"training the runs one by one (each resumes from its last checkpoint)", flush=True)
     return [train_or_load(d, model_config, train_config, xt, xv, seed, device, label=lab)
             for d, xt, xv, lab in zip(run_dirs, x_trains, x_valids, labels)]
 

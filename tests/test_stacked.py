@@ -139,3 +139,18 @@ def test_a_compiled_step_trains_the_same_run(tmp_path, monkeypatch, capsys, stac
     # how, not what: a compiled run is the same run (resumable either way)
     assert run_identity(tiny_model().config, cfg, 0) == \
         run_identity(tiny_model().config, dataclasses.replace(cfg, compile=True), 0)
+
+
+def test_a_stacked_run_that_fails_falls_back_to_training_one_by_one(tmp_path, monkeypatch, capsys):
+    import common.stacked as stacked
+    from common.experiment import train_many
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("vmap: an op this device cannot batch")
+    monkeypatch.setattr(stacked, "train_stacked", unsupported)
+    xs, valid = _data()
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    models = train_many(dirs, tiny_model().config, TrainConfig(epochs=1, batch_size=50),
+                        xs[:2], [valid] * 2, 0, "cpu", ["a", "b"], stack=True)
+    assert "training the runs one by one" in capsys.readouterr().out and len(models) == 2
+    assert all(read_checkpoint(d / "last.pt")["epoch"] == 1 for d in dirs)
