@@ -159,12 +159,15 @@ def merge_rows(path: Path, rows: list, key: tuple, scope: str) -> list:
 
 
 def _typed(text: str):
-    """A CSV cell back as the value it was written from (int, float, bool, or text)."""
+    """A CSV cell back as the value it was written from (int, float, bool, or text). A number
+    only when it reads back as the same text: a commit hash like 32e8771 stays text (as a
+    float it is inf)."""
     if text in ("True", "False"):
         return text == "True"
     for kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except (TypeError, ValueError):
-            pass
+            continue
+        return value if str(value) == text else text
     return text

@@ -39,3 +39,12 @@ def test_a_variant_without_a_standard_evaluation_keeps_no_stale_comparison(tmp_p
     assert "no standard training-split evaluation" in said[0] and "make exp52" in said[0]
     assert not (tmp_path / "claims.json").exists()
     assert not (tmp_path / "table_vs_standard.md").exists()
+
+
+@pytest.mark.parametrize("text, value", [("32e8771", "32e8771"), ("0e12345", "0e12345"),
+                                         ("1234567", 1234567), ("-92.5", -92.5), ("1e-05", 1e-05),
+                                         ("True", True), ("nan", "nan"), ("abc", "abc")])
+def test_a_csv_cell_reads_back_as_what_was_written(text, value):
+    from common.tables import _typed
+    got = _typed(text)
+    assert str(got) == text and (got == value or (text == "nan" and got != got))

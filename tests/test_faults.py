@@ -126,9 +126,12 @@ def test_refit_curves_with_a_hole_are_refused_and_a_killed_point_is_remeasured(r
     assert "missing curve point of epoch 2" in proc.stdout
     again = rows(curve)
     assert sorted((r["epoch"], r["set"]) for r in again) == sorted((r["epoch"], r["set"]) for r in table)
-    # the remeasured point equals the one first measured (same model, same evaluation draws)
+    # the remeasured point equals the one first measured (same model, same evaluation draws),
+    # to float32 rounding: the BLAS may sum in another order from one process to the next
+    # (seen: 2.9e-4 nats at -465, 6e-7 relative, one run in three); other draws would move it
+    # by about 1e-2
     by = lambda t: {(r["epoch"], r["set"]): float(r["iwae"]) for r in t}  # noqa: E731
-    assert by(again) == pytest.approx(by(table), abs=1e-9)
+    assert by(again) == pytest.approx(by(table), rel=1e-5, abs=1e-9)
 
 
 def test_informative_files_never_block_a_target(results):
