@@ -99,17 +99,14 @@ def train_stacked(models: list, x_trains: list, x_valids: list, cfg: TrainConfig
         runs = [prepare_run(m, cfg, d, s, True, extra_config, None, device, f"[{lab}] ")
                 for m, d, s, lab in zip(models, run_dirs, seeds, labels)]
         starts = {r[2] for r in runs}
-    if len(starts) > 1:
-        print(f"[stacked] runs at different epochs ({sorted(starts)}): training each alone",
-              flush=True)
-        return [train(m, xt, xv, cfg, d, s, extra_config=extra_config, log_prefix=f"[{lab}] ")
-                for m, xt, xv, d, s, lab in zip(models, x_trains, x_valids, run_dirs, seeds,
-                                                labels)]
-    with contextlib.ExitStack() as locks:
-        for d in run_dirs:
-            locks.enter_context(run_lock(d))
-        return _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, runs,
-                              starts.pop())
+        if len(starts) == 1:
+            return _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels,
+                                  runs, starts.pop())
+    # released: train() takes each run's lock itself
+    print(f"[stacked] runs at different epochs ({sorted(starts)}): training each alone",
+          flush=True)
+    return [train(m, xt, xv, cfg, d, s, extra_config=extra_config, log_prefix=f"[{lab}] ")
+            for m, xt, xv, d, s, lab in zip(models, x_trains, x_valids, run_dirs, seeds, labels)]
 
 
 def _stack_data(xs: list, n: int) -> torch.Tensor:

@@ -154,3 +154,16 @@ def test_a_stacked_run_that_fails_falls_back_to_training_one_by_one(tmp_path, mo
                         xs[:2], [valid] * 2, 0, "cpu", ["a", "b"], stack=True)
     assert "training the runs one by one" in capsys.readouterr().out and len(models) == 2
     assert all(read_checkpoint(d / "last.pt")["epoch"] == 1 for d in dirs)
+
+
+def test_runs_at_different_epochs_are_trained_one_by_one_to_the_same_result(tmp_path, capsys):
+    cfg = TrainConfig(epochs=3, batch_size=50, warmup_epochs=2, n_valid_monitor=20,
+                      checkpoint_epochs=(2,))
+    xs, valid = _data()
+    alone = _alone(tmp_path, "ffg", cfg, xs, valid)
+    mixed = [tmp_path / "mixed" / str(s) for s in SEEDS]
+    mixed[0].mkdir(parents=True)
+    shutil.copy(alone[0] / "epoch_2.pt", mixed[0] / "last.pt")   # one run is further along
+    train_stacked(_models("ffg"), xs, [valid] * 3, cfg, mixed, list(SEEDS))
+    assert "runs at different epochs ([0, 2]): training each alone" in capsys.readouterr().out
+    _assert_same_runs(alone, mixed)
