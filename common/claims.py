@@ -36,6 +36,15 @@ def claim(study: str, text: str, column: str, d: float, se: float, certified: bo
             "verdict": verdict(d, se, certified)}
 
 
+def mean_sem(differences) -> tuple:
+    """Mean and standard error of per-point differences (a list or a tensor): the paired s.e."""
+    d = [float(v) for v in differences]
+    n = len(d)
+    mean = sum(d) / n
+    var = sum((v - mean) ** 2 for v in d) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
+
+
 def row_difference(a: dict, b: dict, field: str, field_b: str = None) -> tuple:
     """a[field] - b[field_b or field] and its combined standard error, from two summary rows."""
     field_b = field_b or field

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from common.claims import claim, write_claims
+from common.claims import claim, mean_sem, write_claims
 from common.config import guarded
 from common.experiment import Experiment
 from common.gaps import CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds
@@ -187,18 +187,13 @@ def main(argv=None):
         not bool((g["L_qstar_flow"] > g["logpx"] + 0.01).any())
     write_claims(exp.out, [
         claim("exp51 §5.1", "the optimal flow fits the true posterior better than the optimal "
-              "FFG", f"{n} training points", *paired_mean(g["L_qstar_flow"] - g["L_qstar_ffg"]),
+              "FFG", f"{n} training points", *mean_sem(g["L_qstar_flow"] - g["L_qstar_ffg"]),
               certified),
         claim("exp51 §5.1", "the optimal FFG fits it better than the amortised FFG",
-              f"{n} training points", *paired_mean(g["L_qstar_ffg"] - g["L_q"]), certified)])
+              f"{n} training points", *mean_sem(g["L_qstar_ffg"] - g["L_q"]), certified)])
     exp.write_provenance()
     print(f"[exp51] AIS - grid {err.mean():+.3f} ± {sem(err):.3f} nats over {n} points; "
           f"chosen {chosen}; wrote {exp.out / 'table.md'}", flush=True)
-
-
-def paired_mean(d: torch.Tensor) -> tuple:
-    """Mean and standard error of per-point differences."""
-    return d.mean().item(), (d.std() / math.sqrt(len(d))).item()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import csv
 import math
 from pathlib import Path
 
-from common.claims import claim, truthy, write_claims
+from common.claims import claim, mean_sem, truthy, write_claims
 from common.config import read_json_or
 from common.gaps import EvalConfig
 from common.tables import pm, write_tables
@@ -34,11 +34,7 @@ def _per_point(path: Path) -> dict:
 
 def paired(a: list, b: list) -> tuple:
     """Mean and standard error of b - a over paired points."""
-    d = [y - x for x, y in zip(a, b)]
-    n = len(d)
-    mean = sum(d) / n
-    var = sum((v - mean) ** 2 for v in d) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(var / n)
+    return mean_sem(y - x for x, y in zip(a, b))
 
 
 def _eval_fields(summary_path: Path) -> dict:

@@ -48,3 +48,11 @@ def test_a_csv_cell_reads_back_as_what_was_written(text, value):
     from common.tables import _typed
     got = _typed(text)
     assert str(got) == text and (got == value or (text == "nan" and got != got))
+
+
+def test_the_paired_standard_error_is_the_sample_sd_over_root_n():
+    import torch
+    from common.claims import mean_sem
+    d = [1.0, 2.0, 3.0, 6.0]                     # mean 3, sample sd sqrt(14/3)
+    assert mean_sem(d) == pytest.approx((3.0, math.sqrt(14 / 3) / 2))
+    assert mean_sem(torch.tensor(d)) == pytest.approx(mean_sem(d))
