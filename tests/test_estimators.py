@@ -316,8 +316,11 @@ def test_certificates_follow_their_targets():
     assert "bdmc_gap not measured" in certificates(per_point, {})["certificate_misses"]
 
 
-def test_foreach_adam_step_equals_torch_adam():
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_step_equals_torch_adam(fused, monkeypatch):
+    from common import local_opt
     from common.local_opt import adam_step
+    monkeypatch.setitem(local_opt._FUSED_ADAM, "cpu", fused)
     g = torch.Generator().manual_seed(0)
     params = [torch.randn(4, 3, generator=g), torch.randn(5, generator=g)]
     reference = [p.clone().requires_grad_(True) for p in params]
@@ -331,3 +334,4 @@ def test_foreach_adam_step_equals_torch_adam():
         opt.step()
     for p, r in zip(params, reference):
         torch.testing.assert_close(p, r.detach(), atol=1e-6, rtol=1e-5)
+    assert local_opt._FUSED_ADAM["cpu"] is fused   # the path under test was the one taken
