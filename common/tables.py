@@ -40,6 +40,12 @@ CERTIFICATE_ROWS = [("BDMC gap (nats)", "bdmc_gap", "{:.3f}"),
                     ("q* probe, 2x steps (nats)", "qstar_probe", "{:+.3f}"),
                     ("Certified", "certified", "{}")]
 
+# ... and under a table that shows L[q*_FFG]: the certificate of that ffg fit (for a flow model
+# a fit of its own, from the flow q's moments; for an ffg model the same as above)
+FFG_FIT_ROWS = [("L[q*_FFG] fit stopped by cap (share)", "qstar_capped_ffg", "{:.1%}"),
+                ("L[q*_FFG] fit probe, 2x steps (nats)", "qstar_probe_ffg", "{:+.3f}"),
+                ("L[q*_FFG] certified", "ffg_fit_certified", "{}")]
+
 
 def _cell(summary: dict, field: str, fmt: str) -> str:
     value = summary.get(field, "")
@@ -92,7 +98,8 @@ def gap_table(stem: Path, columns: dict, caption: str = "", paper: dict = None,
         rows.append([label] + cells)
         latex_rows.append([latex] + cells)
         paper_row(q, label.split(" (")[0], latex)
-    for label, field, fmt in CERTIFICATE_ROWS:
+    with_ffg_fit = "L_qstar_ffg" in extra   # L[q*_FFG] shown: its fit's certificate too
+    for label, field, fmt in CERTIFICATE_ROWS + (FFG_FIT_ROWS if with_ffg_fit else []):
         cells = [_cell(s, field, fmt) for s in columns.values()]
         rows.append([label] + cells)
         latex_rows.append([label.replace("p̂", r"$\hat p$")] + cells)  # tabulate escapes %

@@ -7,7 +7,8 @@ error of the mean difference. The paper's claims (6.1.2 / Table 3):
       held per column when the amortization gap's fall minus the approximation gap's move,
       -Δamort - |Δapprox|, exceeds 3 s.e. (both paired), both evaluations certified;
   no_annealing: without entropy annealing the true posterior is more Gaussian
-      held per flow model when L[q*_flow] - L[q*_FFG] falls by more than 3 s.e., both certified.
+      held per flow model when L[q*_flow] - L[q*_FFG] falls by more than 3 s.e., both certified,
+      and both rows' ffg q* fits (behind L[q*_FFG]) within the cap and probe targets.
 """
 import csv
 import math
@@ -80,8 +81,10 @@ def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, o
             gv = [a - b for a, b in zip(v["L_qstar"], v["L_qstar_ffg"])]
             d, se = paired(gs, gv)
             cells.append(f"{sum(gs) / len(gs):.2f} -> {sum(gv) / len(gv):.2f} ({pm(d, se)})")
-            if variant == "no_annealing":
-                judged = claim(STUDY, CLAIMS[variant], column, -d, se, certified)
+            if variant == "no_annealing":   # L[q*_FFG] too: both rows' ffg fits converged
+                ffg_fits = truthy(std_sum.get("ffg_fit_certified")) and \
+                    truthy(r.get("ffg_fit_certified"))
+                judged = claim(STUDY, CLAIMS[variant], column, -d, se, certified and ffg_fits)
         else:
             cells.append("–")
         if judged:

@@ -309,3 +309,47 @@ def test_shared_qstar_starts_from_the_best_encoder_and_refuses_two_decoders():
     other = tiny_model("ffg")   # its own random decoder
     with pytest.raises(ValueError, match="one decoder"):
         gaps.SharedQstar({**models, "other": other}, gaps.EvalConfig())
+
+
+def test_a_flow_models_ffg_fit_has_its_own_certificate(monkeypatch):
+    """The ffg q* of a flow model (a floor of L[q*], and Table 3's L[q*_FFG]) is certified apart
+    from the row's own-family fit: its cap share and its probe, and ffg_fit_certified."""
+    import common.gaps as gaps
+    from common.local_opt import LocalOptResult
+    model, x = _one_decoder_models()["flow"], synthetic_binary(6)
+    cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4)
+
+    def fake(elbo, capped):
+        n = x.shape[0]
+        return LocalOptResult(elbo=torch.full((n,), elbo), iwae=torch.full((n,), elbo + 1),
+                              steps=torch.full((n,), 100), params=gaps.encoder_init(model, x, "flow"),
+                              capped=torch.tensor(capped))
+
+    def fit_qstar(model, x, cfg, seed, budget=1):   # the ffg fit capped on points 0 and 3 and
+        gain = 0.5 if budget == 2 else 0.0           # 0.5 nats short; the flow fit converged
+        return {"ffg": fake(-120.0 + gain, [True, False, False, True, False, False][:len(x)]),
+                "flow": fake(-100.0 + gain / 10, [False] * len(x))}
+    monkeypatch.setattr(gaps, "fit_qstar", fit_qstar)
+    bounds, _ = gaps.encoder_bounds(model, x, cfg, 0)
+    assert bounds["qstar_capped"].sum() == 0 and bounds["qstar_capped_ffg"].sum() == 2
+    assert bounds["qstar_probe"][0].item() == pytest.approx(0.05, abs=1e-4)   # float32
+    assert bounds["qstar_probe_ffg"][0].item() == pytest.approx(0.5)
+    per_point = gaps.add_gaps(bounds, bounds["iwae_qstar_flow"], bounds["iwae_qstar_flow"])
+    cert = gaps.certificates(per_point, {"bdmc_gap": 0.0})
+    assert cert["certified"] and not cert["ffg_fit_certified"]
+    assert cert["qstar_capped_ffg"] == pytest.approx(2 / 6) and cert["qstar_probe_ffg"] == \
+        pytest.approx(0.5)
+
+
+def test_the_ffg_start_of_a_flow_model_is_the_best_of_its_shrunk_moments():
+    import common.gaps as gaps
+    model, x = _one_decoder_models()["flow"], synthetic_binary(6)
+    starts = gaps.encoder_starts(model, x, "ffg")   # the moments (sampled), shrunk by each
+    assert len(starts) == len(gaps.LOGVAR_SHRINKS)
+    for start, shrink in zip(starts, gaps.LOGVAR_SHRINKS):
+        assert torch.equal(start["mu"], starts[0]["mu"])
+        assert torch.allclose(start["logvar"], starts[0]["logvar"] - shrink)
+    best = gaps.best_start(model, x, starts, 0)
+    scores = torch.stack([gaps.start_score(model, x, s, 0) for s in starts])
+    assert torch.allclose(gaps.start_score(model, x, best, 0), scores.max(0).values)
+    assert len(gaps.encoder_starts(_one_decoder_models()["ffg"], x, "ffg")) == 1  # its own q
