@@ -47,7 +47,7 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all base exp51 exp52 exp52_variants exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench clean check
+.PHONY: help setup data test all studies base exp51 exp52 exp52_variants exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench clean check
 
 help:  ## list targets and variables
 	@echo "Targets:"
@@ -124,9 +124,12 @@ exp_refit: check data base  ## refit the encoder on images with NOISE flipped pi
 	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
 
 STUDIES := exp51 exp52 exp52_variants exp53 exp54 exp55 exp_gradients exp_refit
-all: check data $(STUDIES)  ## every experiment, then the report (make -j N all: N at once)
-	$(MAKE) --no-print-directory exp52_compare
+all: setup  ## every experiment, then the report (make -j N all: N at once); timed as make_all
+	$(TIME) make_all $(MAKE) --no-print-directory studies
 	$(MAKE) --no-print-directory report
+
+studies: check data $(STUDIES)  ## every experiment and the variants' comparison, no report
+	$(MAKE) --no-print-directory exp52_compare
 
 exp52_compare: setup  ## Table 3: each variant against the standard exp52 models (seconds; after both)
 	$(PY) -m exp52_testgap.plot $(ARGS) --variant large_encoder

@@ -203,6 +203,34 @@ def build(root: Path) -> tuple:
     return text, page, missing
 
 
+# what a snapshot keeps of each experiment folder (never checkpoints or per-point files)
+SNAPSHOT_FILES = ("table*.md", "table*.tex", "*.png", "*.pdf", "*.csv", "*provenance.json",
+                  "claims.json")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else \
+        f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def times_table(steps: dict, top: int = 12) -> list:
+    """Markdown lines: `make all` as one command (its last run, step make_all) and the slowest
+    steps (each step's last run; in a fresh results folder every step ran once, inside it)."""
+    last = {k: (runs if isinstance(runs, list) else [runs])[-1] for k, runs in steps.items()
+            if runs}
+    total = last.pop("make_all", None)
+    lines = []
+    if total:
+        lines += [f"`make all` as one command: **{_duration(total['wall_s'])}** (finished "
+                  f"{total['finished']}; the report after it takes seconds).", ""]
+    lines += ["| step (slowest first) | wall time | share of make all | finished |",
+              "|---|---|---|---|"]
+    for name, r in sorted(last.items(), key=lambda kv: -kv[1]["wall_s"])[:top]:
+        share = f"{r['wall_s'] / total['wall_s']:.0%}" if total else ""
+        lines.append(f"| {name} | {_duration(r['wall_s'])} | {share} | {r['finished']} |")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--snapshot", default="", help="also copy report, tables and PNGs here")
@@ -234,9 +262,7 @@ def main(argv=None) -> int:
             src = root / folder
             if src.exists() and (not only or folder in only):
                 (dest / folder).mkdir(parents=True, exist_ok=True)
-                for f in list(src.glob("table*.md")) + list(src.glob("*.png")) + \
-                        list(src.glob("*.csv")) + list(src.glob("provenance.json")) + \
-                        list(src.glob("claims.json")):
+                for f in [f for pattern in SNAPSHOT_FILES for f in src.glob(pattern)]:
                     shutil.copyfile(f, dest / folder / f.name)
         # the claims of every study in the snapshot, judged there (README quotes this file)
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
@@ -251,9 +277,12 @@ def main(argv=None) -> int:
         if (root / "bench" / "bench.json").exists():
             (dest / "bench").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / "bench" / "bench.json", dest / "bench" / "bench.json")
-        for f in ("REPORT.md", "step_times.json"):
+        for f in ("REPORT.md", "report.html", "step_times.json"):
             if (root / f).exists():
                 shutil.copyfile(root / f, dest / f)
+        steps = read_json_or(root / "step_times.json", {}, "no TIMES.md in the snapshot")
+        if isinstance(steps, dict) and steps:   # the README quotes this file
+            atomic_write_text(dest / "TIMES.md", "\n".join(times_table(steps)) + "\n")
         print(f"[report] snapshot in {dest}")
     return 0
 

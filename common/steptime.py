@@ -20,7 +20,7 @@ def main() -> int:
         return 2
     name, cmd = sys.argv[1], sys.argv[2:]
     t0 = time.time()
-    code = subprocess.call(cmd)
+    code = subprocess.call(cmd, close_fds=False)   # keeps make's jobserver pipe (make -j N all)
     if code == 0:
         path = results_dir() / "step_times.json"
         try:

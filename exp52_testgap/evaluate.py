@@ -1,4 +1,5 @@
-"""Gaps of every exp52 model on fixed test points and a training subset of the same size.
+"""Gaps of every exp52 model on fixed test points, and of Table 3's families (ffg, flow:
+--train-split-families) on a training subset of the same size.
 
 Writes gaps.csv (one row per dataset x model x split), table.tex / table.md (test split, the
 paper's Table-2 layout) and table_train.md/.tex. Finished evaluations are read back, not redone.
@@ -29,6 +30,8 @@ def main(argv=None):
             model = exp.load(path, cfg.model_config(family), cfg.train_config())
             counts = model.parameter_counts()
             for split in cfg.eval_splits:
+                if split == "train" and family not in cfg.train_split_families:
+                    continue
                 print(f"[exp52] {dataset} {family} {split}: {cfg.n_points or 'all'} points",
                       flush=True)
                 x = exp.data(dataset, split, cfg.n_points)
@@ -39,7 +42,8 @@ def main(argv=None):
                              "decoder_params": counts["decoder"], **summary})
     # a subset run (--families ffg) updates its rows and keeps the others of this config
     rows = merge_rows(exp.out / "gaps.csv", rows, ("dataset", "model", "split"),
-                      exp.config_id(("datasets", "families", "eval_splits")))
+                      exp.config_id(("datasets", "families", "eval_splits",
+                                                   "train_split_families")))
     write_csv(exp.out / "gaps.csv", rows, FIELDS)
     for split, stem in (("test", "table"), ("train", "table_train")):
         selected = [r for r in rows if r["split"] == split]

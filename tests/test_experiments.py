@@ -16,7 +16,9 @@ def test_exp52_smoke_outputs_and_caching(dirs, smoke):
     for name in ("gaps.csv", "table.tex", "table.md", "gaps.png", "gaps.pdf", "provenance.json"):
         assert (out / name).exists(), name
     table = rows(out / "gaps.csv")
-    assert len(table) == 2 * 3 * 2  # datasets x families x splits
+    # datasets x (three families on test points + Table 3's ffg and flow on training points)
+    assert len(table) == 2 * (3 + 2)
+    assert {r["model"] for r in table if r["split"] == "train"} == {"ffg", "flow"}
     for r in table:
         for col in ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap", "total_gap",
                     "approx_gap_sem", "amort_gap_sem", "bdmc_gap"):
@@ -153,6 +155,21 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     assert proc.returncode == 0, proc.stderr
     claims = (dest / "CLAIMS.md").read_text()
     assert claims.count("| exp53") == 4 and claims.count("| exp54") == 2 and "| exp52" not in claims
+    # the whole snapshot: report (md + html), tables (md + tex), figures (png + pdf), CSVs,
+    # provenance, step times and TIMES.md; never a checkpoint or a per-point file
+    full = dirs[1] / "snapshot_full"
+    proc = subprocess.run([sys.executable, "-m", "common.report", "--snapshot", str(full)],
+                          cwd=ROOT, env=dict(os.environ, RESULTS_DIR=str(dirs[1])),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("REPORT.md", "report.html", "step_times.json", "TIMES.md", "CLAIMS.md",
+                 "exp52_testgap/table.tex", "exp52_testgap/gaps.pdf", "exp52_testgap/gaps.png",
+                 "exp52_testgap/gaps.csv", "exp52_testgap/provenance.json",
+                 "exp52_testgap/train_provenance.json"):
+        assert (full / name).exists(), name
+    assert not list(full.rglob("*.pt")) and not list(full.rglob("per_point.csv"))
+    times = (full / "TIMES.md").read_text()
+    assert "| step (slowest first) |" in times and "exp52_evaluate" in times
 
 
 @pytest.mark.parametrize("variables, message", [
@@ -192,6 +209,7 @@ def test_cuda_requested_without_cuda_is_refused(tmp_path):
     ("exp52_testgap.evaluate", ["--point-chunk", "0"], "--point-chunk=0 is not allowed"),
     ("exp52_testgap.evaluate", ["--families", "ffg,ffg"], "--families=ffg,ffg lists a value twice"),
     ("exp52_testgap.evaluate", ["--ais-proposal", "uniform"], "--ais-proposal=uniform is not allowed"),
+    ("exp52_testgap.evaluate", ["--train-split-families", "ffg,iaf"], "family 'iaf' is not allowed"),
     ("exp52_testgap.train", ["--seed", "200000000000000"], "SEED=200000000000000 is not allowed"),
     ("exp_refit.train", ["--noise", "10,,50"], "--noise='10,,50' is not a valid tuple"),
 ])
@@ -204,3 +222,13 @@ def test_bad_flags_are_one_line_errors_with_exit_2_and_nothing_written(tmp_path,
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
+    from common.report import times_table
+    run = lambda s, t: {"wall_s": s, "finished": t, "command": "cmd"}  # noqa: E731
+    lines = times_table({"b": [run(60.0, "t1")], "make_all": [run(7200.0, "t3")],
+                         "a": [run(5000.0, "t0"), run(3600.0, "t2")]})   # a's last run counts
+    assert "**2.00 h**" in lines[0] and "t3" in lines[0]
+    rows = [line for line in lines if line.startswith(("| a", "| b"))]
+    assert rows == ["| a | 60.0 min | 50% | t2 |", "| b | 60 s | 1% | t1 |"]
