@@ -66,9 +66,11 @@ def _bdmc_s(units, cfg, qstar_steps: float, family: str = "ffg") -> float:
         * units["ais_row"]
 
 
-def _exp52_splits(c, family: str) -> int:
-    """How many splits exp52 evaluates a family on (the training split: Table 3's families)."""
-    return sum(1 for s in c.eval_splits if s != "train" or family in c.train_split_families)
+def _exp52_eval_s(units, c, family: str, qstar_steps: float) -> float:
+    """exp52's evaluations of one model: every split it is evaluated on (the training split:
+    Table 3's families, on c.points("train"))."""
+    return sum(_eval_s(units, c, family, c.points(s), qstar_steps) for s in c.eval_splits
+               if s != "train" or family in c.train_split_families)
 
 
 def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False) -> dict:
@@ -80,7 +82,7 @@ def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False)
     out["exp52"] = {
         "train": sum(_train_s(units, f"{f}/standard", c.epochs, c.batch_size, stacked=stack)
                      for _ in c.datasets for f in c.families),
-        "evaluate": sum(_exp52_splits(c, f) * _eval_s(units, c, f, c.n_points, qstar_steps)
+        "evaluate": sum(_exp52_eval_s(units, c, f, qstar_steps)
                         for _ in c.datasets for f in c.families)
         + sum(_bdmc_s(units, c, qstar_steps, f) for _ in c.datasets for f in c.families)}
     for variant, overrides in EXP52_VARIANTS.items():   # Table 3: as exp52's units (the
@@ -90,7 +92,7 @@ def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False)
         out[f"exp52_{variant}"] = {
             "train": sum(_train_s(units, f"{f}/standard", v.epochs, v.batch_size, stacked=stack)
                          for _ in v.datasets for f in v.families),
-            "evaluate": sum(_exp52_splits(v, f) * _eval_s(units, v, f, v.n_points, qstar_steps)
+            "evaluate": sum(_exp52_eval_s(units, v, f, qstar_steps)
                             + _bdmc_s(units, v, qstar_steps, f)
                             for _ in v.datasets for f in v.families)}
     c = PRESETS["exp51"][preset]   # grids are seconds; q* (two ffg starts and a flow) dominate

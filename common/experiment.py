@@ -195,20 +195,21 @@ def cached(path: Path, key: dict, with_rows: int = None):
     path = Path(path)
     if not path.exists():
         return None
+    from .tables import read_csv
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or "key" not in data:
             raise ValueError("no key")
-        if with_rows is not None:
-            from .tables import read_csv
-            if len(read_csv(path.parent / "per_point.csv")) != with_rows:
-                raise ValueError(f"per_point.csv has not {with_rows} rows")
+        if data["key"] != json.loads(json.dumps(key, default=str)):
+            print(f"[eval] recomputing: {path} was made with another config, code version "
+                  f"(EVAL_VERSION) or model", flush=True)
+            return None
+        if with_rows is not None and len(read_csv(path.parent / "per_point.csv")) != with_rows:
+            raise ValueError(f"per_point.csv has not {with_rows} rows")
     except (ValueError, UnicodeDecodeError, OSError, CorruptFile) as err:
         print(f"[eval] recomputing: cache {path} is unreadable ({str(err)[:60]})", flush=True)
         return None
-    if data.get("key") == json.loads(json.dumps(key, default=str)):
-        return data
-    return None
+    return data
 
 
 def eval_key(cfg: EvalConfig, extra: dict = None) -> dict:

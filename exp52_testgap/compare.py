@@ -39,8 +39,10 @@ def paired(a: list, b: list) -> tuple:
 
 
 def _eval_fields(summary_path: Path) -> dict:
+    """The evaluation config of a summary, but its point count: a variant evaluated on fewer
+    training points is paired with the first points of the standard evaluation (the same x)."""
     key = (read_json_or(summary_path, {}, "") or {}).get("key", {})
-    return {f: key.get(f) for f in EvalConfig.__dataclass_fields__}
+    return {f: key.get(f) for f in EvalConfig.__dataclass_fields__ if f != "n_points"}
 
 
 def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, out: Path) -> list:
@@ -64,6 +66,12 @@ def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, o
                         f"config; rerun `make exp52` with this preset")
             continue
         s, v = _per_point(std_dir / "per_point.csv"), _per_point(var_dir / "per_point.csv")
+        n = len(v["approx_gap"])
+        if n > len(s["approx_gap"]):
+            said.append(f"{name}: the variant has {n} training points, the standard evaluation "
+                        f"{len(s['approx_gap'])}; rerun `make exp52` with at least as many")
+            continue
+        s = {k: col[:n] for k, col in s.items()}   # the same first n training points
         std_sum = read_json_or(std_dir / "summary.json", {}, "")["summary"]
         certified = truthy(std_sum.get("certified")) and truthy(r.get("certified"))
         column = f"{NAMES[r['dataset']]} {NAMES[r['model']]}"

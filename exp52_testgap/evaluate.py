@@ -32,9 +32,9 @@ def main(argv=None):
             for split in cfg.eval_splits:
                 if split == "train" and family not in cfg.train_split_families:
                     continue
-                print(f"[exp52] {dataset} {family} {split}: {cfg.n_points or 'all'} points",
+                print(f"[exp52] {dataset} {family} {split}: {cfg.points(split) or 'all'} points",
                       flush=True)
-                x = exp.data(dataset, split, cfg.n_points)
+                x = exp.data(dataset, split, cfg.points(split))
                 summary = evaluate_one(model, x, cfg, exp.seed, path / f"eval_{split}",
                                        {"epoch": cfg.epochs, "split": split})
                 rows.append({"dataset": dataset, "model": family, "split": split,
@@ -58,7 +58,7 @@ def main(argv=None):
                  for r in selected if key(r) in table and cfg.variant in ("standard", key(r)[0])}
         if columns:
             gap_table(exp.out / stem, columns,
-                      f"Inference gaps (nats) on {cfg.n_points} {split} points, mean ± s.e.m. "
+                      f"Inference gaps (nats) on {cfg.points(split)} {split} points, mean ± s.e.m. "
                       f"(preset {exp.preset}, seed {exp.seed})" +
                       (f"; variant {cfg.variant}" if cfg.variant != "standard" else "") +
                       (f"; paper rows: Table {2 if table is TABLE2 else 3} of Cremer et al. "

@@ -56,3 +56,41 @@ def test_the_paired_standard_error_is_the_sample_sd_over_root_n():
     d = [1.0, 2.0, 3.0, 6.0]                     # mean 3, sample sd sqrt(14/3)
     assert mean_sem(d) == pytest.approx((3.0, math.sqrt(14 / 3) / 2))
     assert mean_sem(torch.tensor(d)) == pytest.approx(mean_sem(d))
+
+
+def _evaluation(folder, columns: dict, summary: dict, n_points: int):
+    import csv
+    import json
+    from common.gaps import EvalConfig
+    folder.mkdir(parents=True)
+    with open(folder / "per_point.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["point", *columns])
+        writer.writerows([i, *row] for i, row in enumerate(zip(*columns.values())))
+    key = {**{k: getattr(EvalConfig(), k) for k in EvalConfig.__dataclass_fields__},
+           "n_points": n_points}
+    (folder / "summary.json").write_text(json.dumps({"key": key, "summary": summary}))
+
+
+@pytest.mark.parametrize("ffg_fit_certified, expected", [(True, "held"),
+                                                         (False, "not certified")])
+def test_a_variant_is_paired_with_the_first_points_of_the_standard_evaluation(
+        tmp_path, ffg_fit_certified, expected):
+    """A variant on 3 points is paired with the standard's first 3 (the 4th is not used),
+    and the no_annealing claim on L[q*_FFG] needs both rows' ffg fits certified."""
+    from exp52_testgap.compare import compare
+    std = {"approx_gap": [1.0, 1.0, 1.0, 50.0], "amort_gap": [2.0] * 4,
+           "L_qstar": [-90.0, -91.0, -92.0, 0.0], "L_qstar_ffg": [-100.0, -102.0, -101.0, 0.0]}
+    var = {"approx_gap": [1.0, 1.1, 0.9], "amort_gap": [2.0, 2.1, 1.9],      # gap: 10, 11, 9
+           "L_qstar": [-90.0, -91.0, -92.0], "L_qstar_ffg": [-95.0, -96.1, -96.9]}  # -> 5, 5.1, 4.9
+    _evaluation(tmp_path / "std" / "mnist_flow" / "eval_train", std,
+                {"certified": True, "ffg_fit_certified": True}, 4)
+    _evaluation(tmp_path / "var" / "mnist_flow" / "eval_train", var, {}, 3)
+    row = {"split": "train", "dataset": "mnist", "model": "flow", "certified": "True",
+           "ffg_fit_certified": str(ffg_fit_certified)}
+    said = compare("no_annealing", [row], tmp_path / "var", tmp_path / "std", tmp_path)
+    assert "wrote" in said[0], said
+    table = (tmp_path / "table_vs_standard.md").read_text()
+    assert "mnist flow (3)" in table and "10.00 -> 5.00" in table   # the 4th point is not used
+    assert "1.00 -> 1.00" in table                                   # approx gap of 3 points
+    assert table.splitlines()[-1].split("|")[-2].strip() == expected
