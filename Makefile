@@ -11,6 +11,7 @@ DATASET     ?=
 VARIANT     ?= standard
 DATA_DIR    ?= $(CURDIR)/data
 RESULTS_DIR ?= $(CURDIR)/results
+JOBS        ?= 1
 export DATA_DIR RESULTS_DIR
 export PYTHONUNBUFFERED := 1
 
@@ -33,6 +34,15 @@ $(error NOISE=$(NOISE) is not allowed; use whole numbers in [0, 784], e.g. NOISE
 endif
 ifeq ($(filter $(VARIANT),standard large_encoder no_annealing),)
 $(error VARIANT=$(VARIANT) is not allowed; use one of: standard large_encoder no_annealing)
+endif
+ifneq ($(shell [[ "$(JOBS)" =~ ^[1-9][0-9]{0,2}$$ ]] && echo ok),ok)
+$(error JOBS=$(JOBS) is not allowed; use a whole number >= 1, e.g. JOBS=2)
+endif
+# JOBS=N: `make all` runs N studies at once, each torch process on (cores / N) threads, so that
+# they never oversubscribe the cores (two torch processes of 2 threads each on 2 cores ran
+# training 5-25x slower: the threads spin waiting for each other)
+ifneq ($(JOBS),1)
+export OMP_NUM_THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 endif
 ifneq ($(DATASET),)
 ifeq ($(filter $(DATASET),mnist fashion),)
@@ -59,6 +69,7 @@ help:  ## list targets and variables
 	@echo "  NOISE=$(NOISE)   exp_refit: flipped pixels per image, one level or a comma list in [0, 784]"
 	@echo "  DATASET=$(DATASET)        exp53/exp55: mnist | fashion (empty = the experiment's default)"
 	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
+	@echo "  JOBS=$(JOBS)            make all: studies run at once (torch threads = cores / JOBS)"
 	@echo "  DATA_DIR=$(DATA_DIR)"
 	@echo "  RESULTS_DIR=$(RESULTS_DIR)"
 
@@ -125,7 +136,7 @@ exp_refit: check data base  ## refit the encoder on images with NOISE flipped pi
 
 STUDIES := exp51 exp52 exp52_variants exp53 exp54 exp55 exp_gradients exp_refit
 all: setup  ## every experiment, then the report (make -j N all: N at once); timed as make_all
-	$(TIME) make_all $(MAKE) --no-print-directory studies
+	$(TIME) make_all $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) studies
 	$(MAKE) --no-print-directory report
 
 studies: check data $(STUDIES)  ## every experiment and the variants' comparison, no report

@@ -21,7 +21,7 @@ def main() -> int:
     name, cmd = sys.argv[1], sys.argv[2:]
     t0 = time.time()
     code = subprocess.call(cmd, close_fds=False)   # keeps make's jobserver pipe (make -j N all)
-    if code == 0:
+    if code == 0 and not dry_run(os.environ.get("MAKEFLAGS", "")):
         path = results_dir() / "step_times.json"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +31,13 @@ def main() -> int:
         except OSError as err:  # timing is informative: it never fails the step it timed
             print(f"warning: step time not recorded in {path} ({err.strerror})", file=sys.stderr)
     return code
+
+
+def dry_run(makeflags: str) -> bool:
+    """`make -n` still runs a recipe line that calls $(MAKE) (make all's does, through this
+    script): its seconds are no step's time. Make's one-letter flags are MAKEFLAGS' first word."""
+    first = makeflags.split()[0] if makeflags.split() else ""
+    return not first.startswith("-") and "n" in first
 
 
 def _record(path, name: str, cmd: list, wall_s: float) -> None:

@@ -232,3 +232,11 @@ def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
     assert "**2.00 h**" in lines[0] and "t3" in lines[0]
     rows = [line for line in lines if line.startswith(("| a", "| b"))]
     assert rows == ["| a | 60.0 min | 50% | t2 |", "| b | 60 s | 1% | t1 |"]
+
+
+@pytest.mark.parametrize("makeflags, dry", [("n", True), ("n -j2 --jobserver-auth=3,4", True),
+                                            ("ks", False), ("-j2 --jobserver-auth=3,4", False),
+                                            ("", False), (" --no-print-directory", False)])
+def test_a_dry_run_records_no_step_time(makeflags, dry):
+    from common.steptime import dry_run
+    assert dry_run(makeflags) is dry
