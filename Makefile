@@ -134,7 +134,9 @@ exp_refit: check data base  ## refit the encoder on images with NOISE flipped pi
 	$(TIME) refit_evaluate $(PY) -m exp_refit.evaluate $(ARGS) --noise $(NOISE)
 	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
 
-STUDIES := exp51 exp52 exp52_variants exp53 exp54 exp55 exp_gradients exp_refit
+# longest first, so that `make all JOBS=2` keeps both jobs busy to the end (quick, 2-core CPU:
+# exp52 ~80 min, exp55 ~70, the variants ~45, the rest under 20 each)
+STUDIES := exp52 exp55 exp52_variants exp53 exp54 exp_refit exp51 exp_gradients
 all: setup  ## every experiment, then the report (make -j N all: N at once); timed as make_all
 	$(TIME) make_all $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) studies
 	$(MAKE) --no-print-directory report
