@@ -188,6 +188,8 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     (["SEED=200000000000000"], "SEED=200000000000000 is not allowed"),
     (["NOISE=10 50"], "NOISE=10 50 is not allowed"),
     (["NOISE=10,,50"], "NOISE=10,,50 is not allowed"),
+    (["JOBS=0"], "JOBS=0 is not allowed"),
+    (["JOBS=two"], "JOBS=two is not allowed"),
 ])
 def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
     proc = make("exp_refit", (tmp_path / "d", tmp_path / "r"), *variables, check=False)
