@@ -246,3 +246,20 @@ def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
 def test_a_dry_run_records_no_step_time(makeflags, dry):
     from common.steptime import dry_run
     assert dry_run(makeflags) is dry
+
+
+def test_refit_certifies_the_fit_that_sets_each_points_L_qstar():
+    import torch
+    from exp_refit.evaluate import qstar_certificate
+    fit = lambda elbo, capped, probe: {"L_qstar": torch.tensor(elbo),  # noqa: E731
+                                       "qstar_capped": torch.tensor(capped),
+                                       "qstar_probe": torch.full((len(elbo),), probe)}
+    # the base encoder's fit capped everywhere but beaten on 3 of 4 points by the refit one's
+    before = fit([-100.0, -90.0, -100.0, -100.0], [1.0, 1.0, 1.0, 1.0], 0.9)
+    after = fit([-95.0, -95.0, -95.0, -95.0], [0.0, 0.0, 0.0, 0.0], 0.02)
+    cert = qstar_certificate(before, after)
+    assert cert["qstar_capped"] == 0.25 and cert["qstar_probe"] == pytest.approx(0.02)
+    assert not cert["certified"]                     # 25% of L[q*] from capped fits
+    before["L_qstar"][1] = -100.0                    # now the refit fit sets every point
+    cert = qstar_certificate(before, after)
+    assert cert["qstar_capped"] == 0.0 and cert["certified"]
