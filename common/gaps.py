@@ -228,7 +228,7 @@ class SharedQstar:
 
 
 def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
-                      fit=None) -> float:
+                      fit=None) -> dict:
     """{family: mean L[q*] (as optimised) on the first cfg.qstar_probe_points points when the same
     fit (fit_qstar, or the given SharedQstar) may run twice the steps with twice the patience,
     minus the fit's own} for the fits a row uses (ffg, and the flow family for flow models)."""
