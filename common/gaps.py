@@ -401,6 +401,12 @@ def summarise(per_point: dict, names=QUANTITIES) -> dict:
     return summary
 
 
+def qstar_within_targets(capped: float, probe: float) -> bool:
+    """A q* fit's certificate: cap share and |probe| within CERTIFICATE_TARGETS."""
+    return capped <= CERTIFICATE_TARGETS["qstar_capped"] and \
+        abs(probe) <= CERTIFICATE_TARGETS["qstar_probe"]
+
+
 def certificates(per_point: dict, bdmc: dict) -> dict:
     """The evidence that a row's numbers converged, and whether it is within CERTIFICATE_TARGETS."""
     cert = {"ais_sets_logpx": per_point["ais_sets_logpx"].mean().item(),
@@ -417,9 +423,8 @@ def certificates(per_point: dict, bdmc: dict) -> dict:
     if "qstar_capped_ffg" in per_point and "qstar_probe_ffg" in per_point:
         cert["qstar_capped_ffg"] = per_point["qstar_capped_ffg"].mean().item()
         cert["qstar_probe_ffg"] = per_point["qstar_probe_ffg"][0].item()
-        cert["ffg_fit_certified"] = \
-            cert["qstar_capped_ffg"] <= CERTIFICATE_TARGETS["qstar_capped"] and \
-            abs(cert["qstar_probe_ffg"]) <= CERTIFICATE_TARGETS["qstar_probe"]
+        cert["ffg_fit_certified"] = qstar_within_targets(cert["qstar_capped_ffg"],
+                                                         cert["qstar_probe_ffg"])
     return cert
 
 

@@ -280,7 +280,7 @@ PRESETS = {
     "exp55": _presets(Exp55Config, smoke=dict(n_points=16, n_eval_epochs=2),
                       # quick: 3 checkpoints (epochs 1, 5, 30) x 5 models x 2 splits of 100
                       # points, each with its own BDMC and probe on 25 points (a flow model's
-                      # checkpoint: 3.3 min on 2 cores), about 30 min of evaluation
+                      # checkpoint: 3.3-4 min on 2 cores), 42 min of evaluation (measured)
                       quick=dict(epochs=30, n_points=100, n_eval_epochs=3, bdmc_points=25,
                                  qstar_probe_points=25),
                       paper=dict(eval_epochs=(1, 10, 100, 300, 1000, 2000, 3280))),

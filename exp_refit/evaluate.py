@@ -9,7 +9,8 @@ import torch
 
 from common.config import guarded
 from common.experiment import Experiment, base_run_dir, trained_epochs
-from common.gaps import CERTIFICATE_TARGETS, encoder_bounds, summarise
+from common.gaps import (CERTIFICATE_TARGETS, encoder_bounds, qstar_within_targets,
+                         summarise)
 from common.tables import pm, read_csv, write_csv, write_tables
 from common.train import load_model
 
@@ -87,8 +88,7 @@ def qstar_certificate(before: dict, after: dict) -> dict:
     winner = after if after_wins.float().mean() >= 0.5 else before
     probe = winner["qstar_probe"][0].item()
     return {"qstar_capped": capped, "qstar_probe": probe,
-            "certified": capped <= CERTIFICATE_TARGETS["qstar_capped"]
-            and abs(probe) <= CERTIFICATE_TARGETS["qstar_probe"]}
+            "certified": qstar_within_targets(capped, probe)}
 
 
 if __name__ == "__main__":
