@@ -90,13 +90,14 @@ def collect(root: Path) -> list:
 
 
 def steps_of(folder: str, steps: dict) -> dict:
-    """The step_times.json entries of one exp5x folder's make steps (exp52 variants: the steps
-    tagged with the variant)."""
+    """The step_times.json entries of one study folder's make steps (exp52 variants: the steps
+    tagged with the variant; exp_refit: refit_*, exp_gradients: gradients_*)."""
     from .presets import EXP52_VARIANTS
-    prefix = folder.split("_")[0] + "_"
+    prefix = {"exp_refit": "refit_", "exp_gradients": "gradients_"}.get(
+        folder, folder.split("_")[0] + "_")
     variant = folder.split("_testgap_")[1] if "_testgap_" in folder else ""
     tags = [f"_{v}" for v in EXP52_VARIANTS if v != "standard"]
-    return {k: v for k, v in steps.items() if k.startswith(prefix) and prefix.startswith("exp5")
+    return {k: v for k, v in steps.items() if k.startswith(prefix)
             and (k.endswith(f"_{variant}") if variant else not k.endswith(tuple(tags)))}
 
 
@@ -267,11 +268,12 @@ def main(argv=None) -> int:
         # the claims of every study in the snapshot, judged there (README quotes this file)
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
             claims_screen(dest, collect(dest))[2:]).strip() + "\n")
+        all_steps = read_json_or(root / "step_times.json", {}, "no step times")
+        for folder in only or [f for f, *_ in EXPERIMENTS]:   # each folder's make steps
+            mine = steps_of(folder, all_steps if isinstance(all_steps, dict) else {})
+            if mine and (dest / folder).exists():
+                write_json(dest / folder / "step_times.json", mine)
         if only:
-            for folder in only:   # the wall times of this folder's make steps
-                mine = steps_of(folder, read_json_or(root / "step_times.json", {}, "no step times"))
-                if mine and (dest / folder).exists():
-                    write_json(dest / folder / "step_times.json", mine)
             print(f"[report] snapshot of {', '.join(only)} in {dest}")
             return 0
         if (root / "bench" / "bench.json").exists():

@@ -171,6 +171,11 @@ def test_report_builds_from_smoke_results(dirs, smoke):
                  "exp52_testgap/gaps.csv", "exp52_testgap/provenance.json",
                  "exp52_testgap/train_provenance.json"):
         assert (full / name).exists(), name
+    # each study's own make steps beside its tables (the experiment READMEs link them)
+    own = json.loads((full / "exp52_testgap" / "step_times.json").read_text())
+    assert "exp52_evaluate" in own and not any(k.startswith("exp53") for k in own)
+    refit = json.loads((full / "exp_refit" / "step_times.json").read_text())
+    assert sorted(refit) == ["refit_evaluate", "refit_plot", "refit_train"]
     assert not list(full.rglob("*.pt")) and not list(full.rglob("per_point.csv"))
     times = (full / "TIMES.md").read_text()
     assert "| step (slowest first) |" in times and "exp52_evaluate" in times
