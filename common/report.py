@@ -268,7 +268,7 @@ def main(argv=None) -> int:
         # the claims of every study in the snapshot, judged there (README quotes this file)
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
             claims_screen(dest, collect(dest))[2:]).strip() + "\n")
-        all_steps = read_json_or(root / "step_times.json", {}, "no step times")
+        all_steps = read_json_or(root / "step_times.json", {}, "no step times in the snapshot")
         for folder in only or [f for f, *_ in EXPERIMENTS]:   # each folder's make steps
             mine = steps_of(folder, all_steps if isinstance(all_steps, dict) else {})
             if mine and (dest / folder).exists():
@@ -282,9 +282,8 @@ def main(argv=None) -> int:
         for f in ("REPORT.md", "report.html", "step_times.json"):
             if (root / f).exists():
                 shutil.copyfile(root / f, dest / f)
-        steps = read_json_or(root / "step_times.json", {}, "no TIMES.md in the snapshot")
-        if isinstance(steps, dict) and steps:   # the README quotes this file
-            atomic_write_text(dest / "TIMES.md", "\n".join(times_table(steps)) + "\n")
+        if isinstance(all_steps, dict) and all_steps:   # the README quotes this file
+            atomic_write_text(dest / "TIMES.md", "\n".join(times_table(all_steps)) + "\n")
         print(f"[report] snapshot in {dest}")
     return 0
 
