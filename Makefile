@@ -134,8 +134,10 @@ exp_refit: check data base  ## refit the encoder on images with NOISE flipped pi
 	$(TIME) refit_evaluate $(PY) -m exp_refit.evaluate $(ARGS) --noise $(NOISE)
 	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
 
-# longest first, so that `make all JOBS=2` keeps both jobs busy to the end (quick, 2-core CPU:
-# exp52 ~80 min, exp55 ~70, the variants ~45, the rest under 20 each)
+# longest first (quick, 2-core CPU, one thread each: exp52 ~80 min, exp55 ~73, the variants ~58,
+# the rest under 25 each). make -j does not keep this order: a study whose prerequisite (base,
+# exp55_runs) is still running loses its turn to studies queued meanwhile (measured: exp52 and
+# exp55's evaluations started last in `make all JOBS=2`; README "Measured times")
 STUDIES := exp52 exp55 exp52_variants exp53 exp54 exp_refit exp51 exp_gradients
 all: setup  ## every experiment, then the report (make -j N all: N at once); timed as make_all
 	$(TIME) make_all $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) studies

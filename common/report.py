@@ -269,8 +269,9 @@ def main(argv=None) -> int:
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
             claims_screen(dest, collect(dest))[2:]).strip() + "\n")
         all_steps = read_json_or(root / "step_times.json", {}, "no step times in the snapshot")
+        all_steps = all_steps if isinstance(all_steps, dict) else {}
         for folder in only or [f for f, *_ in EXPERIMENTS]:   # each folder's make steps
-            mine = steps_of(folder, all_steps if isinstance(all_steps, dict) else {})
+            mine = steps_of(folder, all_steps)
             if mine and (dest / folder).exists():
                 write_json(dest / folder / "step_times.json", mine)
         if only:
@@ -282,7 +283,7 @@ def main(argv=None) -> int:
         for f in ("REPORT.md", "report.html", "step_times.json"):
             if (root / f).exists():
                 shutil.copyfile(root / f, dest / f)
-        if isinstance(all_steps, dict) and all_steps:   # the README quotes this file
+        if all_steps:   # the README quotes this file
             atomic_write_text(dest / "TIMES.md", "\n".join(times_table(all_steps)) + "\n")
         print(f"[report] snapshot in {dest}")
     return 0
