@@ -20,8 +20,8 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # ---- validation of user variables: one line, exit 2, before anything is written ----------
-ifeq ($(filter $(PRESET),smoke quick paper),)
-$(error PRESET=$(PRESET) is not allowed; use one of: smoke quick paper)
+ifeq ($(filter $(PRESET),smoke quick long paper),)
+$(error PRESET=$(PRESET) is not allowed; use one of: smoke quick long paper)
 endif
 ifeq ($(filter $(DEVICE),auto cpu cuda),)
 $(error DEVICE=$(DEVICE) is not allowed; use one of: auto cpu cuda)

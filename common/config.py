@@ -19,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("auto", "cpu", "cuda")
-PRESET_NAMES = ("smoke", "quick", "paper")
+PRESET_NAMES = ("smoke", "quick", "long", "paper")
 
 
 class UserError(Exception):

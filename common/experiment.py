@@ -1,8 +1,11 @@
 """What every experiment's train / evaluate / plot steps share: run folders, train-or-resume,
 evaluation points, cached evaluations, and the start-of-script boilerplate.
 
-Layout: RESULTS_DIR/<experiment folder>/runs/<preset>-seed<seed>/<run name>/ holds a model's
-config.json, metrics.csv and checkpoints; evaluations sit beside them in eval_<split>/.
+Layout: RESULTS_DIR/<experiment folder>/runs/<preset>[-e<epochs>]-seed<seed>/<run name>/ holds a
+model's config.json, metrics.csv and checkpoints (-e<epochs> when the length is not the preset's
+own); evaluations sit beside them in eval_<split>/. Tables, CSVs and figures go to the study's
+folder for smoke and quick, and to <folder>_<preset>[_e<epochs>] for the other presets and
+lengths (each length of the ladder is a result of its own).
 """
 import hashlib
 import json
@@ -43,8 +46,9 @@ class Experiment:
         except ConfigError as err:
             fail(str(err))
         variant = getattr(self.config, "variant", "standard")
-        self.out = results_dir() / (folder if variant == "standard" else f"{folder}_{variant}")
-        self.runs = self.out / "runs" / f"{self.preset}-seed{self.seed}"
+        base = results_dir() / (folder if variant == "standard" else f"{folder}_{variant}")
+        self.out = base.with_name(base.name + output_suffix(key, self.preset, self.config.epochs))
+        self.runs = base / "runs" / run_tag(key, self.preset, self.config.epochs, self.seed)
         # taken at start: the commit and command that this run's code and config came from
         self._provenance = {**provenance(self.preset, self.seed, self.device),
                             "config": self.config}
@@ -95,6 +99,23 @@ class Experiment:
         """The first n points of a split (n = 0: all), on the device: fixed evaluation points."""
         x = load_dataset(dataset, split, self.device)
         return x[:n] if n else x
+
+
+def length_tag(key: str, preset: str, epochs: int) -> str:
+    """"" at the preset's own length, else "-e<epochs>" (a rung of the training-length ladder)."""
+    return "" if epochs == PRESETS[key][preset].epochs else f"-e{epochs}"
+
+
+def run_tag(key: str, preset: str, epochs: int, seed: int) -> str:
+    """The run folder's name under runs/: <preset>[-e<epochs>]-seed<seed>."""
+    return f"{preset}{length_tag(key, preset, epochs)}-seed{seed}"
+
+
+def output_suffix(key: str, preset: str, epochs: int) -> str:
+    """What the study's result folder name gains: nothing for smoke and quick at their own
+    length, else _<preset> and/or _e<epochs>."""
+    return ("" if preset in ("smoke", "quick") else f"_{preset}") + \
+        length_tag(key, preset, epochs).replace("-", "_")
 
 
 def train_split(dataset: str, config, device) -> torch.Tensor:
@@ -305,16 +326,25 @@ def evaluate_one(model: VAE, x, cfg: EvalConfig, seed: int, out_dir: Path, key_e
                                    key_extra)["model"]
 
 
-def base_run_dir(preset: str, seed: int, dataset: str) -> Path:
-    return results_dir() / "exp52_testgap" / "runs" / f"{preset}-seed{seed}" / f"{dataset}_ffg"
-
-
-def base_ffg_model(preset: str, seed: int, dataset: str, device) -> VAE:
-    """The standard ffg VAE of exp52 for this preset, seed and dataset: the base model of exp53
-    and exp_refit. Trained there (once) if it does not exist yet, so `make all` never trains it
-    twice."""
+def base_config(preset: str, epochs: int = 0):
+    """exp52's config for this preset, at `epochs` (0: the preset's own length)."""
+    import dataclasses
     cfg = PRESETS["exp52"][preset]
-    run_dir = base_run_dir(preset, seed, dataset)
+    return dataclasses.replace(cfg, epochs=epochs) if epochs else cfg
+
+
+def base_run_dir(preset: str, seed: int, dataset: str, epochs: int = 0) -> Path:
+    epochs = base_config(preset, epochs).epochs
+    return results_dir() / "exp52_testgap" / "runs" / run_tag("exp52", preset, epochs, seed) / \
+        f"{dataset}_ffg"
+
+
+def base_ffg_model(preset: str, seed: int, dataset: str, device, epochs: int = 0) -> VAE:
+    """The standard ffg VAE of exp52 for this preset, seed and dataset (at `epochs`, 0: the
+    preset's length): the base model of exp53 and exp_refit. Trained there (once) if it does
+    not exist yet, so `make all` never trains it twice."""
+    cfg = base_config(preset, epochs)
+    run_dir = base_run_dir(preset, seed, dataset, epochs)
     x_train = train_split(dataset, cfg, device)
     x_valid = load_dataset(dataset, "valid", device)
     return train_or_load(run_dir, cfg.model_config("ffg"), cfg.train_config(), x_train, x_valid,
@@ -322,8 +352,8 @@ def base_ffg_model(preset: str, seed: int, dataset: str, device) -> VAE:
 
 
 def dynamics_run_dir(exp: Experiment, model_name: str) -> Path:
-    return results_dir() / "exp55_dynamics" / "runs" / f"{exp.preset}-seed{exp.seed}" / \
-        f"{exp.config.dataset}_{model_name}"
+    return results_dir() / "exp55_dynamics" / "runs" / \
+        run_tag("exp55", exp.preset, exp.config.epochs, exp.seed) / f"{exp.config.dataset}_{model_name}"
 
 
 def train_dynamics_models(exp: Experiment) -> dict:

@@ -4,6 +4,8 @@ overridden from the command line (`--n-points 200`, `--families ffg,flow`).
 smoke: end to end in well under 2 minutes on 2 CPU cores (tiny slices); what the tests run.
 quick: real, meaningful numbers on real data on a 2-core CPU (see each experiment's README).
 paper: the paper's settings (3280 epochs, 1000 points, AIS with 100 chains), meant for a GPU.
+long: quick's certified estimators on models trained 300 epochs (the studies whose models train
+      on the full data: exp52, exp53, exp55); `--epochs 100` gives another length of the ladder.
 """
 import math
 from dataclasses import dataclass, fields
@@ -21,7 +23,7 @@ EVAL_ONLY = tuple(f.name for f in fields(EvalConfig)) + ("eval_splits", "train_s
                                                          "train_points", "qstar_points")
 
 # whole-number fields where 0 means "all" or "none"; every other one must be >= 1
-MAY_BE_ZERO = {"n_points", "n_train", "n_valid_monitor", "warmup_epochs", "ais_warmup",
+MAY_BE_ZERO = {"warmup_fraction", "n_points", "n_train", "n_valid_monitor", "warmup_epochs", "ais_warmup",
                "qstar_probe_points", "bdmc_points", "corruption_seed", "train_points"}
 
 
@@ -34,6 +36,8 @@ class RunConfig(EvalConfig):
     epochs: int = 30                # training epochs (paper: 3280, the whole IWAE schedule)
     batch_size: int = 100           # paper: 100
     warmup_epochs: int = 5          # entropy warm-up (paper: 400, appendix 6.1.2)
+    warmup_fraction: float = 0.0    # > 0: the warm-up is this share of the epochs (rounded),
+                                    # in place of warmup_epochs (long: 1/6, as quick's 5 of 30)
     n_train: int = 0                # training points used, 0 = all 50k
     n_valid_monitor: int = 1000     # validation points for the per-epoch ELBO in metrics.csv
     dynamic_binarisation: bool = False  # train on fresh Bernoulli bits each batch (evaluation
@@ -50,6 +54,8 @@ class RunConfig(EvalConfig):
         """The training part of this config: every TrainConfig field this config has."""
         mine = {f.name for f in fields(self)}
         shared = {f.name: getattr(self, f.name) for f in fields(TrainConfig) if f.name in mine}
+        if self.warmup_fraction:
+            shared["warmup_epochs"] = round(self.warmup_fraction * self.epochs)
         return TrainConfig(**{**shared, **overrides})
 
     def model_config(self, family: str, architecture: str = "standard"):
@@ -64,8 +70,10 @@ class RunConfig(EvalConfig):
             name, value, flag = field.name, getattr(self, field.name), _flag(field.name)
             if isinstance(value, bool) or not isinstance(value, (int, float, tuple)):
                 continue
-            if isinstance(value, float) and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{flag}={value} is not allowed; use a finite number > 0")
+            if isinstance(value, float) and not (math.isfinite(value) and (
+                    value > 0 or (value == 0 and name in MAY_BE_ZERO))):
+                raise ConfigError(f"{flag}={value} is not allowed; use a finite number "
+                                  f"{'>= 0' if name in MAY_BE_ZERO else '> 0'}")
             if isinstance(value, int) and value < (0 if name in MAY_BE_ZERO else 1):
                 raise ConfigError(f"{flag}={value} is not allowed; use a whole number >= "
                                   f"{0 if name in MAY_BE_ZERO else 1}")
@@ -77,6 +85,9 @@ class RunConfig(EvalConfig):
                     len(set(value)) != len(value):   # layer sizes may repeat; selections not
                 raise ConfigError(f"{flag}={','.join(map(str, value))} lists a value twice; "
                                   f"give each once")
+        if self.warmup_fraction > 1:
+            raise ConfigError(f"--warmup-fraction={self.warmup_fraction} is not allowed; use a "
+                              f"share of the epochs in [0, 1]")
         if self.ais_proposal not in AIS_PROPOSALS:
             raise ConfigError(f"--ais-proposal={self.ais_proposal} is not allowed; use one of: "
                               f"{', '.join(AIS_PROPOSALS)}")
@@ -99,6 +110,10 @@ QUICK = dict(epochs=30, warmup_epochs=5, n_points=500, k_eval=1000, qstar_sample
              qstar_lr=1e-3, qstar_check_every=100, qstar_patience=3, qstar_max_steps=4000,
              ais_chains=4, ais_steps=100, ais_leapfrog=5, ais_init_step=0.3, ais_warmup=20,
              ais_proposal="qstar", bdmc_points=50, qstar_probe_points=50)
+# long: quick's estimators, 300 epochs under quick's rule (the paper's eight learning rates in
+# equal stages of 37.5 epochs), the entropy warm-up scaled with the length as quick's 5 of 30
+# (a sixth: 50 epochs at 300, 17 at 100; the paper: 400 of 3280, an eighth)
+LONG = dict(QUICK, epochs=300, warmup_fraction=1 / 6)
 PAPER = dict(epochs=3280, warmup_epochs=400,  # entropy warm-up: the paper's 6.1.2 says 400
              n_points=1000, k_eval=5000, qstar_samples=50,
              qstar_lr=1e-3, qstar_check_every=100, qstar_patience=10, qstar_max_steps=100_000,
@@ -156,6 +171,7 @@ class Exp53Config(RunConfig):
     # paper's Table 4: linear encoders)
     encoders: tuple = ("small_encoder", "linear_encoder")
     base_epochs: int = 30            # epochs of the base ffg VAE whose decoder is frozen
+                                     # (0: as many as the encoders', the long preset's rule)
     eval_splits: tuple = ("test", "train")
 
     def validate(self):
@@ -253,9 +269,14 @@ class Exp54Config(RunConfig):
                               f"whole numbers >= 0, e.g. 0,2,4")
 
 
-def _presets(cls, smoke=None, quick=None, paper=None):
-    return {"smoke": cls(**{**SMOKE, **(smoke or {})}), "quick": cls(**{**QUICK, **(quick or {})}),
-            "paper": cls(**{**PAPER, **(paper or {})})}
+def _presets(cls, smoke=None, quick=None, paper=None, long=None):
+    """A study's presets; `long` (a dict, {} for quick's own values) only for the studies that
+    have one: it starts from quick's values and this study's quick overrides."""
+    out = {"smoke": cls(**{**SMOKE, **(smoke or {})}), "quick": cls(**{**QUICK, **(quick or {})}),
+           "paper": cls(**{**PAPER, **(paper or {})})}
+    if long is not None:
+        out["long"] = cls(**{**LONG, **(quick or {}), "epochs": LONG["epochs"], **long})
+    return out
 
 
 PRESETS = {
@@ -267,7 +288,8 @@ PRESETS = {
     # quick: Table 3 (training split: the standard ffg and flow models and both variants) on 250
     # points; a flow model's evaluation on 500 takes about 7 min on 2 cores, and 500 would add
     # ~25 min to make all for paired comparisons whose s.e. were a fifth of the differences
-    "exp52": _presets(Exp52Config, quick=dict(train_points=250), paper=dict(n_points=1000)),
+    "exp52": _presets(Exp52Config, quick=dict(train_points=250), paper=dict(n_points=1000),
+                      long={}),
     "exp53": _presets(Exp53Config, smoke=dict(base_epochs=2),
                       # quick: six encoders share one decoder and its q* (fitted once per
                       # family); the flow q* on this ffg-trained decoder needs a longer rule
@@ -275,7 +297,7 @@ PRESETS = {
                       # +0.135; here none capped, probe +0.061), 6.6 min on 200 test points
                       quick=dict(epochs=30, base_epochs=30, n_points=200, eval_splits=("test",),
                                  qstar_max_steps=12_000, qstar_patience=6),
-                      paper=dict(base_epochs=3280)),
+                      paper=dict(base_epochs=3280), long=dict(base_epochs=0)),
     "exp54": _presets(Exp54Config, quick=dict(n_points=300)),
     "exp55": _presets(Exp55Config, smoke=dict(n_points=16, n_eval_epochs=2),
                       # quick: 3 checkpoints (epochs 1, 5, 30) x 5 models x 2 splits of 100
@@ -283,7 +305,7 @@ PRESETS = {
                       # checkpoint: 3.3-4 min on 2 cores), 42 min of evaluation (measured)
                       quick=dict(epochs=30, n_points=100, n_eval_epochs=3, bdmc_points=25,
                                  qstar_probe_points=25),
-                      paper=dict(eval_epochs=(1, 10, 100, 300, 1000, 2000, 3280))),
+                      paper=dict(eval_epochs=(1, 10, 100, 300, 1000, 2000, 3280)), long={}),
     "exp_refit": _presets(RefitConfig,
                           smoke=dict(noise=(10,), refit_epochs=2, eval_every=1, n_refit=200,
                                      n_curve_points=50, qstar_points=16, iwae_k=8),

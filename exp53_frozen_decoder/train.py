@@ -14,9 +14,10 @@ def encoder_run_dir(exp: Experiment, encoder: str, family: str):
 def main(argv=None):
     exp = Experiment("exp53", FOLDER, argv, __doc__, stage="train")
     cfg = exp.config
-    base_ffg_model(exp.preset, exp.seed, cfg.dataset, exp.device)
+    base_epochs = cfg.base_epochs or cfg.epochs
+    base_ffg_model(exp.preset, exp.seed, cfg.dataset, exp.device, base_epochs)
     x_train, x_valid = exp.train_data(cfg.dataset), exp.data(cfg.dataset, "valid")
-    base_checkpoint = base_run_dir(exp.preset, exp.seed, cfg.dataset) / "last.pt"
+    base_checkpoint = base_run_dir(exp.preset, exp.seed, cfg.dataset, base_epochs) / "last.pt"
     for encoder in cfg.encoders:
         for family in cfg.families:
             train_or_load(encoder_run_dir(exp, encoder, family), cfg.model_config(family, encoder),
