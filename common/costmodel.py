@@ -41,9 +41,20 @@ def _qstar_s(units, cfg, fits: list, n_points: int, qstar_steps: float) -> float
     return fit + probe + len(fits) * n_points * cfg.k_eval * units["iwae_row"]
 
 
+def ais_chain_moves(cfg) -> int:
+    """HMC moves per point of one AIS run: every weighted chain's, plus what sets the step (a
+    warm-up at beta = 0 from a proposal, a pilot sweep of PILOT_CHAINS from the prior, nothing
+    with the paper's in-run adaptation)."""
+    from .estimators import PILOT_CHAINS
+    if cfg.ais_adapt:
+        return cfg.ais_chains * cfg.ais_steps
+    if cfg.ais_proposal == "prior":
+        return (cfg.ais_chains + PILOT_CHAINS) * cfg.ais_steps
+    return cfg.ais_chains * (cfg.ais_steps + cfg.ais_warmup)
+
+
 def _ais_s(units, cfg, n_points: int) -> float:
-    return n_points * cfg.ais_chains * (cfg.ais_steps + cfg.ais_warmup) * cfg.ais_leapfrog \
-        * units["ais_row"]
+    return n_points * ais_chain_moves(cfg) * cfg.ais_leapfrog * units["ais_row"]
 
 
 def _fits(family: str) -> list:
@@ -62,8 +73,7 @@ def _bdmc_s(units, cfg, qstar_steps: float, family: str = "ffg") -> float:
     fits = ["ffg"] + (["flow"] if family != "ffg" else [])
     fit = sum(n * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits) \
         if cfg.ais_proposal == "qstar" else 0.0
-    return fit + 2 * n * cfg.ais_chains * (cfg.ais_steps + cfg.ais_warmup) * cfg.ais_leapfrog \
-        * units["ais_row"]
+    return fit + 2 * _ais_s(units, cfg, n)
 
 
 def _exp52_eval_s(units, c, family: str, qstar_steps: float) -> float:

@@ -138,13 +138,14 @@ def leapfrog(path: AnnealingPath, s: PathState, p, beta: float, step, scale, n_l
 
 
 def hmc_move(path: AnnealingPath, s: PathState, beta: float, step, n_leapfrog: int,
-             generator=None, scale=None):
+             generator=None, scale=None, return_accepted: bool = False):
     """One HMC transition leaving f_beta invariant, per chain: fresh momentum, a step size
     jittered uniformly in step * [1 - STEP_JITTER, 1 + STEP_JITTER] (drawn independently of the
     state, it keeps the kernel reversible and breaks the near-periodic trajectories of a fixed
     step: Neal 2011, section 4.2), leapfrog, then Metropolis accept/reject with probability
     min(1, exp(H_0 - H_1)). `step` [C, B, 1] is per chain; `scale` [B, D] (or None: identity
-    metric) is the proposal's spread. Returns the new state and the acceptance probabilities."""
+    metric) is the proposal's spread. Returns the new state and the acceptance probabilities
+    (with return_accepted, the state is (state, accepted [C, B] as 0/1))."""
     scale = 1.0 if scale is None else scale
     p = torch.randn(s.z.shape, generator=generator, device=s.z.device, dtype=s.z.dtype)
     u = torch.rand(step.shape, generator=generator, device=s.z.device, dtype=s.z.dtype)
@@ -155,27 +156,37 @@ def hmc_move(path: AnnealingPath, s: PathState, beta: float, step, n_leapfrog: i
     accept_prob = torch.exp(torch.clamp(h0 - h1, max=0.0))
     accept_prob = torch.where(torch.isfinite(accept_prob), accept_prob, torch.zeros_like(h0))
     u = torch.rand(accept_prob.shape, generator=generator, device=s.z.device, dtype=s.z.dtype)
-    return _where(u < accept_prob, new, s), accept_prob
+    accept = u < accept_prob
+    moved = _where(accept, new, s)
+    return ((moved, accept.to(s.z.dtype)) if return_accepted else moved), accept_prob
 
 
-# Step size. The paper's code adapts it per chain during the run: x1.02 when the last move's
-# acceptance probability exceeded 0.65, else x0.98, clamped to [1e-4, 0.5] (adapt_in_run=True,
-# the prior path of the paper preset). That adaptation depends on the chain's own state and
-# biases AIS upwards (measured on the linear-Gaussian model: +0.03 to +0.05 nats on average).
-# From a proposal, whose whitened units already match the posterior's scale, the step is
-# instead set by a warm-up on independent chains at the first inverse temperature (fast rate),
-# one step per point (median over its warm-up chains), then held fixed: the kernels are then
-# independent of the weighted chains and AIS stays exactly unbiased.
+# Step size. AIS stays unbiased only if the HMC kernel of every transition is fixed independently
+# of the chains that carry weights. So by default the step is set by chains of its own:
+#   - from a proposal (whitened units already match the posterior's scale): `warmup_step`, a
+#     warm-up at the first inverse temperature on independent chains (fast rate), one step per
+#     point (median over its warm-up chains), then held fixed;
+#   - from the prior (whitened units are the prior's, the posterior is far narrower):
+#     `pilot_schedule`, a pilot sweep along the same path on PILOT_CHAINS independent chains per
+#     point, adapting each pilot chain's step after every move; the step of transition t is the
+#     median over a point's pilot chains, and the weighted chains follow that schedule.
+# The paper's code (adapt_in_run=True, an explicit option) instead adapts each weighted chain's
+# own step during the run, as the co-author's BDMC hmc.py does: x1.02 when the chain's running
+# acceptance fraction (accepted moves / moves so far) exceeds 0.65, else x0.98, clamped to
+# [1e-4, 0.5]. The step then depends on the chain's own past states, which biases AIS upward
+# (measured on a 4-D linear-Gaussian model, 16 chains x 500 steps from the prior: README).
 TARGET_ACCEPT = 0.65
 MAIN_RATE = (1.02, 0.98)
 WARMUP_RATE = (1.25, 0.8)
 STEP_RANGE = (1e-4, 0.5)
 STEP_JITTER = 0.5
+PILOT_CHAINS = 4
 
 
-def adapt_step(step, accept_prob, rate=MAIN_RATE, target: float = TARGET_ACCEPT):
+def adapt_step(step, accept_rate, rate=MAIN_RATE, target: float = TARGET_ACCEPT):
+    """step [C, B, 1] x up where accept_rate [C, B] > target, else x down; clamped."""
     up, down = rate
-    return (step * torch.where(accept_prob > target, up, down)[..., None]).clamp(*STEP_RANGE)
+    return (step * torch.where(accept_rate > target, up, down)[..., None]).clamp(*STEP_RANGE)
 
 
 def warmup_step(path: AnnealingPath, beta: float, z: torch.Tensor, *, init_step: float,
@@ -191,31 +202,60 @@ def warmup_step(path: AnnealingPath, beta: float, z: torch.Tensor, *, init_step:
     return step.median(0, keepdim=True).values
 
 
+def pilot_schedule(path: AnnealingPath, betas: torch.Tensor, z: torch.Tensor, *,
+                   init_step: float, n_leapfrog: int, scale=None, generator=None) -> torch.Tensor:
+    """Per-transition, per-point steps [T, 1, B, 1] for the T = len(betas) - 1 transitions of a
+    sweep: a pilot sweep on chains z [P, B, D] ~ f_{betas[0]} (independent of the weighted
+    chains, whose weights it never touches), each pilot chain's step adapted at MAIN_RATE on
+    its last move's acceptance probability; entry t is the median over a point's pilot chains
+    of the step used for the move at betas[t + 1]."""
+    s = path.state(z)
+    step = torch.full((*z.shape[:2], 1), init_step, device=z.device, dtype=z.dtype)
+    out = torch.empty(len(betas) - 1, 1, z.shape[1], 1, device=z.device, dtype=z.dtype)
+    for t in range(1, len(betas)):
+        out[t - 1] = step.median(0, keepdim=True).values
+        s, accept_prob = hmc_move(path, s, float(betas[t]), step, n_leapfrog, generator, scale)
+        step = adapt_step(step, accept_prob)
+    return out
+
+
 def ais_run(path: AnnealingPath, betas: torch.Tensor, z0: torch.Tensor, *, n_leapfrog: int = 10,
-            step=0.01, adapt_in_run: bool = True, scale=None, generator=None):
+            step=0.01, adapt_in_run: bool = False, scale=None, generator=None):
     """One AIS sweep over `betas` from state z0 [C, B, D] ~ f_{betas[0]}; returns
     (log w [C, B] float64, stats).
 
     Per transition, log w += (beta_t - beta_{t-1}) log_ratio(z_{t-1}), then one HMC move leaves
-    f_{beta_t} invariant. Runs forward (0 -> 1) or reverse (1 -> 0). `step`: a float or a
-    per-point [1, B, 1] tensor (from `warmup_step`); adapted per chain when adapt_in_run. The
-    path terms and their gradient at the current state are carried between transitions: a
-    transition costs n_leapfrog gradient evaluations.
+    f_{beta_t} invariant. Runs forward (0 -> 1) or reverse (1 -> 0). `step`: a float, a
+    per-point [1, B, 1] tensor (`warmup_step`), or a per-transition schedule [T, 1, B, 1]
+    (`pilot_schedule`); with adapt_in_run, each chain's step is adapted on its running
+    acceptance fraction (the paper's code; biased). The path terms and their gradient at the
+    current state are carried between transitions: a transition costs n_leapfrog gradient
+    evaluations.
     """
     C, B, D = z0.shape
     s = path.state(z0.clone())
     log_w = torch.zeros(C, B, dtype=torch.float64, device=z0.device)
-    step = torch.as_tensor(step, device=z0.device, dtype=z0.dtype).expand(C, B, 1).clone()
+    step = torch.as_tensor(step, device=z0.device, dtype=z0.dtype)
+    schedule = step if step.dim() == 4 else None
+    step = step.expand(C, B, 1).clone() if schedule is None else None
     accept_sum = torch.zeros(B, dtype=torch.float64, device=z0.device)
+    accepted = torch.zeros(C, B, device=z0.device, dtype=z0.dtype)
     for t in range(1, len(betas)):
         log_w += (betas[t] - betas[t - 1]).item() * path.log_ratio(s).double()
-        s, accept_prob = hmc_move(path, s, float(betas[t]), step, n_leapfrog, generator, scale)
+        step_t = schedule[t - 1] if schedule is not None else step
+        new, accept_prob = hmc_move(path, s, float(betas[t]), step_t, n_leapfrog, generator,
+                                    scale, return_accepted=adapt_in_run)
         if adapt_in_run:
-            step = adapt_step(step, accept_prob)
+            s, took = new
+            accepted += took
+            step = adapt_step(step, accepted / t)
+        else:
+            s = new
         accept_sum += accept_prob.double().mean(0)
     per_point = accept_sum / max(1, len(betas) - 1)
-    stats = AISStats(acceptance=per_point.mean().item(), step_size_mean=step.mean().item(),
-                     step_size_min=step.min().item(), step_size_max=step.max().item(),
+    used = schedule if schedule is not None else step
+    stats = AISStats(acceptance=per_point.mean().item(), step_size_mean=used.mean().item(),
+                     step_size_min=used.min().item(), step_size_max=used.max().item(),
                      acceptance_min_point=per_point.min().item())
     return log_w, stats
 
@@ -241,44 +281,52 @@ def _generator(device, seed):
 
 def ais(log_likelihood, n_points: int, z_dim: int, *, n_chains: int, n_steps: int,
         proposal=None, n_leapfrog: int = 10, schedule: str = "sigmoid", seed=None,
-        max_rows: int = 200_000, init_step: float = 0.01, n_warmup: int = 0,
-        adapt_in_run: bool = None, step=None, verbose: bool = False, return_stats: bool = False,
-        device=None):
+        max_rows: int = 200_000, init_step: float = 0.01, n_warmup: int = 20,
+        adapt_in_run: bool = False, step=None, verbose: bool = False,
+        return_stats: bool = False, device=None):
     """AIS estimate of log p(x) per point, [n_points]: log-mean-exp of the chains' log weights.
 
     proposal: None (the prior: the paper's path) or a per-point density q0(z|x) with
-    `sample(n, generator) -> [n, B, D]` and `log_prob(z) -> [n, B]` (common/proposals.py);
-    the path is q0^(1 - beta) (p(z) p(x|z))^beta and HMC runs in q0's whitened units. Either
-    way the estimate of p(x) is unbiased, so its log is a stochastic lower bound on log p(x).
+    `sample(n, generator) -> [n, B, D]` and `log_prob(z) -> [n, B]` (common/proposals.py; its
+    `scale`, if it has one, is the HMC metric); the path is q0^(1 - beta) (p(z) p(x|z))^beta and
+    HMC runs in q0's whitened units. The estimate of p(x) is unbiased, so its log is a
+    stochastic lower bound on log p(x), as long as the step sizes do not depend on the weighted
+    chains (see the comment above `adapt_step`).
 
-    Step size: `step` (per point [1, B, 1], e.g. a previous run's `stats.step`) if given; else a
-    warm-up of n_warmup moves on independent chains from q0 sets it (n_warmup > 0), else
-    init_step. adapt_in_run (default: only when there is no warm-up) adapts it per chain during
-    the run as the paper's code does.
+    Step size: `step` (per point [1, B, 1] or a schedule [T, 1, B, 1], e.g. a previous run's
+    `stats.step`) if given; else, from a proposal with n_warmup > 0, a warm-up of n_warmup moves
+    on independent chains at beta = 0 (`warmup_step`); else a pilot sweep on PILOT_CHAINS
+    independent chains (`pilot_schedule`, the prior path's default). adapt_in_run: the paper's
+    per-chain adaptation during the run instead (biased upward; kept for comparison).
     """
     device = device or _probe_device(log_likelihood, n_points, z_dim)
     proposal = proposal or StandardNormal(n_points, z_dim, device)
+    scale = getattr(proposal, "scale", None)
     path = AnnealingPath(log_likelihood, proposal)
     generator = _generator(device, seed)
     betas = beta_schedule(n_steps, schedule)
     chunks = _chain_chunks(n_chains, n_points, max_rows)
-    if step is None and n_warmup > 0:
+    if adapt_in_run:
+        step = init_step if step is None else step
+    elif step is None and n_warmup > 0 and not path.prior:
         step = warmup_step(path, float(betas[0]), proposal.sample(chunks[0], generator),
                            init_step=init_step, n_warmup=n_warmup, n_leapfrog=n_leapfrog,
-                           scale=proposal.scale, generator=generator)
-    adapt_in_run = (step is None) if adapt_in_run is None else adapt_in_run
-    step = init_step if step is None else step
+                           scale=scale, generator=generator)
+    elif step is None:
+        step = pilot_schedule(path, betas, proposal.sample(PILOT_CHAINS, generator),
+                              init_step=init_step, n_leapfrog=n_leapfrog, scale=scale,
+                              generator=generator)
     log_ws, all_stats = [], []
     for c in chunks:
         z0 = proposal.sample(c, generator)
         log_w, stats = ais_run(path, betas, z0, n_leapfrog=n_leapfrog, step=step,
-                               adapt_in_run=adapt_in_run, scale=proposal.scale,
-                               generator=generator)
+                               adapt_in_run=adapt_in_run, scale=scale, generator=generator)
         log_ws.append(log_w)
         all_stats.append(stats)
     log_w = torch.cat(log_ws, 0)
     stats = _merge_stats(all_stats)
-    stats.step = torch.as_tensor(step, device=device).expand(1, n_points, 1)
+    step = torch.as_tensor(step, device=device)
+    stats.step = step if step.dim() == 4 else step.expand(1, n_points, 1)
     if verbose:
         print(f"[ais] {n_points} points x {n_chains} chains x {n_steps} steps from "
               f"{type(proposal).__name__}: acceptance {stats.acceptance:.2f} (lowest point "
@@ -309,34 +357,36 @@ class BDMCResult:
 
 def bdmc(log_likelihood, posterior_samples: torch.Tensor, *, n_chains: int, n_steps: int,
          proposal=None, n_leapfrog: int = 10, schedule: str = "sigmoid", seed=None,
-         max_rows: int = 200_000, init_step: float = 0.01, n_warmup: int = 0,
-         verbose: bool = False) -> BDMCResult:
+         max_rows: int = 200_000, init_step: float = 0.01, n_warmup: int = 20,
+         adapt_in_run: bool = False, verbose: bool = False) -> BDMCResult:
     """Bidirectional Monte Carlo on simulated data (Grosse, Ghahramani & Adams, 2015).
 
     posterior_samples [B, D] are exact draws from p(z|x_b), e.g. the z that generated x_b.
     Reverse AIS along the same path (proposal q0 or the prior), from beta = 1 to 0, estimates
     1/p(x) unbiasedly, so -logmeanexp(log w_rev) is a stochastic upper bound on log p(x);
-    forward AIS gives the lower bound. With a warm-up, the reverse run reuses the step sizes
-    that the forward warm-up found (independent of the exact samples, so it stays exact).
+    forward AIS gives the lower bound. The reverse run reuses the forward run's steps (a
+    warmed-up step, or the pilot schedule reversed: both independent of the exact samples, so
+    it stays exact); with adapt_in_run it adapts in the run as the forward one does.
     """
     n_points, z_dim = posterior_samples.shape
     device = posterior_samples.device
     settings = dict(n_chains=n_chains, n_steps=n_steps, proposal=proposal, n_leapfrog=n_leapfrog,
                     schedule=schedule, max_rows=max_rows, init_step=init_step,
-                    n_warmup=n_warmup)
+                    n_warmup=n_warmup, adapt_in_run=adapt_in_run)
     lower, stats = ais(log_likelihood, n_points, z_dim, seed=seed, device=device,
                        return_stats=True, **settings)
     proposal = proposal or StandardNormal(n_points, z_dim, device)
-    adapt_in_run = n_warmup == 0  # as in the forward run; a warmed-up step is reused as it is
     path = AnnealingPath(log_likelihood, proposal)
     generator = _generator(device, (seed if seed is not None else 0) + 1)
     betas = beta_schedule(n_steps, schedule).flip(0)
+    step = init_step if adapt_in_run else stats.step.flip(0) if stats.step.dim() == 4 \
+        else stats.step
     log_ws = []
     for c in _chain_chunks(n_chains, n_points, max_rows):
         z0 = posterior_samples.unsqueeze(0).expand(c, -1, -1).contiguous()
-        log_w, _ = ais_run(path, betas, z0, n_leapfrog=n_leapfrog,
-                           step=stats.step if not adapt_in_run else init_step,
-                           adapt_in_run=adapt_in_run, scale=proposal.scale, generator=generator)
+        log_w, _ = ais_run(path, betas, z0, n_leapfrog=n_leapfrog, step=step,
+                           adapt_in_run=adapt_in_run, scale=getattr(proposal, "scale", None),
+                           generator=generator)
         log_ws.append(log_w)
     upper = (-logmeanexp(torch.cat(log_ws, 0), 0)).float()
     result = BDMCResult(lower=lower, upper=upper)

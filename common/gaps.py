@@ -78,8 +78,10 @@ class EvalConfig:
     ais_leapfrog: int = 5           # paper: 10
     ais_init_step: float = 0.1      # initial HMC step (paper: 0.01, adapted per chain)
     ais_proposal: str = "qstar"     # AIS start: prior (paper) | encoder (q) | qstar (fitted q*)
-    ais_warmup: int = 20            # HMC moves at beta = 0 that set a fixed step (0: the
-                                    # paper's per-chain adaptation during the run)
+    ais_warmup: int = 20            # HMC moves at beta = 0 that set a fixed step from a proposal
+                                    # (from the prior a pilot sweep sets a per-step schedule)
+    ais_adapt: bool = False         # the paper's per-chain step adaptation during the run
+                                    # instead: biased upward (README, "AIS step size")
     bdmc_points: int = 50           # simulated points for the BDMC bound on AIS's error
     qstar_probe_points: int = 50    # points on which q* is refit with twice the steps (0: none)
     point_chunk: int = 1000         # points evaluated together (memory bound)
@@ -311,7 +313,7 @@ def ais_proposal(model: VAE, x: torch.Tensor, cfg: EvalConfig, qstar_params: dic
 
 def ais_settings(cfg: EvalConfig) -> dict:
     return dict(n_chains=cfg.ais_chains, n_steps=cfg.ais_steps, n_leapfrog=cfg.ais_leapfrog,
-                init_step=cfg.ais_init_step, n_warmup=cfg.ais_warmup)
+                init_step=cfg.ais_init_step, n_warmup=cfg.ais_warmup, adapt_in_run=cfg.ais_adapt)
 
 
 def ais_logpx(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, qstar_params: dict = None,

@@ -2,7 +2,7 @@
 on cases worked by hand, and that every study and phase is predicted."""
 import pytest
 
-from common.costmodel import TRAIN_SIZE, predict
+from common.costmodel import TRAIN_SIZE, ais_chain_moves, predict
 from common.bench import model_names
 from common.presets import PRESETS
 
@@ -23,8 +23,8 @@ def test_training_time_is_steps_times_the_step_cost():
 def test_ais_time_counts_points_chains_steps_and_leapfrog_of_every_evaluation():
     c = PRESETS["exp52"]["paper"]
     out = predict(units(train=0.0, ais=1.0), "paper", qstar_steps=0)
-    per_eval = c.n_points * c.ais_chains * (c.ais_steps + c.ais_warmup) * c.ais_leapfrog
-    bdmc = 2 * c.bdmc_points * c.ais_chains * (c.ais_steps + c.ais_warmup) * c.ais_leapfrog
+    per_eval = c.n_points * ais_chain_moves(c) * c.ais_leapfrog
+    bdmc = 2 * c.bdmc_points * ais_chain_moves(c) * c.ais_leapfrog
     # six models on test points, Table 3's ffg and flow of both data sets on training points
     assert out["exp52"]["evaluate"] == pytest.approx(6 * (per_eval + bdmc) + 4 * per_eval)
 
@@ -54,8 +54,8 @@ def test_stacked_training_uses_the_measured_stacked_step_and_only_where_it_stack
 def test_exp53_fits_qstar_and_runs_ais_once_per_decoder_not_per_encoder():
     c = PRESETS["exp53"]["paper"]
     out = predict(units(train=0.0, ais=1.0), "paper", qstar_steps=0)
-    per_split = c.n_points * c.ais_chains * (c.ais_steps + c.ais_warmup) * c.ais_leapfrog
-    bdmc = 2 * c.bdmc_points * c.ais_chains * (c.ais_steps + c.ais_warmup) * c.ais_leapfrog
+    per_split = c.n_points * ais_chain_moves(c) * c.ais_leapfrog
+    bdmc = 2 * c.bdmc_points * ais_chain_moves(c) * c.ais_leapfrog
     assert out["exp53"]["evaluate"] == pytest.approx(len(c.eval_splits) * per_split + bdmc)
     q = predict(units(train=0.0, qstar=1.0), "paper", qstar_steps=10)["exp53"]["evaluate"]
     fits = c.n_points * c.qstar_samples * 10 + 2 * c.qstar_probe_points * c.qstar_samples * 10
@@ -74,3 +74,16 @@ def test_tf32_check_runs_and_finds_no_change_where_there_is_no_tf32(dirs, tmp_pa
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "bench" / "tf32.json").read_text())
     assert result["points"] == 20 and result["mean_change_nats"] == 0.0 and result["within_target"]
+
+
+def test_ais_moves_count_what_sets_the_step():
+    """From the prior a pilot sweep of PILOT_CHAINS chains sets the steps; from a proposal a
+    warm-up at beta = 0 on every chain; the paper's in-run adaptation adds nothing."""
+    import dataclasses
+    from common.estimators import PILOT_CHAINS
+    paper, quick = PRESETS["exp52"]["paper"], PRESETS["exp52"]["quick"]
+    assert paper.ais_proposal == "prior" and quick.ais_proposal == "qstar"
+    assert ais_chain_moves(paper) == (paper.ais_chains + PILOT_CHAINS) * paper.ais_steps
+    assert ais_chain_moves(quick) == quick.ais_chains * (quick.ais_steps + quick.ais_warmup)
+    adapted = dataclasses.replace(paper, ais_adapt=True)
+    assert ais_chain_moves(adapted) == paper.ais_chains * paper.ais_steps
