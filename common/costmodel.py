@@ -32,13 +32,21 @@ def _train_s(units, name, epochs, batch, n=TRAIN_SIZE, stacked=False):
     return epochs * math.ceil(n / batch) * (step or units["train_step"][name])
 
 
+def probe_steps(cfg, qstar_steps: float) -> float:
+    """q* steps per probed point: a continued fit runs at least `patience` more checks (its
+    extra steps only), a refit the whole fit with twice the budget (about twice the steps)."""
+    return cfg.qstar_patience * cfg.qstar_check_every if cfg.qstar_probe_mode == "continue" \
+        else 2 * qstar_steps
+
+
 def _qstar_s(units, cfg, fits: list, n_points: int, qstar_steps: float) -> float:
-    """q* fits of these families on n_points, the probe (twice the budget on
-    qstar_probe_points) and the IWAE of each q* (k_eval)."""
+    """q* fits of these families on n_points, the probe (on qstar_probe_points) and the IWAE of
+    each q* and of each probed fit (k_eval)."""
     fit = sum(n_points * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits)
-    probe = sum(2 * cfg.qstar_probe_points * cfg.qstar_samples * qstar_steps
+    probe = sum(cfg.qstar_probe_points * cfg.qstar_samples * probe_steps(cfg, qstar_steps)
                 * units["qstar_row"][f] for f in fits)
-    return fit + probe + len(fits) * n_points * cfg.k_eval * units["iwae_row"]
+    return fit + probe + len(fits) * (n_points + cfg.qstar_probe_points) * cfg.k_eval \
+        * units["iwae_row"]
 
 
 def ais_chain_moves(cfg) -> int:

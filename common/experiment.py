@@ -19,7 +19,7 @@ from .config import (ConfigError, CorruptFile, UserError, check_results_dir, fai
                      results_dir, to_jsonable, write_json)
 from .data import load_dataset, load_intensities
 from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, bdmc_bound,
-                   certificates, encoder_bounds, logpx_from, model_hash, own_family, summarise,
+                   certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
                    write_per_point)
 from .presets import EVAL_ONLY, PRESETS
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
@@ -299,11 +299,12 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
     bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent / "bdmc.json") \
         if with_bdmc else {}
     logpx = logpx_from(ais_values, bounds.values())
+    pooled = pooled_logpx_from(ais_values, bounds.values())
     computed = {"computed_commit": git_commit(), "computed_command": " ".join(sys.argv),
                 "computed_time": time.strftime("%Y-%m-%d %H:%M:%S")}
     result = {}
     for name, b in bounds.items():
-        per_point = add_gaps(b, logpx, ais_values)
+        per_point = add_gaps(b, logpx, ais_values, pooled)
         summary = summarise(per_point)
         summary.update({"ais": ais_values.mean().item(),
                         "iwae_q": per_point["iwae_q"].mean().item(),

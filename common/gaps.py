@@ -36,11 +36,13 @@ import torch
 
 from .config import temp_path
 from .estimators import ais, bdmc
-from .local_opt import as_density, density, flatten, gaussian_as_flow, optimize_local
+from .local_opt import (as_density, continue_local, density, flatten, gaussian_as_flow,
+                        optimize_local)
 from .vae import VAE, BatchLikelihood
 
-EVAL_VERSION = 4  # bump when what an evaluation computes changes: cached evaluations are redone
-                  # (4: the ffg q* of a flow model starts from shrunk moments, has certificates)
+EVAL_VERSION = 5  # bump when what an evaluation computes changes: cached evaluations are redone
+                  # (4: the ffg q* of a flow model starts from shrunk moments, has certificates;
+                  # 5: the probe continues each fit, the max rule's pooled certificate)
 AIS_PROPOSALS = ("prior", "encoder", "qstar")
 # a number is certified when its decoder's BDMC gap, the q* cap share and the probe are within
 CERTIFICATE_TARGETS = {"bdmc_gap": 0.5, "qstar_capped": 0.05, "qstar_probe": 0.1}
@@ -54,6 +56,7 @@ LOGVAR_SHRINKS = (0.0, 1.0, 2.0, 3.0)
 # the columns every gaps.csv carries after its gaps: what certifies them
 CERTIFICATE_FIELDS = ["certified", "certificate_misses", "bdmc_gap", "bdmc_lower", "bdmc_upper",
                       "bdmc_path", "bdmc_settings", "ais_sets_logpx", "ais_below_logpx",
+                      "max_rule_excess",
                       "ais_acceptance", "ais_acceptance_min",
                       "qstar_capped", "qstar_steps", "qstar_probe", "qstar_fallback",
                       "ffg_fit_certified", "qstar_capped_ffg", "qstar_probe_ffg"]
@@ -83,7 +86,10 @@ class EvalConfig:
     ais_adapt: bool = False         # the paper's per-chain step adaptation during the run
                                     # instead: biased upward (README, "AIS step size")
     bdmc_points: int = 50           # simulated points for the BDMC bound on AIS's error
-    qstar_probe_points: int = 50    # points on which q* is refit with twice the steps (0: none)
+    qstar_probe_points: int = 50    # points on which q* may run twice as long (0: no probe)
+    qstar_probe_mode: str = "continue"  # continue: each fit runs on from where it stopped under
+                                    # twice the patience and cap (pays the extra steps only);
+                                    # refit: the whole fit again with twice the budget (before)
     point_chunk: int = 1000         # points evaluated together (memory bound)
 
 
@@ -214,6 +220,13 @@ class SharedQstar:
             self.fits[key] = self._fit(x, seed, budget)
         return self.fits[key]
 
+    def longer(self, model: VAE, x: torch.Tensor, fits: dict, seed: int) -> dict:
+        """The probe's longer fits of the first len(x) points, computed once for every encoder."""
+        key = ("longer", seed, x.shape[0])
+        if key not in self.fits:
+            self.fits[key] = longer_fits(model, x, fits, self.cfg, seed, fit=self)
+        return self.fits[key]
+
     def _fit(self, x, seed, budget) -> dict:
         cfg, model = self.cfg, self.models[0]
         start = best_start(model, x, [s for m in self.models for s in encoder_starts(m, x, "ffg")],
@@ -229,16 +242,36 @@ class SharedQstar:
         return out
 
 
+PROBE_MODES = ("continue", "refit")
+
+
 def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
                       fit=None) -> dict:
     """{family: mean L[q*] (as optimised) on the first cfg.qstar_probe_points points when the same
-    fit (fit_qstar, or the given SharedQstar) may run twice the steps with twice the patience,
-    minus the fit's own} for the fits a row uses (ffg, and the flow family for flow models)."""
+    fit may run twice as long (twice the patience, twice the step cap), minus the fit's own} for
+    the fits a row uses (ffg, and the flow family for flow models). qstar_probe_mode "continue"
+    lets each fit run on from where it stopped (continue_local: the extra steps only); "refit"
+    repeats the whole fit (fit_qstar, or the given SharedQstar) with the doubled budget."""
     n = min(cfg.qstar_probe_points, x.shape[0])
     if n == 0:
         return {f: float("nan") for f in row_fits(model)}
-    longer = fit(x[:n], seed, budget=2) if fit else fit_qstar(model, x[:n], cfg, seed, budget=2)
+    longer = fit.longer(model, x[:n], fits, seed) if fit else \
+        longer_fits(model, x[:n], fits, cfg, seed)
     return {f: (longer[f].elbo.mean() - fits[f].elbo[:n].mean()).item() for f in row_fits(model)}
+
+
+def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
+                fit=None) -> dict:
+    """The fits of the first len(x) points (of the chunk `fits` was made on) allowed to run
+    twice as long, per family of `fits` (the probe's comparison)."""
+    if cfg.qstar_probe_mode == "refit":
+        return fit(x, seed, budget=2) if fit else fit_qstar(model, x, cfg, seed, budget=2)
+    idx = torch.arange(x.shape[0], device=x.device)
+    return {f: continue_local(BatchLikelihood(model, x), r, idx, patience=2 * cfg.qstar_patience,
+                              max_steps=2 * cfg.qstar_max_steps, n_samples=cfg.qstar_samples,
+                              lr=cfg.qstar_lr, check_every=cfg.qstar_check_every,
+                              eval_samples=cfg.k_eval, seed=seed + 1)
+            for f, r in fits.items()}
 
 
 def row_fits(model: VAE) -> list:
@@ -370,14 +403,32 @@ def model_hash(model: torch.nn.Module, part: str = None) -> str:
     return h.hexdigest()[:16]
 
 
+def logpx_candidates(ais_values: torch.Tensor, bounds_list) -> torch.Tensor:
+    """[estimators, points]: AIS and every IWAE (of q and of each q*) computed on this decoder,
+    each the log of an unbiased estimate of p(x)."""
+    return torch.stack([ais_values] + [b[k] for b in bounds_list for k in b
+                                       if k.startswith("iwae")])
+
+
 def logpx_from(ais_values: torch.Tensor, bounds_list) -> torch.Tensor:
-    """log p^ = max over AIS and every IWAE (of q and of each q*) computed on this decoder."""
-    candidates = [ais_values] + [b[k] for b in bounds_list for k in b if k.startswith("iwae")]
-    return torch.stack(candidates).max(0).values
+    """log p^ = max over AIS and every IWAE (of q and of each q*): the paper's rule."""
+    return logpx_candidates(ais_values, list(bounds_list)).max(0).values
 
 
-def add_gaps(bounds: dict, logpx: torch.Tensor, ais_values: torch.Tensor) -> dict:
+def pooled_logpx_from(ais_values: torch.Tensor, bounds_list) -> torch.Tensor:
+    """The same candidates pooled with no selection: log of the equally weighted average of
+    their p(x) estimates (weights fixed in advance). The average is unbiased for p(x), so its
+    log is a stochastic lower bound, and mean(max rule - pooled) bounds the max rule's upward
+    selection bias from above: E[max] - log p(x) <= E[max - pooled]. It lies in [0, log n]."""
+    c = logpx_candidates(ais_values, list(bounds_list)).double()
+    return (torch.logsumexp(c, 0) - math.log(c.shape[0])).float()
+
+
+def add_gaps(bounds: dict, logpx: torch.Tensor, ais_values: torch.Tensor,
+             pooled: torch.Tensor = None) -> dict:
     out = dict(bounds, ais=ais_values, logpx=logpx)
+    if pooled is not None:
+        out["logpx_pooled"] = pooled
     out["ais_sets_logpx"] = (ais_values >= logpx).float()
     out["approx_gap"] = logpx - bounds["L_qstar"]
     out["amort_gap"] = bounds["L_qstar"] - bounds["L_q"]
@@ -413,6 +464,8 @@ def certificates(per_point: dict, bdmc: dict) -> dict:
     """The evidence that a row's numbers converged, and whether it is within CERTIFICATE_TARGETS."""
     cert = {"ais_sets_logpx": per_point["ais_sets_logpx"].mean().item(),
             "ais_below_logpx": (per_point["logpx"] - per_point["ais"]).mean().item(),
+            **({"max_rule_excess": (per_point["logpx"] - per_point["logpx_pooled"]).mean().item()}
+               if "logpx_pooled" in per_point else {}),
             "qstar_capped": per_point["qstar_capped"].mean().item(),
             "qstar_steps": per_point["qstar_steps"].mean().item(),
             "qstar_probe": per_point["qstar_probe"][0].item(),

@@ -33,6 +33,7 @@ class LocalOptResult:
     steps: torch.Tensor     # optimisation steps taken per point, [n_points]
     params: dict            # final per-point parameters (flat dict of [n_points, ...] tensors)
     capped: torch.Tensor = None  # True where the step cap, not the stopping rule, ended the fit
+    state: "FitState" = None     # where each point's fit stopped (continue_local)
 
 
 def flatten(mu, logvar, layers) -> dict:
@@ -124,74 +125,132 @@ def adam_step(params, grads, m, v, t: int, lr: float, beta1=0.9, beta2=0.999, ep
 _FUSED_ADAM = {}  # device type -> False once the fused kernel failed there
 
 
+def flow_sampler(params: dict):
+    """sample_and_log_prob(params, n, generator) of the ffg / flow local family whose flat
+    parameters look like `params` (the number of coupling layers is read off their names)."""
+    update_second = [True, False] * (sum(1 for k in params if k.endswith(".w_in")) // 2)
+
+    def sample(p, n, generator):
+        return sample_base_and_flow(*unflatten(p, update_second), n, generator)
+    return sample
+
+
+@dataclass
+class FitState:
+    """Where a batched q* fit stopped, per point: enough to let it run on (`continue_local`)."""
+    m: dict                 # Adam's first moments, per parameter [n_points, ...]
+    v: dict                 # Adam's second moments
+    best: torch.Tensor      # best window mean of the loss, [n_points]
+    bad_checks: torch.Tensor  # checks since that best, [n_points]
+    t: int                  # Adam's step counter when the fit stopped
+
+
 def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "ffg",
                    n_samples: int = 50, lr: float = 1e-3, check_every: int = 100,
                    patience: int = 10, max_steps: int = 100_000, eval_samples: int = 5000,
                    init: dict = None, flow_steps: int = 2, flow_hidden: int = 50, seed=None,
-                   eval_chunk: int = 0, verbose: bool = False, device=None) -> LocalOptResult:
-    if family not in FAMILIES:
+                   eval_chunk: int = 0, verbose: bool = False, device=None,
+                   sampler=None) -> LocalOptResult:
+    """q* of every point at once (the module docstring's algorithm). sampler(params, n,
+    generator) -> (z [n, B, D], log q [n, B]) of the local family (default: ffg / flow on the
+    flat parameters, `flow_sampler`)."""
+    if family not in FAMILIES and sampler is None:
         raise ValueError(f"unknown local family {family!r}; allowed: {', '.join(FAMILIES)}")
     if device is None:
-        device = init["mu"].device if init else _probe_device(log_likelihood, n_points, z_dim)
+        device = next(iter(init.values())).device if init else \
+            _probe_device(log_likelihood, n_points, z_dim)
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed if seed is not None else torch.seed() % 2 ** 31)
     torch_gen = torch.Generator(device=device)
     torch_gen.manual_seed(int(torch.randint(0, 2 ** 31, (1,), generator=generator)))
     params = initial_params(n_points, z_dim, family, init, flow_steps, flow_hidden, generator,
                             device)
-    update_second = [True, False] * (sum(1 for k in params if k.endswith(".w_in")) // 2)
-    names = list(params)
+    state = FitState(m={k: torch.zeros_like(v) for k, v in params.items()},
+                     v={k: torch.zeros_like(v) for k, v in params.items()},
+                     best=torch.full((n_points,), math.inf, device=device),
+                     bad_checks=torch.zeros(n_points, dtype=torch.long, device=device), t=0)
     steps = torch.zeros(n_points, dtype=torch.long, device=device)
-    best = torch.full((n_points,), math.inf, device=device)
-    bad_checks = torch.zeros(n_points, dtype=torch.long, device=device)
-    # Adam state, per point; frozen points are removed from the working batch
-    m = {k: torch.zeros_like(v) for k, v in params.items()}
-    v2 = {k: torch.zeros_like(v) for k, v in params.items()}
     active = torch.arange(n_points, device=device)
-    t = 0
-    while len(active) and t < max_steps:
+    return _fit(log_likelihood, params, state, steps, active, sampler or flow_sampler(params),
+                n_samples=n_samples, lr=lr, check_every=check_every, patience=patience,
+                max_steps=max_steps, eval_samples=eval_samples, eval_chunk=eval_chunk,
+                torch_gen=torch_gen, verbose=verbose, label=family)
+
+
+def continue_local(log_likelihood, fit: LocalOptResult, idx: torch.Tensor, *, patience: int,
+                   max_steps: int, n_samples: int, lr: float, check_every: int,
+                   eval_samples: int, seed: int, sampler=None, verbose: bool = False,
+                   label: str = "") -> LocalOptResult:
+    """The fit of points idx allowed to run on from where it stopped (its parameters, Adam
+    state, best window and checks since it), under a longer rule: patience and max_steps (the
+    step cap counts the steps already taken). The same fit run twice as long, at the cost of
+    the extra steps only: the convergence probe. log_likelihood is that of the points idx."""
+    if fit.state is None:
+        raise ValueError("this fit kept no state to continue from")
+    s, device = fit.state, fit.elbo.device
+    pick = lambda d: {k: v[idx].clone() for k, v in d.items()}  # noqa: E731
+    params = pick(fit.params)
+    state = FitState(m=pick(s.m), v=pick(s.v), best=s.best[idx].clone(),
+                     bad_checks=s.bad_checks[idx].clone(), t=s.t)
+    steps = fit.steps[idx].clone()
+    active = torch.nonzero((state.bad_checks <= patience) & (steps < max_steps)).flatten()
+    torch_gen = torch.Generator(device=device).manual_seed(seed)
+    return _fit(log_likelihood, params, state, steps, active, sampler or flow_sampler(params),
+                n_samples=n_samples, lr=lr, check_every=check_every, patience=patience,
+                max_steps=max_steps, eval_samples=eval_samples, eval_chunk=0,
+                torch_gen=torch_gen, verbose=verbose, label=label)
+
+
+def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_samples, lr,
+         check_every, patience, max_steps, eval_samples, eval_chunk, torch_gen, verbose,
+         label) -> LocalOptResult:
+    """The optimisation loop: Adam on the active points, a check every `check_every` steps that
+    drops the points whose loss window has not improved for more than `patience` checks or that
+    reached max_steps (each point's own step count); then the final L[q*] and IWAE."""
+    n_points = steps.shape[0]
+    names = list(params)
+    m, v2, best, bad_checks, t = state.m, state.v, state.best, state.bad_checks, state.t
+    while len(active):
         work = {k: params[k][active].requires_grad_(True) for k in names}
         mw = {k: m[k][active] for k in names}
         vw = {k: v2[k][active] for k in names}
         ll_fn = _Subset(log_likelihood, n_points, active)
-        window = torch.zeros(len(active), device=device)
-        for _ in range(check_every):
+        window = torch.zeros(len(active), device=steps.device)
+        n_inner = max(1, min(check_every, max_steps - int(steps[active].min())))
+        for _ in range(n_inner):
             t += 1
-            mu, logvar, layers = unflatten(work, update_second)
-            z, log_q = sample_base_and_flow(mu, logvar, layers, n_samples, torch_gen)
+            z, log_q = sample(work, n_samples, torch_gen)
             loss_per_point = -(ll_fn(z) + log_standard_normal(z) - log_q).mean(0)
             grads = torch.autograd.grad(loss_per_point.sum(), [work[k] for k in names])
             with torch.no_grad():
                 window += loss_per_point.detach()
                 adam_step([work[k] for k in names], list(grads), [mw[k] for k in names],
                           [vw[k] for k in names], t, lr)
-            if t >= max_steps:
-                break
         with torch.no_grad():
             for k in names:
                 params[k][active] = work[k].detach()
                 m[k][active], v2[k][active] = mw[k], vw[k]
-            steps[active] = t
-            mean_loss = window / check_every
+            steps[active] += n_inner
+            mean_loss = window / n_inner
             improved = mean_loss < best[active]
             best[active] = torch.where(improved, mean_loss, best[active])
             bad_checks[active] = torch.where(improved, torch.zeros_like(bad_checks[active]),
                                              bad_checks[active] + 1)
-            active = active[bad_checks[active] <= patience]
+            keep = (bad_checks[active] <= patience) & (steps[active] < max_steps)
+            active = active[keep]
         if verbose:
-            print(f"[q* {family}] step {t}: {n_points - len(active)}/{n_points} converged, "
+            print(f"[q* {label}] step {t}: {n_points - len(active)}/{n_points} converged, "
                   f"mean loss {best.mean().item():.3f}", flush=True)
-    capped = torch.zeros(n_points, dtype=torch.bool, device=device)
-    capped[active] = True                       # still improving when the cap stopped them
+    # still improving when the cap stopped them: a point stopped by its step cap whose checks
+    # were within the patience
+    capped = (bad_checks <= patience) & (steps >= max_steps)
     params = {k: v.detach() for k, v in params.items()}
-    mu, logvar, layers = unflatten(params, update_second)
     eval_chunk = eval_chunk or max(1, 2 ** 23 // max(1, n_points * 784))
     with torch.no_grad():
-        elbo, iwae = proposal_bounds(
-            log_likelihood, lambda n: sample_base_and_flow(mu, logvar, layers, n, torch_gen),
-            eval_samples, eval_chunk)
+        elbo, iwae = proposal_bounds(log_likelihood, lambda n: sample(params, n, torch_gen),
+                                     eval_samples, eval_chunk)
     return LocalOptResult(elbo=elbo.float(), iwae=iwae.float(), steps=steps, params=params,
-                          capped=capped)
+                          capped=capped, state=FitState(m, v2, best, bad_checks, t))
 
 
 def density(mu, logvar, layers):

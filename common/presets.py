@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 from .config import ConfigError
 from .data import DATASETS
-from .gaps import AIS_PROPOSALS, EvalConfig
+from .gaps import AIS_PROPOSALS, PROBE_MODES, EvalConfig
 from .posteriors import FAMILIES
 from .train import TrainConfig
 from .vae import ModelConfig, model_config
@@ -88,6 +88,9 @@ class RunConfig(EvalConfig):
         if self.warmup_fraction > 1:
             raise ConfigError(f"--warmup-fraction={self.warmup_fraction} is not allowed; use a "
                               f"share of the epochs in [0, 1]")
+        if self.qstar_probe_mode not in PROBE_MODES:
+            raise ConfigError(f"--qstar-probe-mode={self.qstar_probe_mode} is not allowed; use "
+                              f"one of: {', '.join(PROBE_MODES)}")
         if self.ais_proposal not in AIS_PROPOSALS:
             raise ConfigError(f"--ais-proposal={self.ais_proposal} is not allowed; use one of: "
                               f"{', '.join(AIS_PROPOSALS)}")

@@ -58,7 +58,8 @@ def test_exp53_fits_qstar_and_runs_ais_once_per_decoder_not_per_encoder():
     bdmc = 2 * c.bdmc_points * ais_chain_moves(c) * c.ais_leapfrog
     assert out["exp53"]["evaluate"] == pytest.approx(len(c.eval_splits) * per_split + bdmc)
     q = predict(units(train=0.0, qstar=1.0), "paper", qstar_steps=10)["exp53"]["evaluate"]
-    fits = c.n_points * c.qstar_samples * 10 + 2 * c.qstar_probe_points * c.qstar_samples * 10
+    fits = c.n_points * c.qstar_samples * 10 + c.qstar_probe_points * c.qstar_samples * \
+        c.qstar_patience * c.qstar_check_every     # the probe continues each fit
     bdmc_fit = c.bdmc_points * c.qstar_samples * 10 if c.ais_proposal == "qstar" else 0
     assert q == pytest.approx(len(c.eval_splits) * 2 * fits + bdmc_fit)   # ffg and flow, once
 

@@ -375,3 +375,26 @@ def test_a_proposal_without_a_scale_attribute_is_accepted():
     r = bdmc(LL4, Z4, n_chains=8, n_steps=100, n_leapfrog=5, proposal=Bare(q0), seed=0,
              init_step=0.1)
     assert torch.isfinite(r.lower).all() and torch.isfinite(r.upper).all()
+
+
+def test_a_continued_fit_runs_on_from_where_it_stopped():
+    """continue_local (the convergence probe) resumes each point's fit with its parameters,
+    Adam state and stopping counters: under the same rule nothing moves; under a longer one the
+    capped fits go on and approach the analytic best ELBO."""
+    from common.local_opt import continue_local
+    rule = dict(n_samples=50, lr=1e-2, check_every=50, eval_samples=4000)
+    short = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", patience=4, max_steps=100,
+                           seed=0, **rule)
+    assert short.capped.all() and (short.steps == 100).all()
+    idx = torch.arange(X.shape[0])
+    same = continue_local(LL, short, idx, patience=4, max_steps=100, seed=1, **rule)
+    assert torch.equal(same.steps, short.steps)
+    assert all(torch.equal(same.params[k], short.params[k]) for k in short.params)
+    longer = continue_local(LL, short, idx, patience=8, max_steps=100_000, seed=1, **rule)
+    assert (longer.steps > short.steps).all() and not longer.capped.any()
+    best = LOG_PX - MODEL.ffg_gap()
+    assert (longer.elbo - best).abs().mean() < 0.03 < (short.elbo - best).abs().mean()
+    # a subset continues on its own points (the probe's first n)
+    sub = continue_local(MODEL.likelihood(X[:5]), short, idx[:5], patience=8,
+                         max_steps=100_000, seed=1, **rule)
+    assert sub.elbo.shape == (5,) and (sub.elbo - best[:5]).abs().mean() < 0.05

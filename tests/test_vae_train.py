@@ -286,8 +286,9 @@ def test_shared_qstar_fits_each_family_once_for_all_encoders_of_one_decoder(monk
     monkeypatch.setattr(gaps, "local_bounds", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     fit = gaps.SharedQstar(models, cfg)
     bounds = {f: gaps.encoder_bounds(m, x, cfg, 0, fit=fit)[0] for f, m in models.items()}
-    # one ffg and one flow fit for the points, and the same again (twice the budget) for the probe
-    assert sorted(calls) == ["ffg", "ffg", "flow", "flow"]
+    # one ffg and one flow fit for the points; the probe continues them (no new fit), once
+    assert sorted(calls) == ["ffg", "flow"]
+    assert len([k for k in fit.fits if k[0] == "longer"]) == 1
     assert torch.equal(bounds["flow"]["L_qstar_ffg"], bounds["cflow"]["L_qstar_ffg"])
     assert torch.equal(bounds["flow"]["qstar_probe"], bounds["cflow"]["qstar_probe"])
     for f in ("flow", "cflow"):   # the own-family q*: the shared fit, floored by this q
@@ -296,7 +297,7 @@ def test_shared_qstar_fits_each_family_once_for_all_encoders_of_one_decoder(monk
             shared, torch.maximum(bounds[f]["L_q"], bounds[f]["L_qstar_ffg"])))
     calls.clear()   # without sharing: each model fits its own, ffg three times, flow twice
     [gaps.encoder_bounds(m, x, cfg, 0) for m in models.values()]
-    assert sorted(calls) == ["ffg"] * 6 + ["flow"] * 4
+    assert sorted(calls) == ["ffg"] * 3 + ["flow"] * 2
 
 
 def test_shared_qstar_starts_from_the_best_encoder_and_refuses_two_decoders():
@@ -317,7 +318,7 @@ def test_a_flow_models_ffg_fit_has_its_own_certificate(monkeypatch):
     import common.gaps as gaps
     from common.local_opt import LocalOptResult
     model, x = _one_decoder_models()["flow"], synthetic_binary(6)
-    cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4)
+    cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4, qstar_probe_mode="refit")
 
     def fake(elbo, capped):
         n = x.shape[0]
