@@ -57,7 +57,11 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all studies base exp51 exp52 exp52_variants exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench clean check
+.PHONY: help setup data test all studies base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench profile clean check
+
+# SHARED_BUILT=1 (set by `make all`): the shared units (base, exp55's runs) are built or built in
+# the study's own recipe, so no study waits on a prerequisite that another job is running
+BASE_PREREQ := $(if $(SHARED_BUILT),,base)
 
 help:  ## list targets and variables
 	@echo "Targets:"
@@ -94,13 +98,17 @@ test: setup  ## run the test suite (offline, synthetic data or tiny slices)
 base: check data  ## the standard MNIST ffg VAE of exp52 (base of exp53, exp54, exp_refit)
 	$(TIME) exp52_train_base $(PY) -m exp52_testgap.train $(ARGS) --families ffg --datasets mnist$(if $(filter fashion,$(DATASET)),$(comma)fashion)
 
-exp52: check data $(if $(VARIANT_TAG),,base)  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
+exp52: check data $(if $(VARIANT_TAG),,$(BASE_PREREQ))  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
 	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(ARGS) --variant $(VARIANT)
 	$(TIME) exp52_evaluate$(VARIANT_TAG) $(PY) -m exp52_testgap.evaluate $(ARGS) --variant $(VARIANT)
 	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(ARGS) --variant $(VARIANT)
 
-exp52_variants: check data  ## Table 3: exp52 with a 500-500 encoder, and without entropy annealing
+exp52_variants: exp52_large_encoder exp52_no_annealing  ## Table 3: exp52 with a 500-500 encoder, and without entropy annealing
+
+exp52_large_encoder: check data  ## Table 3 left: exp52 with a 500-500 encoder (ffg, flow)
 	$(MAKE) --no-print-directory exp52 VARIANT=large_encoder
+
+exp52_no_annealing: check data  ## Table 3 right: exp52 without entropy annealing (ffg, flow)
 	$(MAKE) --no-print-directory exp52 VARIANT=no_annealing
 
 exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (grid log p(x) checks AIS)
@@ -108,12 +116,12 @@ exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (gr
 	$(TIME) exp51_evaluate $(PY) -m exp51_posteriors.evaluate $(ARGS)
 	$(TIME) exp51_plot $(PY) -m exp51_posteriors.plot $(ARGS)
 
-exp53: check data base  ## frozen decoder, small encoders per family (hidden 100 and linear)
+exp53: check data $(BASE_PREREQ)  ## frozen decoder, small encoders per family (hidden 100 and linear)
 	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(ARGS) $(DATASET_ARG)
 	$(TIME) exp53_evaluate $(PY) -m exp53_frozen_decoder.evaluate $(ARGS) $(DATASET_ARG)
 	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(ARGS) $(DATASET_ARG)
 
-exp54: check data base  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden layers
+exp54: check data $(BASE_PREREQ)  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden layers
 	$(TIME) exp54_train $(PY) -m exp54_decoder_size.train $(ARGS)
 	$(TIME) exp54_evaluate $(PY) -m exp54_decoder_size.evaluate $(ARGS)
 	$(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(ARGS)
@@ -121,30 +129,36 @@ exp54: check data base  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden 
 exp55_runs: check data  ## train the five models of exp55 (used by exp55 and exp_gradients)
 	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(ARGS) $(DATASET_ARG)
 
-exp55: check data exp55_runs  ## gaps over training on train and validation, five models
+exp55: check data $(if $(SHARED_BUILT),,exp55_runs)  ## gaps over training on train and validation, five models
+	$(if $(SHARED_BUILT),$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(ARGS) $(DATASET_ARG))
 	$(TIME) exp55_evaluate $(PY) -m exp55_dynamics.evaluate $(ARGS) $(DATASET_ARG)
 	$(TIME) exp55_plot $(PY) -m exp55_dynamics.plot $(ARGS) $(DATASET_ARG)
 
-exp_gradients: check data exp55_runs  ## encoder/decoder gradient norms of the exp55 runs
+exp_gradients: check data $(if $(SHARED_BUILT),,exp55_runs)  ## encoder/decoder gradient norms of the exp55 runs
 	$(TIME) gradients_evaluate $(PY) -m exp_gradients.evaluate $(ARGS) $(DATASET_ARG)
 	$(TIME) gradients_plot $(PY) -m exp_gradients.plot $(ARGS) $(DATASET_ARG)
 
-exp_refit: check data base  ## refit the encoder on images with NOISE flipped pixels
+exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE flipped pixels
 	$(TIME) refit_train $(PY) -m exp_refit.train $(ARGS) --noise $(NOISE)
 	$(TIME) refit_evaluate $(PY) -m exp_refit.evaluate $(ARGS) --noise $(NOISE)
 	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
 
-# longest first (quick, 2-core CPU, one thread each: exp52 ~80 min, exp55 ~73, the variants ~58,
-# the rest under 25 each). make -j does not keep this order: a study whose prerequisite (base,
-# exp55_runs) is still running loses its turn to studies queued meanwhile (measured: exp52 and
-# exp55's evaluations started last in `make all JOBS=2`; README "Measured times")
-STUDIES := exp52 exp55 exp52_variants exp53 exp54 exp_refit exp51 exp_gradients
-all: setup  ## every experiment, then the report (make -j N all: N at once); timed as make_all
-	$(TIME) make_all $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) studies
+# `make all` in three phases, so that make -j never leaves a core idle behind a prerequisite (a
+# study waiting on base or exp55_runs lost its turn to studies queued meanwhile: exp52 and exp55
+# started last in the timed run of 2026-11-30 and a core idled its last 17 min):
+#   1. the shared unit `base` (the MNIST ffg VAE of exp52, exp53, exp54, exp_refit; ~2 min);
+#   2. the studies, longest first (make -j takes goals in this order as slots free up), each
+#      training its own models in its recipe (SHARED_BUILT=1; exp55 its five runs);
+#   3. what reads the others' results: exp_gradients (exp55's runs), exp52_compare (seconds).
+STUDIES := exp52 exp55 exp52_large_encoder exp52_no_annealing exp_refit exp53 exp54 exp51
+all: setup  ## every experiment, then the report (JOBS=N: N at once); timed as make_all
+	$(TIME) make_all $(MAKE) --no-print-directory studies
 	$(MAKE) --no-print-directory report
 
-studies: check data $(STUDIES)  ## every experiment and the variants' comparison, no report
-	$(MAKE) --no-print-directory exp52_compare
+studies: check data  ## every experiment and the variants' comparison, no report
+	$(MAKE) --no-print-directory base
+	$(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) SHARED_BUILT=1 $(STUDIES)
+	$(MAKE) --no-print-directory SHARED_BUILT=1 exp_gradients exp52_compare
 
 exp52_compare: setup  ## Table 3: each variant against the standard exp52 models (seconds; after both)
 	$(PY) -m exp52_testgap.plot $(ARGS) --variant large_encoder
@@ -158,6 +172,9 @@ snapshot: report  ## copy the report, tables and figures to docs/results (commit
 
 bench: check data  ## speed benchmarks, ratios side by side -> results/bench/bench.json
 	$(PY) -m common.bench $(ARGS)
+
+profile: check data  ## where one flow model's evaluation spends its time, unit by unit, before/after
+	$(PY) -m common.profile $(ARGS)
 
 clean:  ## delete results (never data, never .venv)
 	rm -rf $(RESULTS_DIR)

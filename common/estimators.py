@@ -20,6 +20,7 @@ import torch
 
 from .posteriors import log_standard_normal
 from .proposals import StandardNormal, log_prob_and_grad
+from .timing import count
 
 
 def logmeanexp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -195,6 +196,7 @@ def warmup_step(path: AnnealingPath, beta: float, z: torch.Tensor, *, init_step:
     draws of f_beta, independent of the chains that will carry weights), adapting each chain's
     step at WARMUP_RATE; the median over a point's chains."""
     s = path.state(z)
+    count(grad_rows=z.shape[0] * z.shape[1] * n_warmup * n_leapfrog)
     step = torch.full((*z.shape[:2], 1), init_step, device=z.device, dtype=z.dtype)
     for _ in range(n_warmup):
         s, accept_prob = hmc_move(path, s, beta, step, n_leapfrog, generator, scale)
@@ -210,6 +212,7 @@ def pilot_schedule(path: AnnealingPath, betas: torch.Tensor, z: torch.Tensor, *,
     its last move's acceptance probability; entry t is the median over a point's pilot chains
     of the step used for the move at betas[t + 1]."""
     s = path.state(z)
+    count(grad_rows=z.shape[0] * z.shape[1] * (len(betas) - 1) * n_leapfrog)
     step = torch.full((*z.shape[:2], 1), init_step, device=z.device, dtype=z.dtype)
     out = torch.empty(len(betas) - 1, 1, z.shape[1], 1, device=z.device, dtype=z.dtype)
     for t in range(1, len(betas)):
@@ -233,6 +236,7 @@ def ais_run(path: AnnealingPath, betas: torch.Tensor, z0: torch.Tensor, *, n_lea
     evaluations.
     """
     C, B, D = z0.shape
+    count(grad_rows=C * B * (len(betas) - 1) * n_leapfrog)
     s = path.state(z0.clone())
     log_w = torch.zeros(C, B, dtype=torch.float64, device=z0.device)
     step = torch.as_tensor(step, device=z0.device, dtype=z0.dtype)

@@ -296,7 +296,9 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
     t0 = time.time()
     ais_values, ais_stats = ais_logpx(decoder_model, x, cfg, seed, qstar_params, verbose=True)
     print(f"[eval] AIS {ais_values.mean():.2f} ({time.time() - t0:.0f}s)", flush=True)
-    bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent / "bdmc.json") \
+    # one BDMC per decoder: named by its content, so checkpoints of one run never share a file
+    bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent /
+                        f"bdmc_{model_hash(decoder_model, 'decoder')[:10]}.json") \
         if with_bdmc else {}
     logpx = logpx_from(ais_values, bounds.values())
     pooled = pooled_logpx_from(ais_values, bounds.values())
@@ -309,7 +311,8 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
         summary.update({"ais": ais_values.mean().item(),
                         "iwae_q": per_point["iwae_q"].mean().item(),
                         "iwae_qstar": per_point[f"iwae_qstar_{own_family(models[name])}"].mean().item(),
-                        "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item(),
+                        "L_qstar_ffg": per_point["L_qstar_ffg"].mean().item()
+                        if "L_qstar_ffg" in per_point else float("nan"),
                         **ais_stats, **certificates(per_point, bdmc), **computed})
         if summary["failures"]:
             print(f"[eval] WARNING {name}: {summary['failures']}", flush=True)

@@ -38,6 +38,7 @@ from .config import temp_path
 from .estimators import ais, bdmc
 from .local_opt import (as_density, continue_local, density, flatten, gaussian_as_flow,
                         optimize_local)
+from .timing import count, unit
 from .vae import VAE, BatchLikelihood
 
 EVAL_VERSION = 5  # bump when what an evaluation computes changes: cached evaluations are redone
@@ -72,10 +73,14 @@ class EvalConfig:
     k_eval: int = 1000              # samples for L[q], IWAE of q and L[q*] (paper: 5000)
     qstar_samples: int = 10         # samples per q* step (paper: 50)
     qstar_lr: float = 1e-3          # Adam lr of q* (paper: 1e-3)
+    qstar_lr_decay: float = 1.0     # < 1: a point's lr x this at every check without a new best
     qstar_check_every: int = 100    # stopping rule: compare mean loss every ... steps (paper: 100)
     qstar_patience: int = 10        # ... and stop after more than this many checks without gain
     qstar_max_steps: int = 5000     # step cap (paper: none)
     qstar_warm_start: bool = True   # start q* at the encoder's output (paper: at the prior)
+    qstar_ffg_fit: bool = True      # flow models: fit the ffg q* too (a start and a floor of the
+                                    # flow q*, and Table 3's L[q*_FFG]); off where no table or
+                                    # claim uses it (exp55)
     ais_chains: int = 8             # paper: 100
     ais_steps: int = 200            # intermediate distributions (paper: 5000-10000)
     ais_leapfrog: int = 5           # paper: 10
@@ -130,7 +135,9 @@ def encoder_starts(model: VAE, x: torch.Tensor, family: str) -> list:
 
 def amortised_bounds(model: VAE, x: torch.Tensor, k: int):
     """(L[q], IWAE of q) per point over the same k samples."""
-    return tuple(v.float() for v in model.bounds(x, k))
+    with unit("L[q] and IWAE of q over k"):
+        count(fwd_rows=x.shape[0] * k)
+        return tuple(v.float() for v in model.bounds(x, k))
 
 
 def local_bounds(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed: int,
@@ -144,14 +151,15 @@ def local_bounds(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed
         init = starts[0] if len(starts) == 1 else best_start(model, x, starts, seed)
     for p in model.decoder.parameters():
         p.requires_grad_(False)
-    return optimize_local(BatchLikelihood(model, x), x.shape[0], model.z_dim, family=family,
-                          n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
-                          check_every=cfg.qstar_check_every,
-                          patience=cfg.qstar_patience * budget,
-                          max_steps=cfg.qstar_max_steps * budget, eval_samples=cfg.k_eval,
-                          init=init, flow_steps=model.config.flow_steps,
-                          flow_hidden=model.config.flow_hidden, seed=seed, verbose=verbose,
-                          device=x.device)
+    with unit(f"q* {family} fit"):
+        return optimize_local(BatchLikelihood(model, x), x.shape[0], model.z_dim, family=family,
+                              n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
+                              check_every=cfg.qstar_check_every,
+                              patience=cfg.qstar_patience * budget,
+                              max_steps=cfg.qstar_max_steps * budget, eval_samples=cfg.k_eval,
+                              init=init, flow_steps=model.config.flow_steps,
+                              flow_hidden=model.config.flow_hidden, seed=seed,
+                              verbose=verbose, device=x.device, lr_decay=cfg.qstar_lr_decay)
 
 
 START_SAMPLES = 100  # samples that score the candidate starts of a q*
@@ -160,9 +168,11 @@ START_SAMPLES = 100  # samples that score the candidate starts of a q*
 def start_score(model: VAE, x: torch.Tensor, params: dict, seed: int) -> torch.Tensor:
     """ELBO per point of a per-point q (flat parameters), over START_SAMPLES samples."""
     q = as_density(params)
-    z = q.sample(START_SAMPLES, torch.Generator(device=x.device).manual_seed(seed))
-    with torch.no_grad():
-        return (model.log_joint(x, z) - q.log_prob(z)).mean(0)
+    with unit("start scores"):
+        count(fwd_rows=x.shape[0] * START_SAMPLES)
+        z = q.sample(START_SAMPLES, torch.Generator(device=x.device).manual_seed(seed))
+        with torch.no_grad():
+            return (model.log_joint(x, z) - q.log_prob(z)).mean(0)
 
 
 def best_start(model: VAE, x: torch.Tensor, starts: list, seed: int) -> dict:
@@ -178,14 +188,18 @@ def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: i
     """{family: LocalOptResult} for ffg and, for flow models, the flow family. The flow q*
     starts, per point, from the better of the ffg q* (the same Gaussian written as a flow) and
     the amortised flow q: a flow-trained decoder's posterior is far from Gaussian (MNIST quick:
-    L[q*_ffg] -115 against L[q] -98), so the ffg start alone left the fit 20 nats to climb."""
-    out = {"ffg": local_bounds(model, x, "ffg", cfg, seed, budget=budget)}
+    L[q*_ffg] -115 against L[q] -98), so the ffg start alone left the fit 20 nats to climb.
+    Without cfg.qstar_ffg_fit a flow model's ffg q* is not fitted (nor used as a start)."""
+    out = {}
+    if "ffg" in row_fits(model, cfg):
+        out["ffg"] = local_bounds(model, x, "ffg", cfg, seed, budget=budget)
     if own_family(model) == "flow":
-        starts = [ffg_as_flow(model, out["ffg"], seed)]
+        starts = [ffg_as_flow(model, out["ffg"], seed)] if "ffg" in out else []
         if cfg.qstar_warm_start:
             starts.append(encoder_init(model, x, "flow"))
-        out["flow"] = local_bounds(model, x, "flow", cfg, seed,
-                                   init=best_start(model, x, starts, seed), budget=budget)
+        init = best_start(model, x, starts, seed) if len(starts) > 1 else \
+            (starts[0] if starts else None)
+        out["flow"] = local_bounds(model, x, "flow", cfg, seed, init=init, budget=budget)
     return out
 
 
@@ -254,10 +268,12 @@ def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, 
     repeats the whole fit (fit_qstar, or the given SharedQstar) with the doubled budget."""
     n = min(cfg.qstar_probe_points, x.shape[0])
     if n == 0:
-        return {f: float("nan") for f in row_fits(model)}
-    longer = fit.longer(model, x[:n], fits, seed) if fit else \
-        longer_fits(model, x[:n], fits, cfg, seed)
-    return {f: (longer[f].elbo.mean() - fits[f].elbo[:n].mean()).item() for f in row_fits(model)}
+        return {f: float("nan") for f in row_fits(model, cfg)}
+    with unit("probe"):
+        longer = fit.longer(model, x[:n], fits, seed) if fit else \
+            longer_fits(model, x[:n], fits, cfg, seed)
+    return {f: (longer[f].elbo.mean() - fits[f].elbo[:n].mean()).item()
+            for f in row_fits(model, cfg)}
 
 
 def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
@@ -270,13 +286,17 @@ def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: 
     return {f: continue_local(BatchLikelihood(model, x), r, idx, patience=2 * cfg.qstar_patience,
                               max_steps=2 * cfg.qstar_max_steps, n_samples=cfg.qstar_samples,
                               lr=cfg.qstar_lr, check_every=cfg.qstar_check_every,
-                              eval_samples=cfg.k_eval, seed=seed + 1)
+                              eval_samples=cfg.k_eval, seed=seed + 1,
+                              lr_decay=cfg.qstar_lr_decay)
             for f, r in fits.items()}
 
 
-def row_fits(model: VAE) -> list:
-    """The q* fits a model's row uses: ffg, and the flow family for flow models."""
-    return ["ffg"] + (["flow"] if own_family(model) == "flow" else [])
+def row_fits(model: VAE, cfg: EvalConfig = None) -> list:
+    """The q* fits a model's row uses: ffg (for flow models unless cfg.qstar_ffg_fit is off),
+    and the flow family for flow models."""
+    if own_family(model) == "ffg":
+        return ["ffg"]
+    return (["ffg"] if cfg is None or cfg.qstar_ffg_fit else []) + ["flow"]
 
 
 def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
@@ -287,7 +307,7 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
     quick, AIS from it gave -94.02 against -93.14 from the flow q*, and a BDMC gap of 2.8 nats.)
     fit: a SharedQstar of the decoder, in place of this model's own q* fits."""
     out, params = {}, []
-    families = row_fits(model)
+    families = row_fits(model, cfg)
     for start in range(0, x.shape[0], cfg.point_chunk):
         xc = x[start:start + cfg.point_chunk]
         torch.manual_seed(seed + start)
@@ -358,10 +378,11 @@ def ais_logpx(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, qstar_par
         xc = x[start:start + cfg.point_chunk]
         chunk_params = None if qstar_params is None else \
             {k: v[start:start + cfg.point_chunk] for k, v in qstar_params.items()}
-        estimate, s = ais(BatchLikelihood(model, xc), xc.shape[0], model.z_dim,
-                          proposal=ais_proposal(model, xc, cfg, chunk_params),
-                          seed=seed + start, verbose=verbose, device=x.device,
-                          return_stats=True, **ais_settings(cfg))
+        with unit("AIS"):
+            estimate, s = ais(BatchLikelihood(model, xc), xc.shape[0], model.z_dim,
+                              proposal=ais_proposal(model, xc, cfg, chunk_params),
+                              seed=seed + start, verbose=verbose, device=x.device,
+                              return_stats=True, **ais_settings(cfg))
         parts.append(estimate)
         stats.append(s)
     return torch.cat(parts).cpu(), {
@@ -382,11 +403,12 @@ def simulate(model: VAE, n: int, seed: int):
 def bdmc_bound(model: VAE, cfg: EvalConfig, seed: int) -> dict:
     """Forward and reverse AIS on data simulated from the decoder, along the same path as the
     AIS of log p^ (with q* fitted to the simulated points when that path starts at q*)."""
-    x, z = simulate(model, cfg.bdmc_points, seed)
-    params = fit_qstar(model, x, cfg, seed)[own_family(model)].params \
-        if cfg.ais_proposal == "qstar" else None
-    r = bdmc(BatchLikelihood(model, x), z, proposal=ais_proposal(model, x, cfg, params),
-             seed=seed, **ais_settings(cfg))
+    with unit("BDMC"):
+        x, z = simulate(model, cfg.bdmc_points, seed)
+        params = fit_qstar(model, x, cfg, seed)[own_family(model)].params \
+            if cfg.ais_proposal == "qstar" else None
+        r = bdmc(BatchLikelihood(model, x), z, proposal=ais_proposal(model, x, cfg, params),
+                 seed=seed, **ais_settings(cfg))
     return {"bdmc_lower": r.lower.mean().item(), "bdmc_upper": r.upper.mean().item(),
             "bdmc_gap": r.gap, "bdmc_path": cfg.ais_proposal,
             "bdmc_settings": f"{cfg.bdmc_points} simulated points, {cfg.ais_chains} chains x "

@@ -196,6 +196,8 @@ class Exp55Config(RunConfig):
     z_dim: int = 20                  # the paper's Fashion-MNIST dynamics used 20
     models: tuple = tuple(EXP55_MODELS)
     eval_epochs: tuple = ()          # checkpoints evaluated; () = log-spaced over training
+    qstar_ffg_fit: bool = False      # no flow model's ffg q*: the figure and the claim use each
+                                     # model's own-family L[q*] only
     n_eval_epochs: int = 5           # how many log-spaced checkpoints when eval_epochs is ()
 
     def checkpoint_epochs(self) -> tuple:

@@ -204,6 +204,20 @@ def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
     assert not (tmp_path / "r").exists()
 
 
+def test_make_all_builds_the_shared_unit_first_then_the_studies_longest_first(tmp_path):
+    """Issue 24: no study waits on a prerequisite another job runs (it would lose its turn and
+    leave a core idle): base alone first, then the studies in the Makefile's longest-first
+    order without shared prerequisites, then what reads their results."""
+    proc = make("all", (tmp_path / "d", tmp_path / "r"), "PRESET=smoke", "JOBS=2", "-n")
+    lines = proc.stdout.splitlines()
+    base = next(i for i, l in enumerate(lines) if "exp52_train_base" in l)
+    studies = next(i for i, l in enumerate(lines) if "-j 2 SHARED_BUILT=1 exp52 exp55" in l)
+    last = next(i for i, l in enumerate(lines) if "SHARED_BUILT=1 exp_gradients exp52_compare" in l)
+    assert base < studies < last
+    assert not any("exp52_train_base" in l for l in lines[studies:last])   # built once
+    assert [l for l in lines[studies:last] if "exp55_train" in l]      # exp55 trains in its recipe
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
 def test_cuda_requested_without_cuda_is_refused(tmp_path):
     proc = make("exp53", (tmp_path / "d", tmp_path / "r"), "DEVICE=cuda", check=False)

@@ -51,8 +51,14 @@ def test_a_changed_model_config_never_returns_a_cached_model_or_evaluation(resul
                    "model.z_dim=50", "not 10")
     one_line_error(script("exp52_testgap.train", results, "--z-dim", "10"), "model.z_dim")
     one_line_error(script("exp52_testgap.train", results, "--n-train", "500"), "n_train")
-    one_line_error(script("exp52_testgap.train", results, "--epochs", "3"), "schedule")
     assert snapshot(out) == before  # nothing written by any refusal
+    # another length is another run (a rung of the ladder): its own run folder, the others kept
+    proc = script("exp52_testgap.train", results, "--epochs", "3", "--families", "ffg",
+                  "--datasets", "mnist")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "runs" / "smoke-e3-seed0" / "mnist_ffg" / "last.pt").exists()
+    assert {p: b for p, b in snapshot(out).items() if "smoke-e3-seed0" not in str(p)} == before
+    assert (results[1] / "exp52_testgap_e3" / "train_provenance.json").exists()
 
 
 def test_print_config_shows_the_resolved_config_and_overrides_and_writes_nothing(results):
