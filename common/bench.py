@@ -32,7 +32,8 @@ from .estimators import ais
 from .experiment import base_run_dir, trained_epochs
 from .gaps import EvalConfig, local_bounds
 from .costmodel import predict
-from .local_opt import gaussian_as_flow, optimize_local, optimize_local_loop
+from .families import FAMILIES, GAUSSIAN, local_family, local_name
+from .local_opt import optimize_local, optimize_local_loop
 from .presets import EXP55_MODELS, PRESETS
 from .train import TrainConfig, load_model, train
 from .vae import VAE, BatchLikelihood, model_config
@@ -76,15 +77,15 @@ def bench_trainer(x_train, x_valid, device, repeats: int):
     """Bare loop and trainer alternate, `repeats` times each; the fastest of each is kept, so
     neither side pays for a cold start or a busy moment alone."""
     cfg = TrainConfig(epochs=1, warmup_epochs=0, n_valid_monitor=0)
-    bare_epoch(VAE(model_config(family="ffg")).to(device), x_train, cfg.batch_size, 0)  # warm-up
+    bare_epoch(VAE(model_config(family=GAUSSIAN)).to(device), x_train, cfg.batch_size, 0)  # warm-up
     t_bare, t_trainer = [], []
     for r in range(repeats):
-        t_bare.append(_timed(lambda: bare_epoch(VAE(model_config(family="ffg")).to(device),
+        t_bare.append(_timed(lambda: bare_epoch(VAE(model_config(family=GAUSSIAN)).to(device),
                                                 x_train, cfg.batch_size, r), device))
-        t_trainer.append(_timed(lambda: trainer_epoch("ffg", x_train, x_valid, cfg, r, device),
+        t_trainer.append(_timed(lambda: trainer_epoch(GAUSSIAN, x_train, x_valid, cfg, r, device),
                                 device))
     out = {"epoch_s_bare_ffg": min(t_bare), "epoch_s_ffg": min(t_trainer)}
-    for family in ("flow", "cflow"):
+    for family in (f for f in FAMILIES if f != GAUSSIAN):
         out[f"epoch_s_{family}"] = _timed(
             lambda: trainer_epoch(family, x_train, x_valid, cfg, 0, device), device)
     out["trainer_over_bare_ffg"] = out["epoch_s_ffg"] / out["epoch_s_bare_ffg"]
@@ -96,7 +97,7 @@ def trained_mnist_model(preset, seed, device):
     if trained_epochs(path.parent):
         return load_model(path, device), str(path)
     print("[bench] no trained MNIST ffg model found; training one for 2 epochs", flush=True)
-    model = VAE(model_config(family="ffg")).to(device)
+    model = VAE(model_config(family=GAUSSIAN)).to(device)
     with tempfile.TemporaryDirectory() as tmp:
         train(model, load_dataset("mnist", "train", device), load_dataset("mnist", "valid", device),
               TrainConfig(epochs=2, n_valid_monitor=0), tmp, seed)
@@ -105,13 +106,14 @@ def trained_mnist_model(preset, seed, device):
 
 def bench_qstar(model, x, loop_points, cfg: EvalConfig, seed):
     t0 = time.perf_counter()
-    batched = local_bounds(model, x, "ffg", cfg, seed)
+    batched = local_bounds(model, x, GAUSSIAN, cfg, seed)
     t_batched = time.perf_counter() - t0
     from .gaps import encoder_init
     sub = x[:loop_points]
-    init = encoder_init(model, sub, "ffg") if cfg.qstar_warm_start else None
+    init = encoder_init(model, sub, GAUSSIAN, seed) if cfg.qstar_warm_start else None
     t0 = time.perf_counter()
-    looped = optimize_local_loop(BatchLikelihood(model, sub), len(sub), model.z_dim, family="ffg",
+    looped = optimize_local_loop(BatchLikelihood(model, sub),
+                                 local_family(GAUSSIAN, model.z_dim, model.config), len(sub),
                                  n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
                                  check_every=cfg.qstar_check_every, patience=cfg.qstar_patience,
                                  max_steps=cfg.qstar_max_steps, eval_samples=cfg.k_eval,
@@ -253,14 +255,12 @@ def unit_ais_row(model, x, chains, steps, leapfrog, device):
 
 
 def unit_qstar_row(model, x, family, samples, steps, device):
+    """One q* step per (point, sample) row of a local family, from the family's prior start."""
     ll = BatchLikelihood(model, x)
-    init = None
-    if family == "flow":
-        zeros = torch.zeros(len(x), model.z_dim, device=device)
-        init = gaussian_as_flow(zeros, zeros, model.config.flow_steps, model.config.flow_hidden)
-    fit = lambda n: optimize_local(ll, len(x), model.z_dim, family=family, n_samples=samples,  # noqa: E731
+    local = local_family(family, model.z_dim, model.config)
+    fit = lambda n: optimize_local(ll, local, len(x), n_samples=samples,  # noqa: E731
                                    check_every=n, patience=10 ** 6, max_steps=n, eval_samples=1,
-                                   init=init, seed=0, device=device)
+                                   seed=0, device=device)
     fit(3)
     return _timed(lambda: fit(steps), device) / (len(x) * samples * steps)
 
@@ -269,7 +269,8 @@ def paper_rule_qstar_steps(model, x, device) -> float:
     """Mean steps of the ffg q* under the paper preset's rule (from the prior, lr 1e-3, S = 50,
     window 100, patience 10)."""
     c = PRESETS["exp52"]["paper"]
-    r = optimize_local(BatchLikelihood(model, x), len(x), model.z_dim, family="ffg",
+    r = optimize_local(BatchLikelihood(model, x), local_family(GAUSSIAN, model.z_dim, model.config),
+                       len(x),
                        n_samples=c.qstar_samples, lr=c.qstar_lr, check_every=c.qstar_check_every,
                        patience=c.qstar_patience, max_steps=c.qstar_max_steps, eval_samples=1,
                        seed=0, device=device)
@@ -285,7 +286,8 @@ def bench_cost_model(model, x_train, x_test, device, small: bool, stacked: dict)
              "ais_row": unit_ais_row(model, x, 100 if gpu else 10, 5 if gpu else 2,
                                      10 if gpu else 5, device),
              "qstar_row": {f: unit_qstar_row(model, x, f, 50 if gpu else 10, 20 if gpu else 5,
-                                             device) for f in ("ffg", "flow")}}
+                                             device)
+                           for f in dict.fromkeys(local_name(f) for f in FAMILIES)}}
     t = _timed(lambda: model.iwae(x[:100], 5000 if gpu else 500), device)
     units["iwae_row"] = t / (len(x[:100]) * (5000 if gpu else 500))
     # exp52 stacks one family over its data sets: the single step scaled by the ratio section 5

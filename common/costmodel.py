@@ -19,6 +19,7 @@ once per decoder.
 import dataclasses
 import math
 
+from .families import GAUSSIAN, qstar_fits
 from .presets import EXP52_VARIANTS, EXP55_MODELS, PRESETS
 
 TRAIN_SIZE = 50_000                 # training split of both data sets
@@ -66,7 +67,7 @@ def _ais_s(units, cfg, n_points: int) -> float:
 
 
 def _fits(family: str) -> list:
-    return ["ffg"] + (["flow"] if family != "ffg" else [])
+    return qstar_fits(family)
 
 
 def _eval_s(units, cfg, family: str, n_points: int, qstar_steps: float) -> float:
@@ -76,9 +77,9 @@ def _eval_s(units, cfg, family: str, n_points: int, qstar_steps: float) -> float
         + _qstar_s(units, cfg, _fits(family), n_points, qstar_steps) + _ais_s(units, cfg, n_points)
 
 
-def _bdmc_s(units, cfg, qstar_steps: float, family: str = "ffg") -> float:
+def _bdmc_s(units, cfg, qstar_steps: float, family: str = GAUSSIAN) -> float:
     n = cfg.bdmc_points
-    fits = ["ffg"] + (["flow"] if family != "ffg" else [])
+    fits = qstar_fits(family)
     fit = sum(n * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits) \
         if cfg.ais_proposal == "qstar" else 0.0
     return fit + 2 * _ais_s(units, cfg, n)
@@ -115,6 +116,7 @@ def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False)
                             for _ in v.datasets for f in v.families)}
     c = PRESETS["exp51"][preset]   # grids are seconds; q* (two ffg starts and a flow) dominate
     out["exp51"] = {"train": _train_s(units, "ffg/exp51", c.epochs, c.batch_size),
+                    # Figure 2 fits the FFG and the flow q* by design
                     "evaluate": _eval_s(units, c, "flow", c.n_candidates, qstar_steps)}
     c = PRESETS["exp53"][preset]   # the base decoder is exp52's; per split: L[q] of every
     shared = sorted({f for fam in c.families for f in _fits(fam)})   # encoder, q* of each
@@ -129,7 +131,7 @@ def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False)
     out["exp54"] = {
         "train": sum(_train_s(units, "ffg/standard", c.epochs, c.batch_size)
                      for n in c.decoder_layers if n != 2),
-        "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, "ffg", c.n_points, qstar_steps)
+        "evaluate": sum(len(c.eval_splits) * _eval_s(units, c, GAUSSIAN, c.n_points, qstar_steps)
                         + _bdmc_s(units, c, qstar_steps) for _ in c.decoder_layers)}
     c = PRESETS["exp55"][preset]
     checkpoints = len(c.checkpoint_epochs())
@@ -146,7 +148,7 @@ def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False)
         "train": len(c.noise) * _train_s(units, "ffg/standard", c.refit_epochs, c.refit_batch,
                                          REFIT_SIZE),
         "evaluate": len(c.noise) * (curve_rows * units["iwae_row"]
-                                    + 2 * 2 * _eval_s(units, c, "ffg", c.qstar_points,
+                                    + 2 * 2 * _eval_s(units, c, GAUSSIAN, c.qstar_points,
                                                       qstar_steps))}
     for study in out.values():
         study["total"] = study["train"] + study["evaluate"]

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from .posteriors import log_standard_normal
+from .posteriors import log_standard_normal, log_weight
 from .proposals import StandardNormal, log_prob_and_grad
 from .timing import count
 
@@ -36,7 +36,7 @@ def proposal_bounds(log_likelihood, sample_and_log_prob, k: int, chunk: int):
     with torch.no_grad():
         for start in range(0, k, chunk):
             z, log_q = sample_and_log_prob(min(chunk, k - start))
-            log_w = (log_likelihood(z) + log_standard_normal(z) - log_q).double()
+            log_w = log_weight(log_likelihood(z), log_standard_normal(z), log_q).double()
             s, l = log_w.sum(0), torch.logsumexp(log_w, 0)
             elbo_sum = s if elbo_sum is None else elbo_sum + s
             lse = l if lse is None else torch.logaddexp(lse, l)

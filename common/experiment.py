@@ -18,6 +18,7 @@ import torch
 from .config import (ConfigError, CorruptFile, UserError, check_results_dir, fail, git_commit, parse_config, provenance,
                      results_dir, to_jsonable, write_json)
 from .data import load_dataset, load_intensities
+from .families import GAUSSIAN
 from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, bdmc_bound,
                    certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
                    write_per_point)
@@ -351,7 +352,7 @@ def base_ffg_model(preset: str, seed: int, dataset: str, device, epochs: int = 0
     run_dir = base_run_dir(preset, seed, dataset, epochs)
     x_train = train_split(dataset, cfg, device)
     x_valid = load_dataset(dataset, "valid", device)
-    return train_or_load(run_dir, cfg.model_config("ffg"), cfg.train_config(), x_train, x_valid,
+    return train_or_load(run_dir, cfg.model_config(GAUSSIAN), cfg.train_config(), x_train, x_valid,
                          seed, device, label=f"base {dataset}/ffg")
 
 

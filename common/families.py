@@ -6,12 +6,13 @@ for the batch's posterior:
 
     family = FAMILIES[name](z_dim, config)
     family.head_size            # outputs the encoder head gives per x, beyond mu and log sigma^2
-    module = family.build()     # its shared parameters (None for ffg)
+    module = family.build(features)   # its shared parameters (None for ffg)
     q = family.posterior(module, mu, logvar, extra, features)   # the batch's amortised q(z|x)
     z, log_q = q.rsample(n, generator=None, eps=None)     # [n, B, D], [n, B], reparameterised:
                                 # log_q is what the bound subtracts (for AF: log q(z, v|x) -
                                 # log r(v|x, z), with v handled inside)
     q.log_prob(z)               # the density at z, where the family has one (not AF)
+    q.transform(u)              # its bijection from base variables u, and log|det| (tests)
     q.local_params()            # q as per-point parameters of family.local (a q* start)
     q.proposal()                # an AIS proposal: sample / log_prob / scale (common/proposals.py)
     family.display              # the name tables and figures show
@@ -40,13 +41,30 @@ GAUSSIAN = "ffg"    # the factorised Gaussian: every model's floor fit L[q*_FFG]
 MOMENT_SAMPLES = 200  # samples of a non-Gaussian q whose moments start its Gaussian q*
 
 
-def family_names() -> tuple:
-    return tuple(FAMILIES)
-
-
 def check_family(name: str) -> None:
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}; allowed: {', '.join(FAMILIES)}")
+
+
+def local_name(family: str) -> str:
+    """The local family (what q* optimises) of an amortised family."""
+    check_family(family)
+    return FAMILIES[family].local_class.name
+
+
+def local_family(name: str, z_dim: int, config):
+    """A local family by its name (one of local_name's values), built for z_dim and config."""
+    for cls in FAMILIES.values():
+        if cls.local_class.name == name:
+            return cls.local_class(z_dim, config)
+    raise ValueError(f"unknown local family {name!r}; allowed: "
+                     f"{', '.join(dict.fromkeys(c.local_class.name for c in FAMILIES.values()))}")
+
+
+def qstar_fits(family: str) -> list:
+    """The q* fits of a model of this family: the Gaussian one, and its own where it differs."""
+    own = local_name(family)
+    return [GAUSSIAN] + ([own] if own != GAUSSIAN else [])
 
 
 def gaussian_sample(mu, logvar, n, generator=None, eps=None):
@@ -62,6 +80,7 @@ def gaussian_sample(mu, logvar, n, generator=None, eps=None):
 class GaussianLocal:
     """Per point N(mu, diag exp(logvar)): parameters mu [B, D], logvar [B, D]."""
     name = "ffg"
+    gaussian_member = True   # from_gaussian gives an exact member (the Gaussian q*: a floor)
 
     def __init__(self, z_dim: int, config=None):
         self.z_dim = z_dim
@@ -98,6 +117,7 @@ class FlowLocal:
     """A Gaussian base through a coupling flow whose every weight is per point (common/flows.py):
     the q* family of flow and cflow models (the contextual encoder's output is one member)."""
     name = "flow"
+    gaussian_member = True
 
     def __init__(self, z_dim: int, config):
         self.z_dim, self.steps, self.hidden = z_dim, config.flow_steps, config.flow_hidden
@@ -145,6 +165,11 @@ class BatchPosterior:
     def log_prob(self, z):
         return log_prob_base_and_flow(z, self.mu, self.logvar, self.layers)
 
+    def transform(self, u):
+        """The family's bijection from its base variables u [..., B, D] (here z0 ~ N(mu,
+        sigma^2)) to z, and its log|det| [..., B] (what the tests check against autograd)."""
+        return flow_forward(u, self.layers)
+
     def local_params(self) -> dict:
         """This q as per-point parameters of its local family (shared tensors expanded)."""
         if not self.layers:
@@ -185,7 +210,14 @@ class Family:
         """Outputs of the encoder head per x beyond mu and log sigma^2."""
         return 0
 
-    def build(self):
+    @property
+    def noise_dim(self) -> int:
+        """Standard normal numbers one sample draws (the trainer draws them as `eps`)."""
+        return self.z_dim
+
+    def build(self, features: int):
+        """The module of the family's shared parameters (None: none); features: the width of
+        the encoder trunk's output h(x), which `posterior` also receives."""
         return None
 
     def posterior(self, module, mu, logvar, extra=None, features=None):
@@ -207,7 +239,7 @@ class Flow(Family):
     def head_size(self) -> int:
         return self.config.context_dim if self.context else 0
 
-    def build(self):
+    def build(self, features: int):
         return CouplingFlow(self.z_dim, self.config.flow_hidden, self.config.flow_steps,
                             self.head_size)
 

@@ -36,8 +36,9 @@ import torch
 
 from .config import temp_path
 from .estimators import ais, bdmc
-from .local_opt import (as_density, continue_local, density, flatten, gaussian_as_flow,
-                        optimize_local)
+from .families import FAMILIES, GAUSSIAN, MOMENT_SAMPLES, moments_start
+from .local_opt import continue_local, optimize_local
+from .posteriors import log_standard_normal, log_weight
 from .timing import count, unit
 from .vae import VAE, BatchLikelihood
 
@@ -47,7 +48,6 @@ EVAL_VERSION = 5  # bump when what an evaluation computes changes: cached evalua
 AIS_PROPOSALS = ("prior", "encoder", "qstar")
 # a number is certified when its decoder's BDMC gap, the q* cap share and the probe are within
 CERTIFICATE_TARGETS = {"bdmc_gap": 0.5, "qstar_capped": 0.05, "qstar_probe": 0.1}
-MOMENT_SAMPLES = 200  # samples of a flow q whose moments start the ffg q* of a flow model
 # ... with its log-variance lowered by each of these (the best per point is the start): the
 # moments cover the whole flow q, the ffg q* is narrower (mode-seeking). On MNIST quick (flow
 # model, 500 test points) the moment start scored -159, the best shrink -124, and the ffg q* from
@@ -98,37 +98,45 @@ class EvalConfig:
     point_chunk: int = 1000         # points evaluated together (memory bound)
 
 
+def own_local(model: VAE):
+    """The local family of the model's own posterior family (common/families.py)."""
+    return model.encoder.family.local
+
+
 def own_family(model: VAE) -> str:
-    return "ffg" if model.config.family == "ffg" else "flow"
+    """The name of that local family: the q* a row's L[q*] comes from."""
+    return own_local(model).name
 
 
-def encoder_init(model: VAE, x: torch.Tensor, family: str) -> dict:
-    """The encoder's q(z|x) as per-point parameters of a local family (warm start of q*)."""
+def local_of(model: VAE, family: str):
+    """A local family a model's q* may be fitted in: its own, or the Gaussian (every model's)."""
+    if family == own_family(model):
+        return own_local(model)
+    if family == GAUSSIAN:
+        return FAMILIES[GAUSSIAN](model.z_dim, model.config).local
+    raise ValueError(f"a {model.config.family} model's q* is fitted in its own family "
+                     f"({own_family(model)}) or {GAUSSIAN}, not {family}")
+
+
+def encoder_init(model: VAE, x: torch.Tensor, family: str, seed: int = 0) -> dict:
+    """The encoder's q(z|x) as per-point parameters of a local family (warm start of q*): its
+    own (q.local_params), or for the Gaussian q* of a non-Gaussian q its moments (samples drawn
+    from a generator seeded by `seed`, so a cached result never depends on what ran before)."""
     with torch.no_grad():
-        mu, logvar, layers = model.encoder.encode(x)
-        if family == "ffg" and layers:
-            # a flow model's q is not Gaussian: start from its moments, not from its base
-            z, _ = model.encoder.sample_and_log_prob(x, MOMENT_SAMPLES)
-            mu, logvar = z.mean(0), z.var(0).clamp_min(1e-6).log()
-    if family == "ffg":
+        q = model.encoder.posterior(x)
+        if family == own_family(model):
+            return q.local_params()
+        local_of(model, family)   # a family this model has a q* in, else ValueError
+        mu, logvar = moments_start(q, MOMENT_SAMPLES,
+                                   torch.Generator(device=x.device).manual_seed(seed))
         return {"mu": mu, "logvar": logvar}
-    n = x.shape[0]
-    per_point = []
-    for update_second, params in layers:
-        expanded = {}
-        for name, v in params.items():
-            shared = v.dim() == 2 if name.startswith("w_") else v.dim() == 1
-            expanded[name] = v.detach().unsqueeze(0).expand(n, *v.shape).clone() if shared \
-                else v.detach().clone()
-        per_point.append((update_second, expanded))
-    return flatten(mu, logvar, per_point)
 
 
-def encoder_starts(model: VAE, x: torch.Tensor, family: str) -> list:
+def encoder_starts(model: VAE, x: torch.Tensor, family: str, seed: int = 0) -> list:
     """Candidate starts of a local family from the encoder: its q (encoder_init), and for the
-    ffg q* of a flow model also the moments with shrunk variances (LOGVAR_SHRINKS)."""
-    init = encoder_init(model, x, family)
-    if family != "ffg" or own_family(model) == "ffg":
+    Gaussian q* of a non-Gaussian model also the moments with shrunk variances (LOGVAR_SHRINKS)."""
+    init = encoder_init(model, x, family, seed)
+    if family != GAUSSIAN or own_family(model) == GAUSSIAN:
         return [init]
     return [{"mu": init["mu"], "logvar": init["logvar"] - s} for s in LOGVAR_SHRINKS]
 
@@ -142,72 +150,74 @@ def amortised_bounds(model: VAE, x: torch.Tensor, k: int):
 
 def local_bounds(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed: int,
                  verbose: bool = False, init: dict = None, budget: int = 1):
-    """q* of one family on x. init: start (default: the encoder's q, or the prior when the
-    config says so); budget: multiplies the step cap and the patience (the convergence probe)."""
-    if model.config.family == "ffg" and family == "flow":
-        raise ValueError("the flow q* is only evaluated for flow and cflow models")
+    """q* of one local family on x. init: start (default: the encoder's q, or the prior when
+    the config says so); budget: multiplies the step cap and the patience."""
+    local = local_of(model, family)
     if init is None and cfg.qstar_warm_start:
-        starts = encoder_starts(model, x, family)
-        init = starts[0] if len(starts) == 1 else best_start(model, x, starts, seed)
+        starts = encoder_starts(model, x, family, seed)
+        init = starts[0] if len(starts) == 1 else best_start(model, x, starts, seed, family)
     for p in model.decoder.parameters():
         p.requires_grad_(False)
     with unit(f"q* {family} fit"):
-        return optimize_local(BatchLikelihood(model, x), x.shape[0], model.z_dim, family=family,
+        return optimize_local(BatchLikelihood(model, x), local, x.shape[0],
                               n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
                               check_every=cfg.qstar_check_every,
                               patience=cfg.qstar_patience * budget,
                               max_steps=cfg.qstar_max_steps * budget, eval_samples=cfg.k_eval,
-                              init=init, flow_steps=model.config.flow_steps,
-                              flow_hidden=model.config.flow_hidden, seed=seed,
-                              verbose=verbose, device=x.device, lr_decay=cfg.qstar_lr_decay)
+                              init=init, seed=seed, verbose=verbose, device=x.device,
+                              lr_decay=cfg.qstar_lr_decay)
 
 
 START_SAMPLES = 100  # samples that score the candidate starts of a q*
 
 
-def start_score(model: VAE, x: torch.Tensor, params: dict, seed: int) -> torch.Tensor:
-    """ELBO per point of a per-point q (flat parameters), over START_SAMPLES samples."""
-    q = as_density(params)
-    with unit("start scores"):
+def start_score(model: VAE, x: torch.Tensor, params: dict, seed: int,
+                family: str) -> torch.Tensor:
+    """ELBO per point of a per-point q (flat parameters of a local family), over START_SAMPLES
+    samples."""
+    local = local_of(model, family)
+    with unit("start scores"), torch.no_grad():
         count(fwd_rows=x.shape[0] * START_SAMPLES)
-        z = q.sample(START_SAMPLES, torch.Generator(device=x.device).manual_seed(seed))
-        with torch.no_grad():
-            return (model.log_joint(x, z) - q.log_prob(z)).mean(0)
+        z, log_q = local.rsample(params, START_SAMPLES,
+                                 torch.Generator(device=x.device).manual_seed(seed))
+        return log_weight(model.log_likelihood(x, z), log_standard_normal(z), log_q).mean(0)
 
 
-def best_start(model: VAE, x: torch.Tensor, starts: list, seed: int) -> dict:
+def best_start(model: VAE, x: torch.Tensor, starts: list, seed: int, family: str) -> dict:
     """Per point, the start (flat parameters of one local family) with the highest ELBO; the
     first one on a tie."""
-    scores = torch.stack([start_score(model, x, s, seed) for s in starts])
+    scores = torch.stack([start_score(model, x, s, seed, family) for s in starts])
     best = scores.argmax(0)
     return {k: torch.stack([s[k] for s in starts])[best, torch.arange(x.shape[0])]
             for k in starts[0]}
 
 
 def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: int = 1) -> dict:
-    """{family: LocalOptResult} for ffg and, for flow models, the flow family. The flow q*
-    starts, per point, from the better of the ffg q* (the same Gaussian written as a flow) and
-    the amortised flow q: a flow-trained decoder's posterior is far from Gaussian (MNIST quick:
-    L[q*_ffg] -115 against L[q] -98), so the ffg start alone left the fit 20 nats to climb.
-    Without cfg.qstar_ffg_fit a flow model's ffg q* is not fitted (nor used as a start)."""
+    """{local family: LocalOptResult}: the Gaussian q* (GAUSSIAN, for every model unless
+    cfg.qstar_ffg_fit is off for a non-Gaussian one) and the model's own family's. The own q*
+    starts, per point, from the better of the Gaussian q* written as a member of it and the
+    amortised q: a flow-trained decoder's posterior is far from Gaussian (MNIST quick: L[q*_ffg]
+    -115 against L[q] -98), so the Gaussian start alone left the fit 20 nats to climb."""
     out = {}
-    if "ffg" in row_fits(model, cfg):
-        out["ffg"] = local_bounds(model, x, "ffg", cfg, seed, budget=budget)
-    if own_family(model) == "flow":
-        starts = [ffg_as_flow(model, out["ffg"], seed)] if "ffg" in out else []
+    own = own_family(model)
+    if GAUSSIAN in row_fits(model, cfg):
+        out[GAUSSIAN] = local_bounds(model, x, GAUSSIAN, cfg, seed, budget=budget)
+    if own != GAUSSIAN:
+        starts = [s for s in [gaussian_member(model, out[GAUSSIAN], seed)] if s is not None] \
+            if GAUSSIAN in out else []
         if cfg.qstar_warm_start:
-            starts.append(encoder_init(model, x, "flow"))
-        init = best_start(model, x, starts, seed) if len(starts) > 1 else \
+            starts.append(encoder_init(model, x, own, seed))
+        init = best_start(model, x, starts, seed, own) if len(starts) > 1 else \
             (starts[0] if starts else None)
-        out["flow"] = local_bounds(model, x, "flow", cfg, seed, init=init, budget=budget)
+        out[own] = local_bounds(model, x, own, cfg, seed, init=init, budget=budget)
     return out
 
 
-def ffg_as_flow(model: VAE, ffg_fit, seed: int) -> dict:
-    """The ffg q* written as a member of the model's flow family (a start of the flow q*)."""
-    return gaussian_as_flow(ffg_fit.params["mu"], ffg_fit.params["logvar"],
-                            model.config.flow_steps, model.config.flow_hidden,
-                            torch.Generator().manual_seed(seed))
+def gaussian_member(model: VAE, gaussian_fit, seed: int):
+    """The Gaussian q* written as a member of the model's own local family (a start of its q*),
+    or None where the family has no such member."""
+    return own_local(model).from_gaussian(gaussian_fit.params["mu"], gaussian_fit.params["logvar"],
+                                          torch.Generator().manual_seed(seed))
 
 
 class SharedQstar:
@@ -215,8 +225,9 @@ class SharedQstar:
     decoder). q* depends only on the decoder, the family and x, so fitting it once per family
     gives every encoder the same reference (its approximation gaps are then comparable) at a
     fraction of the cost. Each family's fit starts, per point, from the best of every encoder's
-    q (and, for the flow family, of the ffg q* written as a flow). Called like fit_qstar on a
-    chunk; results are kept per (seed, budget, size), so each chunk is fitted once."""
+    q (and, for a non-Gaussian family, of the Gaussian q* written as a member). Called like
+    fit_qstar on a chunk; results are kept per (seed, budget, size), so each chunk is fitted
+    once."""
 
     def __init__(self, models: dict, cfg: EvalConfig):
         self.models, self.cfg, self.fits = list(models.values()), cfg, {}
@@ -226,7 +237,10 @@ class SharedQstar:
             if other.keys() != first.keys() or any(not torch.equal(first[k], other[k])
                                                    for k in first):
                 raise ValueError("SharedQstar needs models with one decoder; these differ")
-        self.flow_models = [m for m in self.models if own_family(m) == "flow"]
+        self.by_family = {}   # non-Gaussian local family -> the models whose own family it is
+        for m in self.models:
+            if own_family(m) != GAUSSIAN:
+                self.by_family.setdefault(own_family(m), []).append(m)
 
     def __call__(self, x: torch.Tensor, seed: int, budget: int = 1) -> dict:
         key = (seed, budget, x.shape[0])
@@ -238,21 +252,25 @@ class SharedQstar:
         """The probe's longer fits of the first len(x) points, computed once for every encoder."""
         key = ("longer", seed, x.shape[0])
         if key not in self.fits:
-            self.fits[key] = longer_fits(model, x, fits, self.cfg, seed, fit=self)
+            self.fits[key] = {f: longer_fits(ms[0] if (ms := self.by_family.get(f)) else model,
+                                             x, {f: r}, self.cfg, seed, fit=self)[f]
+                              for f, r in fits.items()}
         return self.fits[key]
 
     def _fit(self, x, seed, budget) -> dict:
         cfg, model = self.cfg, self.models[0]
-        start = best_start(model, x, [s for m in self.models for s in encoder_starts(m, x, "ffg")],
-                           seed) if cfg.qstar_warm_start else None
-        out = {"ffg": local_bounds(model, x, "ffg", cfg, seed, init=start, budget=budget)}
-        if self.flow_models:
-            model = self.flow_models[0]
-            starts = [ffg_as_flow(model, out["ffg"], seed)]
+        start = best_start(model, x, [s for m in self.models
+                                      for s in encoder_starts(m, x, GAUSSIAN, seed)],
+                           seed, GAUSSIAN) if cfg.qstar_warm_start else None
+        out = {GAUSSIAN: local_bounds(model, x, GAUSSIAN, cfg, seed, init=start, budget=budget)}
+        for family, models in self.by_family.items():
+            model = models[0]
+            starts = [s for s in [gaussian_member(model, out[GAUSSIAN], seed)] if s is not None]
             if cfg.qstar_warm_start:
-                starts += [encoder_init(m, x, "flow") for m in self.flow_models]
-            out["flow"] = local_bounds(model, x, "flow", cfg, seed,
-                                       init=best_start(model, x, starts, seed), budget=budget)
+                starts += [encoder_init(m, x, family, seed) for m in models]
+            out[family] = local_bounds(model, x, family, cfg, seed,
+                                       init=best_start(model, x, starts, seed, family)
+                                       if len(starts) > 1 else starts[0], budget=budget)
         return out
 
 
@@ -283,7 +301,8 @@ def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: 
     if cfg.qstar_probe_mode == "refit":
         return fit(x, seed, budget=2) if fit else fit_qstar(model, x, cfg, seed, budget=2)
     idx = torch.arange(x.shape[0], device=x.device)
-    return {f: continue_local(BatchLikelihood(model, x), r, idx, patience=2 * cfg.qstar_patience,
+    return {f: continue_local(BatchLikelihood(model, x), local_of(model, f), r, idx,
+                              patience=2 * cfg.qstar_patience,
                               max_steps=2 * cfg.qstar_max_steps, n_samples=cfg.qstar_samples,
                               lr=cfg.qstar_lr, check_every=cfg.qstar_check_every,
                               eval_samples=cfg.k_eval, seed=seed + 1,
@@ -292,11 +311,11 @@ def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: 
 
 
 def row_fits(model: VAE, cfg: EvalConfig = None) -> list:
-    """The q* fits a model's row uses: ffg (for flow models unless cfg.qstar_ffg_fit is off),
-    and the flow family for flow models."""
-    if own_family(model) == "ffg":
-        return ["ffg"]
-    return (["ffg"] if cfg is None or cfg.qstar_ffg_fit else []) + ["flow"]
+    """The q* fits a model's row uses: the Gaussian one (for a non-Gaussian model unless
+    cfg.qstar_ffg_fit is off), and the model's own local family's."""
+    if own_family(model) == GAUSSIAN:
+        return [GAUSSIAN]
+    return ([GAUSSIAN] if cfg is None or cfg.qstar_ffg_fit else []) + [own_family(model)]
 
 
 def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
@@ -331,8 +350,8 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
                 columns["qstar_fallback"] = fallback.float()
                 columns["qstar_capped"] = r.capped.float()
                 columns["qstar_steps"] = r.steps.float()
-            else:                               # the ffg q* of a flow model is a flow member
-                members.append((elbo, iwae))
+            elif own_local(model).gaussian_member:   # the Gaussian q* is a member of the
+                members.append((elbo, iwae))         # own family (a floor of its L[q*])
             columns.update({f"L_qstar_{family}": elbo, f"iwae_qstar_{family}": iwae,
                             f"qstar_steps_{family}": r.steps.float(),
                             f"qstar_capped_{family}": r.capped.float()})
@@ -349,7 +368,7 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
 def encoder_density(model: VAE, x: torch.Tensor):
     """The encoder's q(z|x) as a density over a fixed batch (an AIS proposal)."""
     with torch.no_grad():
-        return density(*model.encoder.encode(x))
+        return model.encoder.posterior(x).proposal()
 
 
 def ais_proposal(model: VAE, x: torch.Tensor, cfg: EvalConfig, qstar_params: dict = None):
@@ -361,7 +380,7 @@ def ais_proposal(model: VAE, x: torch.Tensor, cfg: EvalConfig, qstar_params: dic
         return None
     if cfg.ais_proposal == "encoder":
         return encoder_density(model, x)
-    return as_density(qstar_params)
+    return own_local(model).proposal(qstar_params)
 
 
 def ais_settings(cfg: EvalConfig) -> dict:

@@ -1,17 +1,21 @@
 """Local optimisation of q*: one set of free variational parameters per point, all points
 optimised together in one batch.
 
-Families (their q* is the best member of the family for each point):
+The family is a local family of common/families.py (its `local`): flat dicts of per-point
+tensors [B, ...], every one of them optimised, sampled by `local.rsample(params, n, generator)`:
   - ffg:  mu [B, D], log sigma^2 [B, D];
   - flow: the same base plus a whole coupling flow with per-point weights and biases (batched
     matmul in common/flows.py). q* for cflow uses this family too: the contextual encoder's
-    output is one member of it, so flow and cflow gaps are comparable.
+    output is one member of it, so flow and cflow gaps are comparable;
+  - and whatever a family's file defines (af: all its nets per point).
 
 Algorithm (paper): Adam (lr 1e-3), S samples per step; every `check_every` steps the mean of the
 last `check_every` losses of each point is compared with that point's best; a point stops after
 more than `patience` checks without improvement (or at `max_steps`). Stopped points are frozen
 and dropped from the batch, so the batch shrinks as points converge. Final L[q*] is the mean
-ELBO over `eval_samples` samples, and IWAE of q* is computed on the same samples.
+ELBO over `eval_samples` samples, and IWAE of q* is computed on the same samples. Optionally
+(lr_decay < 1) a point's learning rate is multiplied by lr_decay at every check without a new
+best: a per-point plateau schedule.
 """
 import math
 from dataclasses import dataclass
@@ -19,12 +23,19 @@ from dataclasses import dataclass
 import torch
 
 from .estimators import _probe_device, proposal_bounds
-from .flows import flow_forward, init_flow
-from .posteriors import log_standard_normal, sample_base_and_flow
-from .proposals import DiagonalGaussian, FlowDensity
+from .posteriors import log_standard_normal, log_weight
 from .timing import count, unit
 
-FAMILIES = ("ffg", "flow")
+
+@dataclass
+class FitState:
+    """Where a batched q* fit stopped, per point: enough to let it run on (`continue_local`)."""
+    m: dict                 # Adam's first moments, per parameter [n_points, ...]
+    v: dict                 # Adam's second moments
+    best: torch.Tensor      # best window mean of the loss, [n_points]
+    bad_checks: torch.Tensor  # checks since that best, [n_points]
+    t: int                  # Adam's step counter when the fit stopped
+    lr: torch.Tensor = None   # per-point learning rates (with a plateau decay), [n_points]
 
 
 @dataclass
@@ -34,20 +45,7 @@ class LocalOptResult:
     steps: torch.Tensor     # optimisation steps taken per point, [n_points]
     params: dict            # final per-point parameters (flat dict of [n_points, ...] tensors)
     capped: torch.Tensor = None  # True where the step cap, not the stopping rule, ended the fit
-    state: "FitState" = None     # where each point's fit stopped (continue_local)
-
-
-def flatten(mu, logvar, layers) -> dict:
-    flat = {"mu": mu, "logvar": logvar}
-    for i, (_, p) in enumerate(layers):
-        flat.update({f"{i}.{k}": v for k, v in p.items()})
-    return flat
-
-
-def unflatten(flat: dict, update_second: list):
-    layers = [(u, {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(f"{i}.")})
-              for i, u in enumerate(update_second)]
-    return flat["mu"], flat["logvar"], layers
+    state: FitState = None       # where each point's fit stopped (continue_local)
 
 
 class _Subset:
@@ -64,37 +62,6 @@ class _Subset:
         full = z.new_zeros(*z.shape[:-2], self.n, z.shape[-1])
         full[..., self.idx, :] = z
         return self.fn(full)[..., self.idx]
-
-
-def gaussian_as_flow(mu: torch.Tensor, logvar: torch.Tensor, flow_steps: int = 2,
-                     flow_hidden: int = 50, generator=None) -> dict:
-    """Per-point flow parameters whose density is exactly N(mu, diag exp(logvar)): coupling nets
-    with zero output weights are affine maps z -> a * z + c with constant a, c (a = product of
-    sigmoid(b_gate)), so the base is N((mu - c) / a, exp(logvar) / a^2). The flow q* starts
-    here, where the ffg q* ended, so it can only improve on it."""
-    n, d = mu.shape
-    layers = init_flow(d, flow_hidden, flow_steps, batch_shape=(n,), generator=generator,
-                       device=mu.device)
-    for _, p in layers:
-        p["w_shift"].zero_()
-        p["w_gate"].zero_()
-    with torch.no_grad():
-        c, _ = flow_forward(torch.zeros(1, n, d, device=mu.device), layers)
-        a_plus_c, _ = flow_forward(torch.ones(1, n, d, device=mu.device), layers)
-        a = (a_plus_c - c)[0]
-    return flatten((mu - c[0]) / a, logvar - 2 * a.log(), layers)
-
-
-def initial_params(n_points, z_dim, family, init=None, flow_steps=2, flow_hidden=50,
-                   generator=None, device="cpu"):
-    """Prior initialisation (mu = 0, log sigma^2 = 0, fresh random flow per point) unless
-    `init` (a flat dict of per-point tensors, e.g. the encoder's output) is given."""
-    if init is not None:
-        return {k: v.detach().clone().float() for k, v in init.items()}
-    zeros = torch.zeros(n_points, z_dim, device=device)
-    layers = init_flow(z_dim, flow_hidden, flow_steps, batch_shape=(n_points,), generator=generator,
-                       device=device) if family == "flow" else []
-    return flatten(zeros, zeros.clone(), layers)
 
 
 def adam_step(params, grads, m, v, t: int, lr, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -139,69 +106,45 @@ def adam_step(params, grads, m, v, t: int, lr, beta1=0.9, beta2=0.999, eps=1e-8)
 _FUSED_ADAM = {}  # device type -> False once the fused kernel failed there
 
 
-def flow_sampler(params: dict):
-    """sample_and_log_prob(params, n, generator) of the ffg / flow local family whose flat
-    parameters look like `params` (the number of coupling layers is read off their names)."""
-    update_second = [True, False] * (sum(1 for k in params if k.endswith(".w_in")) // 2)
-
-    def sample(p, n, generator):
-        return sample_base_and_flow(*unflatten(p, update_second), n, generator)
-    return sample
-
-
-@dataclass
-class FitState:
-    """Where a batched q* fit stopped, per point: enough to let it run on (`continue_local`)."""
-    m: dict                 # Adam's first moments, per parameter [n_points, ...]
-    v: dict                 # Adam's second moments
-    best: torch.Tensor      # best window mean of the loss, [n_points]
-    bad_checks: torch.Tensor  # checks since that best, [n_points]
-    t: int                  # Adam's step counter when the fit stopped
-    lr: torch.Tensor = None   # per-point learning rates (with a plateau decay), [n_points]
-
-
-def optimize_local(log_likelihood, n_points: int, z_dim: int, *, family: str = "ffg",
-                   n_samples: int = 50, lr: float = 1e-3, check_every: int = 100,
-                   patience: int = 10, max_steps: int = 100_000, eval_samples: int = 5000,
-                   init: dict = None, flow_steps: int = 2, flow_hidden: int = 50, seed=None,
-                   eval_chunk: int = 0, verbose: bool = False, device=None,
-                   sampler=None, lr_decay: float = 1.0) -> LocalOptResult:
-    """q* of every point at once (the module docstring's algorithm). sampler(params, n,
-    generator) -> (z [n, B, D], log q [n, B]) of the local family (default: ffg / flow on the
-    flat parameters, `flow_sampler`). lr_decay < 1: a point's learning rate is multiplied by it
-    at every check that finds no new best (a per-point plateau schedule)."""
-    if family not in FAMILIES and sampler is None:
-        raise ValueError(f"unknown local family {family!r}; allowed: {', '.join(FAMILIES)}")
+def optimize_local(log_likelihood, local, n_points: int, *, n_samples: int = 50,
+                   lr: float = 1e-3, check_every: int = 100, patience: int = 10,
+                   max_steps: int = 100_000, eval_samples: int = 5000, init: dict = None,
+                   seed=None, eval_chunk: int = 0, verbose: bool = False, device=None,
+                   lr_decay: float = 1.0) -> LocalOptResult:
+    """q* of every point at once (the module docstring's algorithm) in the local family `local`,
+    from `init` (flat per-point parameters, e.g. the encoder's q) or the family's prior start."""
     if device is None:
         device = next(iter(init.values())).device if init else \
-            _probe_device(log_likelihood, n_points, z_dim)
+            _probe_device(log_likelihood, n_points, local.z_dim)
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed if seed is not None else torch.seed() % 2 ** 31)
     torch_gen = torch.Generator(device=device)
     torch_gen.manual_seed(int(torch.randint(0, 2 ** 31, (1,), generator=generator)))
-    params = initial_params(n_points, z_dim, family, init, flow_steps, flow_hidden, generator,
-                            device)
+    params = {k: v.detach().clone().float() for k, v in init.items()} if init is not None \
+        else local.prior_params(n_points, generator, device)
     state = FitState(m={k: torch.zeros_like(v) for k, v in params.items()},
                      v={k: torch.zeros_like(v) for k, v in params.items()},
                      best=torch.full((n_points,), math.inf, device=device),
-                     bad_checks=torch.zeros(n_points, dtype=torch.long, device=device), t=0,
-                     lr=torch.full((n_points,), lr, device=device) if lr_decay != 1 else None)
+                     bad_checks=torch.zeros(n_points, dtype=torch.long, device=device), t=0)
     steps = torch.zeros(n_points, dtype=torch.long, device=device)
     active = torch.arange(n_points, device=device)
-    return _fit(log_likelihood, params, state, steps, active, sampler or flow_sampler(params),
+    return _fit(log_likelihood, params, state, steps, active, local.rsample,
                 n_samples=n_samples, lr=lr, check_every=check_every, patience=patience,
                 max_steps=max_steps, eval_samples=eval_samples, eval_chunk=eval_chunk,
-                torch_gen=torch_gen, verbose=verbose, label=family, lr_decay=lr_decay)
+                torch_gen=torch_gen, verbose=verbose, label=local.name, lr_decay=lr_decay)
 
 
-def continue_local(log_likelihood, fit: LocalOptResult, idx: torch.Tensor, *, patience: int,
-                   max_steps: int, n_samples: int, lr: float, check_every: int,
-                   eval_samples: int, seed: int, sampler=None, verbose: bool = False,
-                   label: str = "", lr_decay: float = 1.0) -> LocalOptResult:
+def continue_local(log_likelihood, local, fit: LocalOptResult, idx: torch.Tensor, *,
+                   patience: int, max_steps: int, n_samples: int, lr: float, check_every: int,
+                   eval_samples: int, seed: int, verbose: bool = False,
+                   lr_decay: float = 1.0) -> LocalOptResult:
     """The fit of points idx allowed to run on from where it stopped (its parameters, Adam
     state, best window and checks since it), under a longer rule: patience and max_steps (the
     step cap counts the steps already taken). The same fit run twice as long, at the cost of
-    the extra steps only: the convergence probe. log_likelihood is that of the points idx."""
+    the extra steps only: the convergence probe. log_likelihood is that of the points idx.
+    Under a plateau schedule (lr_decay < 1) each point's learning rate restarts at `lr` (a
+    warm restart): continuing at the decayed rate would barely move, and so could not show
+    a fit that the schedule froze early."""
     if fit.state is None:
         raise ValueError("this fit kept no state to continue from")
     s, device = fit.state, fit.elbo.device
@@ -209,14 +152,14 @@ def continue_local(log_likelihood, fit: LocalOptResult, idx: torch.Tensor, *, pa
     params = pick(fit.params)
     state = FitState(m=pick(s.m), v=pick(s.v), best=s.best[idx].clone(),
                      bad_checks=s.bad_checks[idx].clone(), t=s.t,
-                     lr=None if s.lr is None else s.lr[idx].clone())
+                     lr=None if s.lr is None else torch.full_like(s.lr[idx], lr))
     steps = fit.steps[idx].clone()
     active = torch.nonzero((state.bad_checks <= patience) & (steps < max_steps)).flatten()
     torch_gen = torch.Generator(device=device).manual_seed(seed)
-    return _fit(log_likelihood, params, state, steps, active, sampler or flow_sampler(params),
+    return _fit(log_likelihood, params, state, steps, active, local.rsample,
                 n_samples=n_samples, lr=lr, check_every=check_every, patience=patience,
                 max_steps=max_steps, eval_samples=eval_samples, eval_chunk=0,
-                torch_gen=torch_gen, verbose=verbose, label=label, lr_decay=lr_decay)
+                torch_gen=torch_gen, verbose=verbose, label=local.name, lr_decay=lr_decay)
 
 
 def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_samples, lr,
@@ -243,7 +186,7 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
         for _ in range(n_inner):
             t += 1
             z, log_q = sample(work, n_samples, torch_gen)
-            loss_per_point = -(ll_fn(z) + log_standard_normal(z) - log_q).mean(0)
+            loss_per_point = -log_weight(ll_fn(z), log_standard_normal(z), log_q).mean(0)
             grads = torch.autograd.grad(loss_per_point.sum(), [work[k] for k in names])
             with torch.no_grad():
                 window += loss_per_point.detach()
@@ -280,18 +223,7 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
                           capped=capped, state=FitState(m, v2, best, bad_checks, t, point_lr))
 
 
-def density(mu, logvar, layers):
-    """A Gaussian base, through coupling layers if any, as a density (an AIS proposal)."""
-    return FlowDensity(mu, logvar, layers) if layers else DiagonalGaussian(mu, logvar)
-
-
-def as_density(params: dict):
-    """The fitted per-point q* (flat parameters) as a density: ffg or flow."""
-    n_layers = sum(1 for k in params if k.endswith(".w_in"))
-    return density(*unflatten(params, [True, False] * (n_layers // 2)))
-
-
-def optimize_local_loop(log_likelihood, n_points: int, z_dim: int, **kwargs) -> LocalOptResult:
+def optimize_local_loop(log_likelihood, local, n_points: int, **kwargs) -> LocalOptResult:
     """Reference: the same algorithm run one point at a time in a Python loop (benchmarks, tests)."""
     init = kwargs.pop("init", None)
     seed = kwargs.pop("seed", 0) or 0
@@ -299,7 +231,7 @@ def optimize_local_loop(log_likelihood, n_points: int, z_dim: int, **kwargs) -> 
     for b in range(n_points):
         idx = torch.tensor([b])
         point_init = {k: v[b:b + 1] for k, v in init.items()} if init else None
-        results.append(optimize_local(_Subset(log_likelihood, n_points, idx), 1, z_dim,
+        results.append(optimize_local(_Subset(log_likelihood, n_points, idx), local, 1,
                                       init=point_init, seed=seed + b, **kwargs))
     return LocalOptResult(elbo=torch.cat([r.elbo for r in results]),
                           iwae=torch.cat([r.iwae for r in results]),

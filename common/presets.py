@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from .config import ConfigError
 from .data import DATASETS
 from .gaps import AIS_PROPOSALS, PROBE_MODES, EvalConfig
-from .posteriors import FAMILIES
+from .families import FAMILIES
 from .train import TrainConfig
 from .vae import ModelConfig, model_config
 
@@ -49,6 +49,7 @@ class RunConfig(EvalConfig):
     flow_steps: int = 2             # coupling steps of flow / cflow
     flow_hidden: int = 50           # hidden units per coupling net
     context_dim: int = 20           # cflow context size
+    family_hidden: tuple = ()       # hidden layers of a family's own nets (AF's); () = default
 
     def train_config(self, **overrides) -> TrainConfig:
         """The training part of this config: every TrainConfig field this config has."""

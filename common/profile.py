@@ -56,8 +56,8 @@ def profile_once(model, x, cfg, seed) -> dict:
         bdmc_bound(model, cfg, seed)
         wall = time.perf_counter() - t0
         units = {k: dict(v) for k, v in totals.items()}
-    fits = {f: bounds[f"qstar_steps_{f}"].mean().item() for f in ("ffg", "flow")
-            if f"qstar_steps_{f}" in bounds}
+    fits = {k[len("qstar_steps_"):]: v.mean().item() for k, v in bounds.items()
+            if k.startswith("qstar_steps_")}
     probes = {f: bounds[f"qstar_probe_{f}"][0].item() for f in fits}
     return {"wall_s": wall, "units": units, "qstar_steps_per_point": fits, "probes": probes,
             "L_qstar": bounds["L_qstar"].mean().item()}

@@ -26,6 +26,7 @@ from .train import (NonFiniteLoss, TrainConfig, _progress, end_epoch, epoch_orde
                     epoch_settings, maybe_compile, metrics_row, non_finite_message, prepare_run,
                     roll_back, run_lock)
 from .vae import VAE
+from .posteriors import log_weight
 
 
 def stackable(models: list) -> bool:
@@ -161,10 +162,11 @@ def _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, run
             x = x_all[arange, order[:, start:start + bs]]               # [M, B, 784]
             if cfg.dynamic_binarisation:   # each model's bits from its own stream, as alone
                 x = torch.stack([torch.bernoulli(x[m], generator=g) for m, g in enumerate(gens)])
-            eps = torch.stack([torch.randn((1, x.shape[1], models[0].z_dim), generator=g,
+            eps = torch.stack([torch.randn((1, x.shape[1], models[0].encoder.family.noise_dim),
+                                           generator=g,
                                            device=device) for g in gens])
             log_px_z, log_pz, log_q = batched_terms(params, buffers, x, eps)   # each [M, 1, B]
-            objective = (log_px_z + log_pz - entropy_weight * log_q).mean((1, 2))   # [M]
+            objective = log_weight(log_px_z, log_pz, log_q, entropy_weight).mean((1, 2))   # [M]
             is_first = ~torch.isfinite(objective) & (first_bad < 0)
             terms_bad = torch.stack([~torch.isfinite(t).flatten(1).all(1)
                                      for t in (log_px_z, log_pz, log_q)], 1)
@@ -176,7 +178,7 @@ def _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, run
             dec_norm_sum += _norms(params, dec, M, device)
             adam.adam.step()
             with torch.no_grad():
-                elbo_sum += (log_px_z + log_pz - log_q).sum((1, 2))
+                elbo_sum += log_weight(log_px_z, log_pz, log_q).sum((1, 2))
             n_batches += 1
         _unstack(params, models)
         bad = first_bad.tolist()

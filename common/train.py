@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from .config import CorruptFile, UserError, temp_path, write_json
-from .vae import VAE, ModelConfig
+from .vae import ADDED_FIELDS, VAE, ModelConfig
+from .posteriors import log_weight
 
 PAPER_EPOCHS = sum(3 ** i for i in range(8))  # 3280
 TERMS = ("log p(x|z)", "log p(z)", "log q(z|x)")
@@ -72,10 +73,14 @@ def schedule_id(cfg: TrainConfig) -> str:
 def run_identity(model_config: ModelConfig, cfg: TrainConfig, seed: int, data: dict = None) -> dict:
     """What a run's weights depend on: the model, the training config (with the schedule in
     place of the epoch count, so a constant-lr run may be extended), the seed, and what the
-    folder name does not say about the data (`data`, e.g. the corruption of exp_refit)."""
+    folder name does not say about the data (`data`, e.g. the corruption of exp_refit). Model
+    fields added after identities were first recorded (vae.ADDED_FIELDS) count only when set
+    off their default, so older runs keep their identity."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items()
              if k not in ("epochs", "checkpoint_epochs", "lr", "constant_lr", "compile")}
-    return {"model": dataclasses.asdict(model_config), "seed": seed,
+    model = {k: v for k, v in dataclasses.asdict(model_config).items()
+             if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+    return {"model": model, "seed": seed,
             "train": {**train, "schedule": schedule_id(cfg)}, "data": data or {}}
 
 
@@ -407,9 +412,10 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
             x = x_train[order[start:start + bs]]
             if cfg.dynamic_binarisation:
                 x = torch.bernoulli(x, generator=gen)
-            eps = torch.randn((1, x.shape[0], model.z_dim), generator=gen, device=device)
+            eps = torch.randn((1, x.shape[0], model.encoder.family.noise_dim), generator=gen,
+                              device=device)
             log_px_z, log_pz, log_q = terms(x, eps)
-            objective = (log_px_z + log_pz - entropy_weight * log_q).mean()
+            objective = log_weight(log_px_z, log_pz, log_q, entropy_weight).mean()
             loss = -objective
             is_first = ~torch.isfinite(loss) & (first_bad < 0)
             terms_bad = torch.stack([~torch.isfinite(t).all() for t in (log_px_z, log_pz, log_q)])
@@ -421,7 +427,7 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
             dec_norm_sum += grad_norm(dec_params)
             optimizer.step()
             with torch.no_grad():
-                elbo_sum += (log_px_z + log_pz - log_q).sum()
+                elbo_sum += log_weight(log_px_z, log_pz, log_q).sum()
             n_batches += 1
         if first_bad.item() >= 0:  # the epoch's weights are corrupt: never saved, rolled back
             roll_back(model, last)

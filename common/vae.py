@@ -1,9 +1,14 @@
-"""The VAE: an amortised posterior (common/posteriors.py) and a Bernoulli MLP decoder.
+"""The VAE: an encoder carrying a posterior family (common/families.py) and a Bernoulli MLP
+decoder.
 
     p(z) = N(0, I),  p(x|z) = prod_i Bernoulli(x_i; sigmoid(logits_i(z)))
     elbo(x, k) = mean_k [log p(x, z_k) - log q(z_k|x)]              (k single-sample bounds)
     iwae(x, k) = log (1/k) sum_k exp(log p(x, z_k) - log q(z_k|x))
 Both stream over chunks of k so that k = 5000 on a batch fits in bounded memory.
+
+The encoder is one trunk (the same sizes and activation for every family) whose head gives, per
+x, mu(x), log sigma^2(x) and the family's own outputs (head_size: cflow's context c(x)); the
+family turns them into the batch's q(z|x) (`encoder.posterior(x)`).
 """
 from dataclasses import dataclass
 
@@ -12,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .estimators import proposal_bounds
-from .posteriors import AmortisedPosterior, log_standard_normal, mlp
+from .families import FAMILIES, GAUSSIAN, check_family
+from .posteriors import log_standard_normal, mlp
 
 X_DIM = 784
 ARCHITECTURES = {  # name: (encoder hidden sizes, decoder hidden sizes)
@@ -27,7 +33,7 @@ ARCHITECTURES = {  # name: (encoder hidden sizes, decoder hidden sizes)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    family: str = "ffg"            # ffg | flow | cflow
+    family: str = GAUSSIAN         # a name of common/families.FAMILIES
     z_dim: int = 50                # latent size (paper: 50 on MNIST, 20 for Fashion dynamics)
     enc_hidden: tuple = (200, 200)  # encoder trunk, shared by every family
     dec_hidden: tuple = (200, 200)  # decoder MLP
@@ -35,6 +41,43 @@ class ModelConfig:
     flow_steps: int = 2            # coupling steps (each = two half-couplings)
     flow_hidden: int = 50          # hidden units of each coupling net (paper: 50)
     context_dim: int = 20          # cflow only: size of c(x) fed to every coupling net
+    family_hidden: tuple = ()      # hidden layers of a family's own nets where it has some
+                                   # (() = the family's default)
+
+
+# fields added after run identities were first recorded: left out of an identity while at their
+# default, so runs trained before them keep their identity (common/train.run_identity)
+ADDED_FIELDS = {"family_hidden": ()}
+
+
+class Encoder(nn.Module):
+    """x -> trunk -> head -> (mu, log sigma^2, the family's outputs) -> the family's q(z|x)."""
+
+    def __init__(self, x_dim: int, config: "ModelConfig"):
+        super().__init__()
+        check_family(config.family)
+        c = config
+        self.z_dim = c.z_dim
+        self.family = FAMILIES[c.family](c.z_dim, c)
+        self.trunk = mlp((x_dim, *c.enc_hidden), c.activation, final_activation=True) \
+            if c.enc_hidden else nn.Identity()
+        self.features = c.enc_hidden[-1] if c.enc_hidden else x_dim
+        self.head = nn.Linear(self.features, 2 * c.z_dim + self.family.head_size)
+        module = self.family.build(self.features)
+        if module is not None:   # registered under the family's name for it (checkpoint keys)
+            self.add_module(self.family.module_name, module)
+
+    def posterior(self, x):
+        """q(z|x) of the batch x (common/families.BatchPosterior contract)."""
+        h = self.trunk(x)
+        out = self.head(h)
+        d = self.z_dim
+        module = getattr(self, self.family.module_name) if self.family.module_name else None
+        return self.family.posterior(module, out[:, :d], out[:, d:2 * d],
+                                     out[:, 2 * d:] if self.family.head_size else None, h)
+
+    def sample_and_log_prob(self, x, k: int = 1, generator=None, eps=None):
+        return self.posterior(x).rsample(k, generator, eps)
 
 
 def model_config(architecture: str = "standard", **overrides) -> ModelConfig:
@@ -61,8 +104,7 @@ class VAE(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.encoder = AmortisedPosterior(X_DIM, c.z_dim, c.enc_hidden, c.activation, c.family,
-                                          c.flow_steps, c.flow_hidden, c.context_dim)
+        self.encoder = Encoder(X_DIM, c)
         self.decoder = Decoder(c.z_dim, c.dec_hidden, c.activation)
 
     @property

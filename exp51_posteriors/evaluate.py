@@ -17,7 +17,8 @@ from common.claims import claim, mean_sem, write_claims
 from common.config import guarded
 from common.experiment import Experiment
 from common.gaps import CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds
-from common.local_opt import LocalOptResult, as_density, gaussian_as_flow, optimize_local
+from common.families import local_family
+from common.local_opt import LocalOptResult, optimize_local
 from common.tables import pm, write_csv, write_tables
 from common.vae import BatchLikelihood
 
@@ -106,14 +107,16 @@ def main(argv=None):
     ffg = better_fit(local_bounds(model, x, "ffg", cfg, exp.seed),
                      local_bounds(model, x, "ffg", cfg, exp.seed,
                                   init={"mu": mean, "logvar": 2 * sd.log()}))
-    start = gaussian_as_flow(ffg.params["mu"], ffg.params["logvar"], cfg.flow_steps,
-                             cfg.flow_hidden, torch.Generator().manual_seed(exp.seed))
-    flow = optimize_local(BatchLikelihood(model, x), len(x), 2, family="flow",
+    # Figure 2 draws the FFG and the flow q* by design: the flow q* from the FFG q*
+    gaussian, flow_local = (local_family(f, 2, cfg.model_config("flow", "exp51"))
+                            for f in ("ffg", "flow"))
+    start = flow_local.from_gaussian(ffg.params["mu"], ffg.params["logvar"],
+                                     torch.Generator().manual_seed(exp.seed))
+    flow = optimize_local(BatchLikelihood(model, x), flow_local, len(x),
                           n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
                           check_every=cfg.qstar_check_every, patience=cfg.qstar_patience,
                           max_steps=cfg.qstar_max_steps, eval_samples=cfg.k_eval, init=start,
-                          flow_steps=cfg.flow_steps, flow_hidden=cfg.flow_hidden,
-                          seed=exp.seed, device=x.device)
+                          seed=exp.seed, device=x.device, lr_decay=cfg.qstar_lr_decay)
     ais, stats = ais_logpx(model, x, cfg, exp.seed, ffg.params)
     g = {"logpx": logpx.cpu(), "ais": ais, "iwae_q": iwae_q.cpu(), "L_q": l_q.cpu(),
          "L_qstar_ffg": ffg.elbo.cpu(), "L_qstar_flow": flow.elbo.cpu(),
@@ -137,7 +140,8 @@ def main(argv=None):
     xc = x[chosen]
     ffg_c = {k: v[chosen] for k, v in ffg.params.items()}
     with torch.no_grad():
-        q_mu, q_logvar, _ = model.encoder.encode(xc)
+        q = model.encoder.posterior(xc)
+        q_mu, q_logvar = q.mu, q.logvar
     lo, hi = z[0, chosen], z[-1, chosen]
     for mu, logvar in ((q_mu, q_logvar), (ffg_c["mu"], ffg_c["logvar"])):
         lo = torch.minimum(lo, mu - 4 * (0.5 * logvar).exp())
@@ -145,8 +149,9 @@ def main(argv=None):
     plot_z, _ = window_grid(lo, hi, cfg.fine_grid)
     densities = {"true posterior": (log_joint_on(model, xc, plot_z) - logpx[chosen]).cpu()}
     for name, q in (("amortised FFG q", encoder_density(model, xc)),
-                    ("optimal FFG q*", as_density(ffg_c)),
-                    ("optimal flow q*", as_density({k: v[chosen] for k, v in flow.params.items()}))):
+                    ("optimal FFG q*", gaussian.proposal(ffg_c)),
+                    ("optimal flow q*",
+                     flow_local.proposal({k: v[chosen] for k, v in flow.params.items()}))):
         with torch.no_grad():
             densities[name] = q.log_prob(plot_z).cpu()
     torch.save({"z": plot_z.cpu(), "size": cfg.fine_grid, "chosen": chosen, "rules": list(RULES),

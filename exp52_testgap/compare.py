@@ -19,6 +19,7 @@ from common.config import read_json_or
 from common.gaps import EvalConfig
 from common.tables import pm, write_tables
 
+from common.families import GAUSSIAN
 from .evaluate import NAMES
 
 STUDY = "exp52 Table 3"
@@ -84,7 +85,7 @@ def compare(variant: str, rows: list, variant_runs: Path, standard_runs: Path, o
             (da, sa), (dm, sm) = deltas["approx_gap"], deltas["amort_gap"]   # fall beats
             judged = claim(STUDY, CLAIMS[variant], column, -dm - abs(da),    # |approx move|
                            math.sqrt(sm ** 2 + sa ** 2), certified)
-        if r["model"] != "ffg":
+        if r["model"] != GAUSSIAN:
             gs = [a - b for a, b in zip(s["L_qstar"], s["L_qstar_ffg"])]
             gv = [a - b for a, b in zip(v["L_qstar"], v["L_qstar_ffg"])]
             d, se = paired(gs, gv)

@@ -8,6 +8,7 @@ from common.claims import compare_rows, write_claims
 from common.config import guarded
 from common.experiment import Experiment, evaluate_one
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
+from common.families import FAMILIES, GAUSSIAN
 from common.paper import TABLE2, TABLE3
 from common.tables import gap_table, merge_rows, write_csv
 
@@ -17,7 +18,7 @@ FIELDS = ["dataset", "model", "split", "n_points", "logpx", "logpx_sem", "L_qsta
           "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap",
           "amort_gap_sem", "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar",
           "L_qstar_ffg", "encoder_params", "decoder_params", "failures"] + CERTIFICATE_FIELDS + COMPUTED_FIELDS
-NAMES = {"mnist": "MNIST", "fashion": "Fashion", "ffg": "FFG", "flow": "Flow", "cflow": "CFlow"}
+NAMES = {"mnist": "MNIST", "fashion": "Fashion", **{f: c.display for f, c in FAMILIES.items()}}
 
 
 def main(argv=None):
@@ -62,7 +63,7 @@ def main(argv=None):
                       f"(preset {exp.preset}, seed {exp.seed})" +
                       (f"; variant {cfg.variant}" if cfg.variant != "standard" else "") +
                       (f"; paper rows: Table {2 if table is TABLE2 else 3} of Cremer et al. "
-                       f"(2018), its AF flow under our Flow" if paper else ""), paper=paper,
+                       f"(2018)" if paper else ""), paper=paper,
                       extra=("L_qstar_ffg",))
     if cfg.variant == "standard":
         write_claims(exp.out, claims_of([r for r in rows if r["split"] == "test"]))
@@ -80,14 +81,14 @@ def claims_of(rows: list) -> list:
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         by_model = {r["model"]: r for r in rows if r["dataset"] == dataset}
-        if "ffg" not in by_model:
+        if GAUSSIAN not in by_model:
             continue
-        ffg, paper_ffg = by_model["ffg"], TABLE2.get((dataset, "ffg"))
+        ffg, paper_ffg = by_model[GAUSSIAN], TABLE2.get((dataset, GAUSSIAN))
         out.append(compare_rows(
             "exp52 §5.2", "FFG: the amortization gap exceeds the approximation gap",
             NAMES[dataset], ffg, ffg, "amort_gap", "approx_gap",
             paper_ffg and paper_ffg["amort_gap"] - paper_ffg["approx_gap"]))
-        for model in ("flow", "cflow"):
+        for model in (m for m in by_model if m != GAUSSIAN):
             paper_model = TABLE2.get((dataset, model))
             for text, field in CLAIMS if model in by_model else ():
                 out.append(compare_rows(

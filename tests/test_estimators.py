@@ -7,7 +7,9 @@ import torch
 from common.estimators import (AnnealingPath, ais, bdmc, beta_schedule, elbo, hmc_move, iwae,
                                proposal_bounds)
 from common.proposals import DiagonalGaussian, FlowDensity, StandardNormal, log_prob_and_grad
+from common.families import FlowLocal, GaussianLocal
 from common.local_opt import optimize_local, optimize_local_loop
+from common.vae import ModelConfig
 from tests.linear_gaussian import LinearGaussian
 
 MODEL = LinearGaussian()
@@ -193,10 +195,15 @@ def test_beta_schedules_run_from_zero_to_one_monotonically():
 
 
 FAST = dict(n_samples=50, lr=1e-2, check_every=50, patience=4, eval_samples=4000, seed=0)
+GAUSS = GaussianLocal(MODEL.D)
+
+
+def flow_local(hidden=16, steps=2, d=MODEL.D):
+    return FlowLocal(d, ModelConfig(z_dim=d, flow_hidden=hidden, flow_steps=steps))
 
 
 def test_ffg_qstar_reaches_the_analytic_best_elbo():
-    result = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", **FAST)
+    result = optimize_local(LL, GAUSS, X.shape[0], **FAST)
     best = LOG_PX - MODEL.ffg_gap()
     assert (result.elbo - best).abs().mean() < 0.03, (result.elbo - best).abs().mean()
     assert (result.elbo <= LOG_PX + 0.02).all()
@@ -205,23 +212,23 @@ def test_ffg_qstar_reaches_the_analytic_best_elbo():
 
 
 def test_flow_qstar_is_at_least_as_good_as_ffg():
-    ffg = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", **FAST)
-    flow = optimize_local(LL, X.shape[0], MODEL.D, family="flow", flow_hidden=16, **FAST)
+    ffg = optimize_local(LL, GAUSS, X.shape[0], **FAST)
+    flow = optimize_local(LL, flow_local(), X.shape[0], **FAST)
     assert flow.elbo.mean() >= ffg.elbo.mean() - 0.02
     assert (flow.elbo <= LOG_PX + 0.05).all()
 
 
 def test_batched_local_optimisation_agrees_with_one_point_at_a_time():
     n = 6
-    batched = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", **FAST)
-    looped = optimize_local_loop(MODEL.likelihood(X[:n]), n, MODEL.D, family="ffg", **FAST)
+    batched = optimize_local(LL, GAUSS, X.shape[0], **FAST)
+    looped = optimize_local_loop(MODEL.likelihood(X[:n]), GAUSS, n, **FAST)
     assert looped.elbo.shape == (n,)
     assert (batched.elbo[:n] - looped.elbo).abs().max() < 0.05
     assert (batched.elbo[:n] - looped.elbo).mean().abs() < 0.02
 
 
 def test_stopping_rule_freezes_points_and_respects_the_cap():
-    result = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", n_samples=10, lr=1e-2,
+    result = optimize_local(LL, GAUSS, X.shape[0], n_samples=10, lr=1e-2,
                             check_every=20, patience=2, max_steps=200, eval_samples=100, seed=1)
     assert (result.steps <= 200).all() and (result.steps >= 20 * 3).all()
     assert (result.steps % 20 == 0).all()
@@ -230,7 +237,7 @@ def test_stopping_rule_freezes_points_and_respects_the_cap():
 def test_warm_start_from_a_given_proposal():
     post = MODEL.posterior(X)
     init = {"mu": post.mean, "logvar": post.covariance_matrix.diagonal(dim1=-2, dim2=-1).log()}
-    result = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", init=init, max_steps=1,
+    result = optimize_local(LL, GAUSS, X.shape[0], init=init, max_steps=1,
                             check_every=1, eval_samples=2000, seed=0)
     # the posterior marginals are a factorised Gaussian worse than the best ffg
     assert (result.elbo <= LOG_PX - MODEL.ffg_gap() + 0.05).all()
@@ -252,8 +259,8 @@ def test_bounds_are_ordered_elbo_iwae_logpx():
 def test_a_factorised_gaussian_is_a_member_of_the_per_point_flow_family():
     """Why the flow q* may fall back on the ffg q*: zero head weights make each coupling an
     affine map with constant scale, so the flow of a Gaussian base is a factorised Gaussian."""
+    from common.families import flatten_flow as flatten
     from common.flows import init_flow
-    from common.local_opt import flatten
     from common.posteriors import sample_base_and_flow
     mu, logvar = torch.randn(4, 5), torch.randn(4, 5)
     layers = init_flow(5, 7, 2, batch_shape=(4,))
@@ -269,9 +276,9 @@ def test_a_factorised_gaussian_is_a_member_of_the_per_point_flow_family():
 
 
 def test_a_gaussian_written_as_a_flow_has_the_same_density():
-    from common.local_opt import as_density, gaussian_as_flow
     mu, logvar = torch.randn(5, 6), torch.randn(5, 6)
-    flow = as_density(gaussian_as_flow(mu, logvar, flow_steps=2, flow_hidden=7))
+    local = flow_local(hidden=7, d=6)
+    flow = local.proposal(local.from_gaussian(mu, logvar))
     gauss = DiagonalGaussian(mu, logvar)
     z = gauss.sample(10)
     torch.testing.assert_close(flow.log_prob(z), gauss.log_prob(z), atol=1e-4, rtol=1e-5)
@@ -282,10 +289,9 @@ def test_flow_qstar_started_from_the_ffg_qstar_improves_on_it_where_the_family_a
     """The posterior of the linear-Gaussian model is correlated, which an affine coupling can
     represent and a factorised Gaussian cannot: the flow q* started where the ffg q* ended must
     close part of the ffg's known gap, and never end below it."""
-    from common.local_opt import gaussian_as_flow
-    ffg = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", **FAST)
-    start = gaussian_as_flow(ffg.params["mu"], ffg.params["logvar"], 2, 16)
-    flow = optimize_local(LL, X.shape[0], MODEL.D, family="flow", init=start, **FAST)
+    ffg = optimize_local(LL, GAUSS, X.shape[0], **FAST)
+    start = flow_local().from_gaussian(ffg.params["mu"], ffg.params["logvar"])
+    flow = optimize_local(LL, flow_local(), X.shape[0], init=start, **FAST)
     gap = MODEL.ffg_gap().item()
     assert gap > 0.1                                  # the family difference is measurable
     gain = (flow.elbo - ffg.elbo)
@@ -295,10 +301,10 @@ def test_flow_qstar_started_from_the_ffg_qstar_improves_on_it_where_the_family_a
 
 
 def test_cap_flags_mark_the_fits_the_step_cap_ended():
-    short = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", n_samples=10, lr=1e-3,
+    short = optimize_local(LL, GAUSS, X.shape[0], n_samples=10, lr=1e-3,
                            check_every=10, patience=100, max_steps=30, eval_samples=10, seed=0)
     assert short.capped.all() and (short.steps == 30).all()
-    done = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", **FAST)
+    done = optimize_local(LL, GAUSS, X.shape[0], **FAST)
     assert not done.capped.any() and (done.steps < 100_000).all()
 
 
@@ -383,18 +389,18 @@ def test_a_continued_fit_runs_on_from_where_it_stopped():
     capped fits go on and approach the analytic best ELBO."""
     from common.local_opt import continue_local
     rule = dict(n_samples=50, lr=1e-2, check_every=50, eval_samples=4000)
-    short = optimize_local(LL, X.shape[0], MODEL.D, family="ffg", patience=4, max_steps=100,
+    short = optimize_local(LL, GAUSS, X.shape[0], patience=4, max_steps=100,
                            seed=0, **rule)
     assert short.capped.all() and (short.steps == 100).all()
     idx = torch.arange(X.shape[0])
-    same = continue_local(LL, short, idx, patience=4, max_steps=100, seed=1, **rule)
+    same = continue_local(LL, GAUSS, short, idx, patience=4, max_steps=100, seed=1, **rule)
     assert torch.equal(same.steps, short.steps)
     assert all(torch.equal(same.params[k], short.params[k]) for k in short.params)
-    longer = continue_local(LL, short, idx, patience=8, max_steps=100_000, seed=1, **rule)
+    longer = continue_local(LL, GAUSS, short, idx, patience=8, max_steps=100_000, seed=1, **rule)
     assert (longer.steps > short.steps).all() and not longer.capped.any()
     best = LOG_PX - MODEL.ffg_gap()
     assert (longer.elbo - best).abs().mean() < 0.03 < (short.elbo - best).abs().mean()
     # a subset continues on its own points (the probe's first n)
-    sub = continue_local(MODEL.likelihood(X[:5]), short, idx[:5], patience=8,
+    sub = continue_local(MODEL.likelihood(X[:5]), GAUSS, short, idx[:5], patience=8,
                          max_steps=100_000, seed=1, **rule)
     assert sub.elbo.shape == (5,) and (sub.elbo - best[:5]).abs().mean() < 0.05
