@@ -200,6 +200,8 @@ class Family:
     display = "FFG"
     local_class = GaussianLocal
     module_name = None   # encoder attribute of the family's shared parameters (None: none)
+    uses = ()            # the model config's family options it reads (vae.ADDED_FIELDS): a
+                         # model of another family never has them in its run identity
 
     def __init__(self, z_dim: int, config):
         self.z_dim, self.config = z_dim, config
@@ -266,3 +268,4 @@ def moments_start(q: BatchPosterior, n: int = MOMENT_SAMPLES, generator=None) ->
 
 def log_normal_diag(z, mu, logvar):
     return -0.5 * (((z - mu) ** 2) * (-logvar).exp() + logvar + math.log(2 * math.pi)).sum(-1)
+

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .config import CorruptFile, UserError, temp_path, write_json
+from .families import FAMILIES
 from .vae import ADDED_FIELDS, VAE, ModelConfig
 from .posteriors import log_weight
 
@@ -75,11 +76,12 @@ def run_identity(model_config: ModelConfig, cfg: TrainConfig, seed: int, data: d
     place of the epoch count, so a constant-lr run may be extended), the seed, and what the
     folder name does not say about the data (`data`, e.g. the corruption of exp_refit). Model
     fields added after identities were first recorded (vae.ADDED_FIELDS) count only when set
-    off their default, so older runs keep their identity."""
+    off their default and read by the model's family, so older runs keep their identity."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items()
              if k not in ("epochs", "checkpoint_epochs", "lr", "constant_lr", "compile")}
+    uses = FAMILIES[model_config.family].uses
     model = {k: v for k, v in dataclasses.asdict(model_config).items()
-             if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+             if not (k in ADDED_FIELDS and (v == ADDED_FIELDS[k] or k not in uses))}
     return {"model": model, "seed": seed,
             "train": {**train, "schedule": schedule_id(cfg)}, "data": data or {}}
 
