@@ -12,6 +12,7 @@ VARIANT     ?= standard
 DATA_DIR    ?= $(CURDIR)/data
 RESULTS_DIR ?= $(CURDIR)/results
 JOBS        ?= 1
+EVAL_ARGS   ?=
 export DATA_DIR RESULTS_DIR
 export PYTHONUNBUFFERED := 1
 
@@ -51,7 +52,7 @@ endif
 endif
 
 comma := ,
-ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)
+RUN_ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)
 VARIANT_TAG := $(if $(filter standard,$(VARIANT)),,_$(VARIANT))
 DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
@@ -74,6 +75,7 @@ help:  ## list targets and variables
 	@echo "  DATASET=$(DATASET)        exp53/exp55: mnist | fashion (empty = the experiment's default)"
 	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
 	@echo "  JOBS=$(JOBS)            make all: studies run at once (torch threads = cores / JOBS)"
+	@echo "  EVAL_ARGS=$(EVAL_ARGS)       flags for the evaluate steps only, e.g. EVAL_ARGS='--n-points 100'"
 	@echo "  DATA_DIR=$(DATA_DIR)"
 	@echo "  RESULTS_DIR=$(RESULTS_DIR)"
 
@@ -96,12 +98,12 @@ test: setup  ## run the test suite (offline, synthetic data or tiny slices)
 # Units that several studies share are targets of their own, so `make -j N` runs each once
 # and never two processes on one run folder (a run folder is locked while it trains).
 base: check data  ## the standard MNIST ffg VAE of exp52 (base of exp53, exp54, exp_refit)
-	$(TIME) exp52_train_base $(PY) -m exp52_testgap.train $(ARGS) --families ffg --datasets mnist$(if $(filter fashion,$(DATASET)),$(comma)fashion)
+	$(TIME) exp52_train_base $(PY) -m exp52_testgap.train $(RUN_ARGS) --families ffg --datasets mnist$(if $(filter fashion,$(DATASET)),$(comma)fashion)
 
 exp52: check data $(if $(VARIANT_TAG),,$(BASE_PREREQ))  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
-	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(ARGS) --variant $(VARIANT)
-	$(TIME) exp52_evaluate$(VARIANT_TAG) $(PY) -m exp52_testgap.evaluate $(ARGS) --variant $(VARIANT)
-	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(ARGS) --variant $(VARIANT)
+	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)
+	$(TIME) exp52_evaluate$(VARIANT_TAG) $(PY) -m exp52_testgap.evaluate $(RUN_ARGS) --variant $(VARIANT) $(EVAL_ARGS)
+	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(VARIANT)
 
 exp52_variants: exp52_large_encoder exp52_no_annealing  ## Table 3: exp52 with a 500-500 encoder, and without entropy annealing
 
@@ -112,36 +114,36 @@ exp52_no_annealing: check data  ## Table 3 right: exp52 without entropy annealin
 	$(MAKE) --no-print-directory exp52 VARIANT=no_annealing
 
 exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (grid log p(x) checks AIS)
-	$(TIME) exp51_train $(PY) -m exp51_posteriors.train $(ARGS)
-	$(TIME) exp51_evaluate $(PY) -m exp51_posteriors.evaluate $(ARGS)
-	$(TIME) exp51_plot $(PY) -m exp51_posteriors.plot $(ARGS)
+	$(TIME) exp51_train $(PY) -m exp51_posteriors.train $(RUN_ARGS)
+	$(TIME) exp51_evaluate $(PY) -m exp51_posteriors.evaluate $(RUN_ARGS) $(EVAL_ARGS)
+	$(TIME) exp51_plot $(PY) -m exp51_posteriors.plot $(RUN_ARGS)
 
 exp53: check data $(BASE_PREREQ)  ## frozen decoder, small encoders per family (hidden 100 and linear)
-	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(ARGS) $(DATASET_ARG)
-	$(TIME) exp53_evaluate $(PY) -m exp53_frozen_decoder.evaluate $(ARGS) $(DATASET_ARG)
-	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(ARGS) $(DATASET_ARG)
+	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(RUN_ARGS) $(DATASET_ARG)
+	$(TIME) exp53_evaluate $(PY) -m exp53_frozen_decoder.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(RUN_ARGS) $(DATASET_ARG)
 
 exp54: check data $(BASE_PREREQ)  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden layers
-	$(TIME) exp54_train $(PY) -m exp54_decoder_size.train $(ARGS)
-	$(TIME) exp54_evaluate $(PY) -m exp54_decoder_size.evaluate $(ARGS)
-	$(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(ARGS)
+	$(TIME) exp54_train $(PY) -m exp54_decoder_size.train $(RUN_ARGS)
+	$(TIME) exp54_evaluate $(PY) -m exp54_decoder_size.evaluate $(RUN_ARGS) $(EVAL_ARGS)
+	$(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(RUN_ARGS)
 
 exp55_runs: check data  ## train the five models of exp55 (used by exp55 and exp_gradients)
-	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(ARGS) $(DATASET_ARG)
+	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG)
 
 exp55: check data $(if $(SHARED_BUILT),,exp55_runs)  ## gaps over training on train and validation, five models
-	$(if $(SHARED_BUILT),$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(ARGS) $(DATASET_ARG))
-	$(TIME) exp55_evaluate $(PY) -m exp55_dynamics.evaluate $(ARGS) $(DATASET_ARG)
-	$(TIME) exp55_plot $(PY) -m exp55_dynamics.plot $(ARGS) $(DATASET_ARG)
+	$(if $(SHARED_BUILT),$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG))
+	$(TIME) exp55_evaluate $(PY) -m exp55_dynamics.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(TIME) exp55_plot $(PY) -m exp55_dynamics.plot $(RUN_ARGS) $(DATASET_ARG)
 
 exp_gradients: check data $(if $(SHARED_BUILT),,exp55_runs)  ## encoder/decoder gradient norms of the exp55 runs
-	$(TIME) gradients_evaluate $(PY) -m exp_gradients.evaluate $(ARGS) $(DATASET_ARG)
-	$(TIME) gradients_plot $(PY) -m exp_gradients.plot $(ARGS) $(DATASET_ARG)
+	$(TIME) exp_gradients_evaluate $(PY) -m exp_gradients.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(TIME) exp_gradients_plot $(PY) -m exp_gradients.plot $(RUN_ARGS) $(DATASET_ARG)
 
 exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE flipped pixels
-	$(TIME) refit_train $(PY) -m exp_refit.train $(ARGS) --noise $(NOISE)
-	$(TIME) refit_evaluate $(PY) -m exp_refit.evaluate $(ARGS) --noise $(NOISE)
-	$(TIME) refit_plot $(PY) -m exp_refit.plot $(ARGS) --noise $(NOISE)
+	$(TIME) exp_refit_train $(PY) -m exp_refit.train $(RUN_ARGS) --noise $(NOISE)
+	$(TIME) exp_refit_evaluate $(PY) -m exp_refit.evaluate $(RUN_ARGS) --noise $(NOISE) $(EVAL_ARGS)
+	$(TIME) exp_refit_plot $(PY) -m exp_refit.plot $(RUN_ARGS) --noise $(NOISE)
 
 # `make all` in three phases, so that make -j never leaves a core idle behind a prerequisite (a
 # study waiting on base or exp55_runs lost its turn to studies queued meanwhile: exp52 and exp55
@@ -161,20 +163,20 @@ studies: check data  ## every experiment and the variants' comparison, no report
 	$(MAKE) --no-print-directory SHARED_BUILT=1 exp_gradients exp52_compare
 
 exp52_compare: setup  ## Table 3: each variant against the standard exp52 models (seconds; after both)
-	$(PY) -m exp52_testgap.plot $(ARGS) --variant large_encoder
-	$(PY) -m exp52_testgap.plot $(ARGS) --variant no_annealing
+	$(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant large_encoder
+	$(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant no_annealing
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
-	$(PY) -m common.report $(ARGS)
+	$(PY) -m common.report $(RUN_ARGS)
 
 snapshot: report  ## copy the report, tables and figures to docs/results (committed)
-	$(PY) -m common.report $(ARGS) --snapshot docs/results
+	$(PY) -m common.report $(RUN_ARGS) --snapshot docs/results
 
 bench: check data  ## speed benchmarks, ratios side by side -> results/bench/bench.json
-	$(PY) -m common.bench $(ARGS)
+	$(PY) -m common.bench $(RUN_ARGS)
 
 profile: check data  ## where one flow model's evaluation spends its time, unit by unit, before/after
-	$(PY) -m common.profile $(ARGS)
+	$(PY) -m common.profile $(RUN_ARGS)
 
 clean:  ## delete results (never data, never .venv)
 	rm -rf $(RESULTS_DIR)

@@ -29,12 +29,12 @@ from tabulate import tabulate
 from .config import ConfigError, fail, provenance, resolve_device, results_dir, write_json
 from .data import load_dataset
 from .estimators import ais
-from .experiment import base_run_dir, trained_epochs
+from .experiment import trained_epochs
 from .gaps import EvalConfig, local_bounds
 from .costmodel import predict
 from .families import FAMILIES, GAUSSIAN, local_family, local_name
 from .local_opt import optimize_local, optimize_local_loop
-from .presets import EXP55_MODELS, PRESETS
+from .studies import studies, study
 from .train import TrainConfig, load_model, train
 from .vae import VAE, BatchLikelihood, model_config
 
@@ -93,6 +93,7 @@ def bench_trainer(x_train, x_valid, device, repeats: int):
 
 
 def trained_mnist_model(preset, seed, device):
+    from exp52_testgap.base import base_run_dir   # exp52's base model: what bench measures
     path = base_run_dir(preset, seed, "mnist") / "last.pt"
     if trained_epochs(path.parent):
         return load_model(path, device), str(path)
@@ -182,13 +183,10 @@ PAPER_QSTAR_STEPS_ASSUMED = 3000  # mean q* steps under the paper's rule when no
 
 
 def model_names() -> list:
-    """Every "<family>/<architecture>" that some study trains, per the paper preset."""
-    names = {f"{f}/standard" for f in PRESETS["exp52"]["paper"].families}
-    names |= {f"{f}/{e}" for e in PRESETS["exp53"]["paper"].encoders
-              for f in PRESETS["exp53"]["paper"].families}
-    names.add("ffg/exp51")
-    names |= {"/".join(EXP55_MODELS[m]) for m in PRESETS["exp55"]["paper"].models}
-    return sorted(names)
+    """Every "<family>/<architecture>" that some study trains, per the paper preset (each
+    study's folder declares its models)."""
+    return sorted({n for s in studies().values() if s.models and "paper" in s.presets
+                   for n in s.models("paper")})
 
 
 def unit_train_step(name, x, batch, steps, device):
@@ -233,7 +231,7 @@ def bench_stacked(x, device, small: bool) -> dict:
     """Per-model step of exp52's architectures alone vs stacked two and four at a time."""
     steps = 10 if small else (100 if device.type == "cuda" else 30)
     out = {}
-    for family in PRESETS["exp52"]["paper"].families:
+    for family in study("exp52").presets["paper"].families:
         name = f"{family}/standard"
         unit_train_step_trainer(name, x, 100, 3, device, 2)   # warm-up
         alone = unit_train_step_trainer(name, x, 100, steps, device, 1)
@@ -268,7 +266,7 @@ def unit_qstar_row(model, x, family, samples, steps, device):
 def paper_rule_qstar_steps(model, x, device) -> float:
     """Mean steps of the ffg q* under the paper preset's rule (from the prior, lr 1e-3, S = 50,
     window 100, patience 10)."""
-    c = PRESETS["exp52"]["paper"]
+    c = study("exp52").presets["paper"]
     r = optimize_local(BatchLikelihood(model, x), local_family(GAUSSIAN, model.z_dim, model.config),
                        len(x),
                        n_samples=c.qstar_samples, lr=c.qstar_lr, check_every=c.qstar_check_every,
@@ -292,11 +290,11 @@ def bench_cost_model(model, x_train, x_test, device, small: bool, stacked: dict)
     units["iwae_row"] = t / (len(x[:100]) * (5000 if gpu else 500))
     # exp52 stacks one family over its data sets: the single step scaled by the ratio section 5
     # measured with the real trainers (stacked x M vs alone, same steps)
-    m = len(PRESETS["exp52"]["paper"].datasets)
+    m = len(study("exp52").presets["paper"].datasets)
     units["train_step_stacked"] = {
         f"{f}/standard": units["train_step"][f"{f}/standard"] * stacked[f"stacked_x{m}_step_ms_{f}"]
         / stacked[f"alone_step_ms_{f}"]
-        for f in PRESETS["exp52"]["paper"].families if f"stacked_x{m}_step_ms_{f}" in stacked}
+        for f in study("exp52").presets["paper"].families if f"stacked_x{m}_step_ms_{f}" in stacked}
     if gpu:
         steps, source = paper_rule_qstar_steps(model, x_test[:100], device), "measured (100 points)"
     else:
@@ -323,12 +321,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         device = resolve_device(args.device)
-        if args.preset not in PRESETS["exp52"]:
+        if args.preset not in study("exp52").presets:
             raise ConfigError(f"PRESET={args.preset} is not allowed; use smoke, quick or paper")
     except ConfigError as err:
         fail(str(err))
     seed = int(args.seed)
-    cfg = PRESETS["exp52"]["quick"]
+    cfg = study("exp52").presets["quick"]
     result = {"provenance": provenance(args.preset, seed, device), "qstar_config": {
         k: getattr(cfg, k) for k in ("qstar_samples", "qstar_lr", "qstar_check_every",
                                      "qstar_patience", "qstar_max_steps", "k_eval",

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import torch
 
+from . import studies
 from .config import (ConfigError, CorruptFile, UserError, check_results_dir, fail, git_commit, parse_config, provenance,
                      results_dir, to_jsonable, write_json)
 from .data import load_dataset, load_intensities
-from .families import GAUSSIAN
 from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, bdmc_bound,
                    certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
                    write_per_point)
-from .presets import EVAL_ONLY, PRESETS
+from .presets import EVAL_ONLY
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
                     restore_metrics, run_identity, train)
 from .vae import VAE
@@ -35,13 +35,16 @@ HOW_NOT_WHAT = ("stack", "compile")
 class Experiment:
     """Parsed config + paths of one experiment invocation."""
 
-    def __init__(self, key: str, folder: str, argv=None, description: str = "",
-                 stage: str = "evaluate"):
-        """stage "train": the evaluation-only flags (EVAL_ONLY) are not offered."""
-        cls = type(PRESETS[key]["quick"])
+    def __init__(self, key: str, argv=None, description: str = "", stage: str = "evaluate"):
+        """key: the study's name (common/studies.py); stage "train": the evaluation-only flags
+        (EVAL_ONLY) are not offered."""
+        study = studies.study(key)
+        presets = study.presets
+        cls = type(presets["quick"])
         self.config, self.preset, self.seed, self.device = parse_config(
-            cls, PRESETS[key], argv, description, EVAL_ONLY if stage == "train" else ())
-        self.key, self.folder = key, folder
+            cls, presets, argv, description, EVAL_ONLY if stage == "train" else ())
+        self.key, self.folder = key, study.folder
+        folder = study.folder
         try:
             check_results_dir(results_dir())
         except ConfigError as err:
@@ -104,7 +107,7 @@ class Experiment:
 
 def length_tag(key: str, preset: str, epochs: int) -> str:
     """"" at the preset's own length, else "-e<epochs>" (a rung of the training-length ladder)."""
-    return "" if epochs == PRESETS[key][preset].epochs else f"-e{epochs}"
+    return "" if epochs == studies.study(key).presets[preset].epochs else f"-e{epochs}"
 
 
 def run_tag(key: str, preset: str, epochs: int, seed: int) -> str:
@@ -329,49 +332,3 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
 def evaluate_one(model: VAE, x, cfg: EvalConfig, seed: int, out_dir: Path, key_extra=None):
     return evaluate_decoder_family({"model": model}, x, cfg, seed, {"model": out_dir},
                                    key_extra)["model"]
-
-
-def base_config(preset: str, epochs: int = 0):
-    """exp52's config for this preset, at `epochs` (0: the preset's own length)."""
-    import dataclasses
-    cfg = PRESETS["exp52"][preset]
-    return dataclasses.replace(cfg, epochs=epochs) if epochs else cfg
-
-
-def base_run_dir(preset: str, seed: int, dataset: str, epochs: int = 0) -> Path:
-    epochs = base_config(preset, epochs).epochs
-    return results_dir() / "exp52_testgap" / "runs" / run_tag("exp52", preset, epochs, seed) / \
-        f"{dataset}_ffg"
-
-
-def base_ffg_model(preset: str, seed: int, dataset: str, device, epochs: int = 0) -> VAE:
-    """The standard ffg VAE of exp52 for this preset, seed and dataset (at `epochs`, 0: the
-    preset's length): the base model of exp53 and exp_refit. Trained there (once) if it does
-    not exist yet, so `make all` never trains it twice."""
-    cfg = base_config(preset, epochs)
-    run_dir = base_run_dir(preset, seed, dataset, epochs)
-    x_train = train_split(dataset, cfg, device)
-    x_valid = load_dataset(dataset, "valid", device)
-    return train_or_load(run_dir, cfg.model_config(GAUSSIAN), cfg.train_config(), x_train, x_valid,
-                         seed, device, label=f"base {dataset}/ffg")
-
-
-def dynamics_run_dir(exp: Experiment, model_name: str) -> Path:
-    return results_dir() / "exp55_dynamics" / "runs" / \
-        run_tag("exp55", exp.preset, exp.config.epochs, exp.seed) / f"{exp.config.dataset}_{model_name}"
-
-
-def train_dynamics_models(exp: Experiment) -> dict:
-    """exp55's five models, with checkpoints at the evaluated epochs; exp_gradients reads their
-    metrics.csv. Returns {model name: run folder}."""
-    from .presets import EXP55_MODELS
-    cfg = exp.config
-    x_train, x_valid = exp.train_data(cfg.dataset), exp.data(cfg.dataset, "valid")
-    dirs = {}
-    for name in cfg.models:
-        family, architecture = EXP55_MODELS[name]
-        dirs[name] = dynamics_run_dir(exp, name)
-        train_or_load(dirs[name], cfg.model_config(family, architecture),
-                      cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()), x_train,
-                      x_valid, exp.seed, exp.device, label=f"{cfg.dataset}/{name}")
-    return dirs

@@ -17,17 +17,16 @@ import dataclasses
 import sys
 import time
 
-import torch
 from tabulate import tabulate
 
 from . import timing
 from .bench import decoder_flops_per_row, matmul_flops
-from .config import (ConfigError, UserError, fail, guarded, provenance, read_json_or,
+from .config import (ConfigError, UserError, guarded, provenance, read_json_or,
                      resolve_device, results_dir, to_jsonable, write_json)
 from .data import load_dataset
 from .experiment import run_tag
 from .gaps import ais_logpx, bdmc_bound, encoder_bounds
-from .presets import PRESETS
+from .studies import study
 from .train import load_model
 
 DEFAULT_BEFORE = "qstar_probe_mode=refit"
@@ -106,13 +105,14 @@ def main(argv=None) -> None:
     parser.add_argument("--before", default=DEFAULT_BEFORE,
                         help="config values of the earlier rule, FIELD=VALUE,... ('' for none)")
     args = parser.parse_args(argv)
-    if args.preset not in PRESETS["exp52"]:
+    presets = study("exp52").presets   # exp52's flow model, by design
+    if args.preset not in presets:
         raise ConfigError(f"PRESET={args.preset} is not allowed; use one of: "
-                          f"{', '.join(PRESETS['exp52'])}")
+                          f"{', '.join(presets)}")
     if args.points < 1:
         raise ConfigError(f"--points={args.points} is not allowed; use a whole number >= 1")
     device, seed = resolve_device(args.device), int(args.seed)
-    cfg = dataclasses.replace(PRESETS["exp52"][args.preset], n_points=args.points)
+    cfg = dataclasses.replace(presets[args.preset], n_points=args.points)
     before = parse_overrides(args.before, cfg)
     path = args.checkpoint or (results_dir() / "exp52_testgap" / "runs" /
                                run_tag("exp52", args.preset, cfg.epochs, seed) / "mnist_flow" /

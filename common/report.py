@@ -15,30 +15,14 @@ from pathlib import Path
 from .config import (ConfigError, atomic_write_text, check_results_dir, git_commit, read_json_or,
                      results_dir, write_json)
 
-EXPERIMENTS = [  # folder, title, figure stems, the claim it tests
-    ("exp51_posteriors", "§5.1 True and approximate posteriors of a 2-D VAE (Figure 2)",
-     ["posteriors"], "The true posterior is often correlated or non-Gaussian; the optimal flow "
-     "fits it better than the optimal FFG, which fits it better than the amortised FFG."),
-    ("exp52_testgap", "§5.2 Test-set inference gaps (MNIST, Fashion-MNIST)", ["gaps"],
-     "The amortization gap dominates for ffg; flows reduce the gaps, more on Fashion-MNIST."),
-    ("exp52_testgap_large_encoder", "Table 3 (left): exp52 with a 500-500 encoder, training set",
-     ["gaps"], "A larger encoder mainly shrinks the amortization gap."),
-    ("exp52_testgap_no_annealing", "Table 3 (right): exp52 without entropy annealing, training set",
-     ["gaps"], "Without annealing the true posterior is more Gaussian: L[q*_FFG] close to "
-     "L[q*_flow] for flow models."),
-    ("exp53_frozen_decoder", "§5.3 Frozen decoder, small encoders per family", ["gaps"],
-     "With the decoder (so p(z|x)) fixed, flows reduce the amortization gap at equal trunk size."),
-    ("exp54_decoder_size", "§5.4 Decoder depth (Table 5)", ["gaps"],
-     "A more flexible decoder has a smaller approximation gap for the same FFG approximation: "
-     "the true posterior adapts to the approximation."),
-    ("exp55_dynamics", "§5.5 Gaps over training, train vs validation", ["dynamics"],
-     "The approximation gap is similar on train and validation; the amortization gap grows on "
-     "validation for the large encoder."),
-    ("exp_gradients", "Encoder/decoder gradient balance", ["gradients"],
-     "Large decoders unbalance the encoder/decoder gradients; flows are more balanced."),
-    ("exp_refit", "Encoder refitting under pixel-flip noise", ["refit"],
-     "IWAE first rises on both A and B, then mostly on A."),
-]
+def experiments() -> list:
+    """(folder, title, figure stems, the claim it tests) of every study's results folders, in
+    the studies' order: each study folder declares them (common/studies.py)."""
+    from .studies import results_of, studies
+    return [(r.folder, r.title, list(r.figures), r.claim)
+            for s in studies().values() for r in results_of(s)]
+
+
 PACKAGES = ("torch", "numpy", "matplotlib", "seaborn", "tabulate", "pytest")
 
 
@@ -77,7 +61,7 @@ def md_table_to_html(md: str) -> str:
 
 def collect(root: Path) -> list:
     sections = []
-    for folder, title, figures, claim in EXPERIMENTS:
+    for folder, title, figures, claim in experiments():
         d = root / folder
         tables = sorted(d.glob("table*.md")) if d.exists() else []
         pngs = [d / f"{f}.png" for f in figures if (d / f"{f}.png").exists()]
@@ -90,15 +74,9 @@ def collect(root: Path) -> list:
 
 
 def steps_of(folder: str, steps: dict) -> dict:
-    """The step_times.json entries of one study folder's make steps (exp52 variants: the steps
-    tagged with the variant; exp_refit: refit_*, exp_gradients: gradients_*)."""
-    from .presets import EXP52_VARIANTS
-    prefix = {"exp_refit": "refit_", "exp_gradients": "gradients_"}.get(
-        folder, folder.split("_")[0] + "_")
-    variant = folder.split("_testgap_")[1] if "_testgap_" in folder else ""
-    tags = [f"_{v}" for v in EXP52_VARIANTS if v != "standard"]
-    return {k: v for k, v in steps.items() if k.startswith(prefix)
-            and (k.endswith(f"_{variant}") if variant else not k.endswith(tuple(tags)))}
+    """The step_times.json entries of one results folder's make steps (common/studies.py)."""
+    from .studies import steps_of as study_steps
+    return study_steps(folder, steps)
 
 
 def computed_by(folder: Path) -> list:
@@ -254,12 +232,12 @@ def main(argv=None) -> int:
     if args.snapshot:
         dest = Path(args.snapshot)
         only = [f for f in args.folders.split(",") if f]
-        unknown = sorted(set(only) - {f for f, *_ in EXPERIMENTS})
+        unknown = sorted(set(only) - {f for f, *_ in experiments()})
         if unknown:
             print(f"error: --folders {','.join(unknown)} is not an experiment folder; use: "
-                  f"{', '.join(f for f, *_ in EXPERIMENTS)}", file=sys.stderr)
+                  f"{', '.join(f for f, *_ in experiments())}", file=sys.stderr)
             return 2
-        for folder, *_ in EXPERIMENTS:
+        for folder, *_ in experiments():
             src = root / folder
             if src.exists() and (not only or folder in only):
                 (dest / folder).mkdir(parents=True, exist_ok=True)
@@ -270,7 +248,7 @@ def main(argv=None) -> int:
             claims_screen(dest, collect(dest))[2:]).strip() + "\n")
         all_steps = read_json_or(root / "step_times.json", {}, "no step times in the snapshot")
         all_steps = all_steps if isinstance(all_steps, dict) else {}
-        for folder in only or [f for f, *_ in EXPERIMENTS]:   # each folder's make steps
+        for folder in only or [f for f, *_ in experiments()]:   # each folder's make steps
             mine = steps_of(folder, all_steps)
             if mine and (dest / folder).exists():
                 write_json(dest / folder / "step_times.json", mine)

@@ -22,7 +22,7 @@ from common.local_opt import LocalOptResult, optimize_local
 from common.tables import pm, write_csv, write_tables
 from common.vae import BatchLikelihood
 
-from .train import FOLDER, run_dir
+from .train import run_dir
 
 RULES = ("largest approximation gap", "largest amortization gap", "most correlated posterior",
          "median total gap")
@@ -94,7 +94,7 @@ def choose(gaps: dict) -> list:
 
 
 def main(argv=None):
-    exp = Experiment("exp51", FOLDER, argv, __doc__)
+    exp = Experiment("exp51", argv, __doc__)
     cfg = exp.config
     model = exp.load(run_dir(exp), cfg.model_config("ffg", "exp51"), cfg.train_config())
     model.eval()

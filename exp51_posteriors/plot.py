@@ -7,13 +7,12 @@ from common.config import CorruptFile, guarded
 from common.experiment import Experiment
 from common.plots import save
 
-from .train import FOLDER
 
 ROWS = ("true posterior", "amortised FFG q", "optimal FFG q*", "optimal flow q*")
 
 
 def main(argv=None):
-    exp = Experiment("exp51", FOLDER, argv, __doc__)
+    exp = Experiment("exp51", argv, __doc__)
     path = exp.out / "posteriors.pt"
     if not path.exists():
         raise CorruptFile(f"{path} is missing; run `make exp51` first")

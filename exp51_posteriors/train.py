@@ -2,15 +2,13 @@
 from common.config import guarded
 from common.experiment import Experiment, train_or_load
 
-FOLDER = "exp51_posteriors"
-
 
 def run_dir(exp: Experiment):
     return exp.runs / "mnist_ffg_2d"
 
 
 def main(argv=None):
-    exp = Experiment("exp51", FOLDER, argv, __doc__, stage="train")
+    exp = Experiment("exp51", argv, __doc__, stage="train")
     cfg = exp.config
     train_or_load(run_dir(exp), cfg.model_config("ffg", "exp51"), cfg.train_config(),
                   exp.train_data("mnist"), exp.data("mnist", "valid"), exp.seed, exp.device,

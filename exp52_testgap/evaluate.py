@@ -12,7 +12,7 @@ from common.families import FAMILIES, GAUSSIAN
 from common.paper import TABLE2, TABLE3
 from common.tables import gap_table, merge_rows, write_csv
 
-from .train import FOLDER, run_dir
+from .train import run_dir
 
 FIELDS = ["dataset", "model", "split", "n_points", "logpx", "logpx_sem", "L_qstar",
           "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap",
@@ -22,7 +22,7 @@ NAMES = {"mnist": "MNIST", "fashion": "Fashion", **{f: c.display for f, c in FAM
 
 
 def main(argv=None):
-    exp = Experiment("exp52", FOLDER, argv, __doc__)
+    exp = Experiment("exp52", argv, __doc__)
     cfg = exp.config
     rows = []
     for dataset in cfg.datasets:

@@ -9,11 +9,10 @@ from common.plots import gap_bars, save
 
 from .compare import compare
 from .evaluate import NAMES
-from .train import FOLDER
 
 
 def main(argv=None):
-    exp = Experiment("exp52", FOLDER, argv, __doc__)
+    exp = Experiment("exp52", argv, __doc__)
     rows = exp.read_rows("gaps.csv", "exp52")
     sns.set_theme(style="whitegrid")
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
@@ -30,7 +29,7 @@ def main(argv=None):
     save(fig, exp.out / "gaps")
     print(f"[exp52] wrote {exp.out / 'gaps.png'}")
     if exp.config.variant != "standard":   # Table 3: the variant against the standard models
-        standard_runs = exp.out.parent / FOLDER / "runs" / exp.runs.name
+        standard_runs = exp.out.parent / exp.folder / "runs" / exp.runs.name
         for line in compare(exp.config.variant, rows, exp.runs, standard_runs, exp.out):
             print(f"[exp52] {line}")
 

@@ -4,15 +4,13 @@ computation."""
 from common.config import guarded
 from common.experiment import Experiment, train_many
 
-FOLDER = "exp52_testgap"
-
 
 def run_dir(exp: Experiment, dataset: str, family: str):
     return exp.runs / f"{dataset}_{family}"
 
 
 def main(argv=None):
-    exp = Experiment("exp52", FOLDER, argv, __doc__, stage="train")
+    exp = Experiment("exp52", argv, __doc__, stage="train")
     cfg = exp.config
     x_train = {d: exp.train_data(d) for d in cfg.datasets}
     x_valid = {d: exp.data(d, "valid") for d in cfg.datasets}

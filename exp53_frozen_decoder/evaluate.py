@@ -16,7 +16,7 @@ from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
 from common.paper import TABLE4_LINEAR
 from common.tables import gap_table, merge_rows, write_csv
 
-from .train import FOLDER, encoder_run_dir
+from .train import encoder_run_dir
 
 FIELDS = ["dataset", "encoder", "model", "split", "n_points", "encoder_params", "logpx", "logpx_sem",
           "L_qstar", "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem",
@@ -28,7 +28,7 @@ TRUNKS = {"small_encoder": "one hidden layer of 100", "linear_encoder": "linear 
 
 
 def main(argv=None):
-    exp = Experiment("exp53", FOLDER, argv, __doc__)
+    exp = Experiment("exp53", argv, __doc__)
     cfg = exp.config
     models, dirs = {}, {}
     for encoder in cfg.encoders:

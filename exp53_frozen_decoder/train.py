@@ -2,9 +2,8 @@
 one) against the frozen decoder of the base ffg VAE (exp52's standard model for the same preset
 and seed, trained here if missing)."""
 from common.config import guarded
-from common.experiment import Experiment, base_ffg_model, base_run_dir, train_or_load
-
-FOLDER = "exp53_frozen_decoder"
+from common.experiment import Experiment, train_or_load
+from exp52_testgap.base import base_ffg_model, base_run_dir
 
 
 def encoder_run_dir(exp: Experiment, encoder: str, family: str):
@@ -12,7 +11,7 @@ def encoder_run_dir(exp: Experiment, encoder: str, family: str):
 
 
 def main(argv=None):
-    exp = Experiment("exp53", FOLDER, argv, __doc__, stage="train")
+    exp = Experiment("exp53", argv, __doc__, stage="train")
     cfg = exp.config
     base_epochs = cfg.base_epochs or cfg.epochs
     base_ffg_model(exp.preset, exp.seed, cfg.dataset, exp.device, base_epochs)

@@ -8,7 +8,7 @@ from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
 from common.paper import TABLE5
 from common.tables import gap_table, merge_rows, write_csv
 
-from .train import FOLDER, model_config, run_dir
+from .train import model_config, run_dir
 
 FIELDS = ["dataset", "decoder_layers", "split", "n_points", "logpx", "logpx_sem", "L_qstar",
           "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap",
@@ -21,7 +21,7 @@ def label(layers) -> str:
 
 
 def main(argv=None):
-    exp = Experiment("exp54", FOLDER, argv, __doc__)
+    exp = Experiment("exp54", argv, __doc__)
     cfg = exp.config
     rows = []
     for layers in cfg.decoder_layers:

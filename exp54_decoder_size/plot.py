@@ -6,11 +6,10 @@ from common.experiment import Experiment
 from common.plots import gap_bars, panels_by_split, save
 
 from .evaluate import label
-from .train import FOLDER
 
 
 def main(argv=None):
-    exp = Experiment("exp54", FOLDER, argv, __doc__)
+    exp = Experiment("exp54", argv, __doc__)
     rows = exp.read_rows("gaps.csv", "exp54")
     sns.set_theme(style="whitegrid")
 

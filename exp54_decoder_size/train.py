@@ -3,9 +3,8 @@ The 2-layer one is exp52's standard ffg model when its settings match (trained o
 import dataclasses
 
 from common.config import guarded
-from common.experiment import Experiment, base_ffg_model, base_run_dir, train_or_load
-
-FOLDER = "exp54_decoder_size"
+from common.experiment import Experiment, train_or_load
+from exp52_testgap.base import base_config, base_ffg_model, base_run_dir
 
 
 def model_config(cfg, layers: int):
@@ -14,8 +13,7 @@ def model_config(cfg, layers: int):
 
 def run_dir(exp: Experiment, layers: int):
     """exp52's base run for the standard model (same preset and seed), else our own folder."""
-    from common.presets import PRESETS
-    base = PRESETS["exp52"][exp.preset]
+    base = base_config(exp.preset)
     if exp.config.dataset in ("mnist", "fashion") and \
             model_config(exp.config, layers) == base.model_config("ffg") and \
             exp.config.train_config() == base.train_config():
@@ -24,7 +22,7 @@ def run_dir(exp: Experiment, layers: int):
 
 
 def main(argv=None):
-    exp = Experiment("exp54", FOLDER, argv, __doc__, stage="train")
+    exp = Experiment("exp54", argv, __doc__, stage="train")
     cfg = exp.config
     x_train, x_valid = exp.train_data(cfg.dataset), exp.data(cfg.dataset, "valid")
     for layers in cfg.decoder_layers:

@@ -3,12 +3,12 @@ training subset and a fixed validation subset of the same size. Writes gaps_over
 a table of the final-epoch gaps."""
 from common.claims import compare_rows, write_claims
 from common.config import guarded
-from common.experiment import Experiment, dynamics_run_dir, evaluate_one
+from common.experiment import Experiment, evaluate_one
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
 from common.tables import gap_table, merge_rows, write_csv
-from common.presets import EXP55_MODELS
 
-from .train import FOLDER
+from .config import MODELS
+from .train import dynamics_run_dir
 
 FIELDS = ["model", "split", "epoch", "n_points", "logpx", "logpx_sem", "L_qstar", "L_qstar_sem",
           "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap", "amort_gap_sem",
@@ -18,13 +18,13 @@ SPLITS = ("train", "valid")
 
 
 def main(argv=None):
-    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    exp = Experiment("exp55", argv, __doc__)
     cfg = exp.config
     rows = []
     points = {s: exp.data(cfg.dataset, s, cfg.n_points) for s in SPLITS}
     for name in cfg.models:
         run = dynamics_run_dir(exp, name)
-        family, architecture = EXP55_MODELS[name]
+        family, architecture = MODELS[name]
         for epoch in cfg.checkpoint_epochs():
             model = exp.load(run, cfg.model_config(family, architecture),
                              cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()),

@@ -8,11 +8,10 @@ from common.config import guarded
 from common.experiment import Experiment
 from common.plots import AMORT_COLOR, APPROX_COLOR, save
 
-from .train import FOLDER
 
 
 def main(argv=None):
-    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    exp = Experiment("exp55", argv, __doc__)
     rows = exp.read_rows("gaps_over_epochs.csv", "exp55")
     sns.set_theme(style="whitegrid")
     models = list(dict.fromkeys(r["model"] for r in rows))

@@ -3,10 +3,9 @@ ratio over the last quarter of training, with its spread (std over those epochs)
 import math
 
 from common.config import guarded
-from common.experiment import Experiment, dynamics_run_dir, read_metrics
+from common.experiment import Experiment, read_metrics
+from exp55_dynamics.train import dynamics_run_dir
 from common.tables import write_csv, write_tables
-
-FOLDER = "exp_gradients"
 
 
 def last_quarter_stats(values):
@@ -17,7 +16,7 @@ def last_quarter_stats(values):
 
 
 def main(argv=None):
-    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    exp = Experiment("exp_gradients", argv, __doc__)
     rows = []
     for name in exp.config.models:
         metrics = read_metrics(dynamics_run_dir(exp, name), exp.config.epochs, "exp_gradients")

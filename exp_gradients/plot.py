@@ -5,10 +5,10 @@ import numpy as np
 import seaborn as sns
 
 from common.config import guarded
-from common.experiment import Experiment, dynamics_run_dir, read_metrics
+from common.experiment import Experiment, read_metrics
+from exp55_dynamics.train import dynamics_run_dir
 from common.plots import save
 
-from .evaluate import FOLDER
 
 
 def smooth(values, window):
@@ -21,7 +21,7 @@ def smooth(values, window):
 
 
 def main(argv=None):
-    exp = Experiment("exp55", FOLDER, argv, __doc__)
+    exp = Experiment("exp_gradients", argv, __doc__)
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     colors = sns.color_palette("tab10")

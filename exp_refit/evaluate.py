@@ -8,20 +8,21 @@ import time
 import torch
 
 from common.config import guarded
-from common.experiment import Experiment, base_run_dir, trained_epochs
+from common.experiment import Experiment, trained_epochs
+from exp52_testgap.base import base_run_dir
 from common.gaps import (CERTIFICATE_TARGETS, encoder_bounds, qstar_within_targets,
                          summarise)
 from common.tables import pm, read_csv, write_csv, write_tables
 from common.train import load_model
 
-from .train import CURVE_FIELDS, FOLDER, check_curve, corrupted_sets
+from .train import CURVE_FIELDS, check_curve, corrupted_sets
 
 GAP_FIELDS = ["noise", "set", "when", "n_points", "L_q", "L_q_sem", "L_qstar", "L_qstar_sem",
               "amort_gap", "amort_gap_sem", "qstar_capped", "qstar_probe", "certified"]
 
 
 def main(argv=None):
-    exp = Experiment("exp_refit", FOLDER, argv, __doc__)
+    exp = Experiment("exp_refit", argv, __doc__)
     cfg = exp.config
     curves, gaps, table = [], [], []
     base = load_model(base_run_dir(exp.preset, exp.seed, "mnist") / "last.pt", exp.device)

@@ -9,11 +9,11 @@ from common.config import guarded
 from common.experiment import Experiment
 from common.plots import save
 
-from .train import FOLDER, check_curve
+from .train import check_curve
 
 
 def main(argv=None):
-    exp = Experiment("exp_refit", FOLDER, argv, __doc__)
+    exp = Experiment("exp_refit", argv, __doc__)
     rows = exp.read_rows("curves.csv", "exp_refit")
     for noise in sorted({int(r["noise"]) for r in rows}):
         check_curve(rows, noise, exp.config.refit_epochs, exp.config, exp.out / "curves.csv")

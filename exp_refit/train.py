@@ -12,12 +12,12 @@ import torch
 
 from common.config import CorruptFile, guarded
 from common.data import flip_pixels
-from common.experiment import Experiment, base_ffg_model, base_run_dir, trained_epochs
+from common.experiment import Experiment, trained_epochs
+from exp52_testgap.base import base_ffg_model, base_run_dir
 from common.tables import read_csv, write_csv
 from common.train import (TrainConfig, check_identity, load_model, model_from_state,
                           read_checkpoint, run_identity, train)
 
-FOLDER = "exp_refit"
 CURVE_FIELDS = ["noise", "epoch", "set", "n_points", "iwae", "iwae_sem", "elbo", "elbo_sem"]
 EVAL_SEED = 777  # the same evaluation draws at every epoch
 
@@ -102,7 +102,7 @@ def refit(exp: Experiment, noise: int) -> list:
 
 
 def main(argv=None):
-    exp = Experiment("exp_refit", FOLDER, argv, __doc__, stage="train")
+    exp = Experiment("exp_refit", argv, __doc__, stage="train")
     base_ffg_model(exp.preset, exp.seed, "mnist", exp.device)
     for noise in exp.config.noise:
         refit(exp, noise)

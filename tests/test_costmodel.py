@@ -4,7 +4,7 @@ import pytest
 
 from common.costmodel import TRAIN_SIZE, ais_chain_moves, predict
 from common.bench import model_names
-from common.presets import PRESETS
+from common.studies import study
 
 
 def units(train=1.0, ais=0.0, qstar=0.0, iwae=0.0):
@@ -13,7 +13,7 @@ def units(train=1.0, ais=0.0, qstar=0.0, iwae=0.0):
 
 
 def test_training_time_is_steps_times_the_step_cost():
-    c = PRESETS["exp52"]["paper"]
+    c = study("exp52").presets["paper"]
     out = predict(units(train=1e-3), "paper", qstar_steps=1000)
     steps = c.epochs * TRAIN_SIZE // c.batch_size
     assert out["exp52"]["train"] == pytest.approx(6 * steps * 1e-3)   # 2 data sets x 3 families
@@ -21,7 +21,7 @@ def test_training_time_is_steps_times_the_step_cost():
 
 
 def test_ais_time_counts_points_chains_steps_and_leapfrog_of_every_evaluation():
-    c = PRESETS["exp52"]["paper"]
+    c = study("exp52").presets["paper"]
     out = predict(units(train=0.0, ais=1.0), "paper", qstar_steps=0)
     per_eval = c.n_points * ais_chain_moves(c) * c.ais_leapfrog
     bdmc = 2 * c.bdmc_points * ais_chain_moves(c) * c.ais_leapfrog
@@ -32,14 +32,14 @@ def test_ais_time_counts_points_chains_steps_and_leapfrog_of_every_evaluation():
 def test_every_study_is_predicted_and_qstar_steps_scale_evaluation_linearly():
     one = predict(units(train=1e-4, ais=1e-8, qstar=1e-8, iwae=1e-9), "smoke", qstar_steps=100)
     two = predict(units(train=1e-4, ais=1e-8, qstar=1e-8, iwae=1e-9), "smoke", qstar_steps=200)
-    studies = ("exp51", "exp52", "exp52_large_encoder", "exp52_no_annealing", "exp53", "exp54",
-               "exp55", "exp_refit")
-    for study in studies:
-        assert one[study]["train"] > 0 and one[study]["evaluate"] > 0, study
-        assert one[study]["total"] == pytest.approx(one[study]["train"] + one[study]["evaluate"])
-        assert two[study]["evaluate"] > one[study]["evaluate"]
+    names = ("exp51", "exp52", "exp52_large_encoder", "exp52_no_annealing", "exp53", "exp54",
+             "exp55", "exp_refit")
+    for name in names:
+        assert one[name]["train"] > 0 and one[name]["evaluate"] > 0, name
+        assert one[name]["total"] == pytest.approx(one[name]["train"] + one[name]["evaluate"])
+        assert two[name]["evaluate"] > one[name]["evaluate"]
     assert one["all_h"] == pytest.approx(one["all_s"] / 3600)
-    assert one["all_s"] == pytest.approx(sum(one[s]["total"] for s in studies))
+    assert one["all_s"] == pytest.approx(sum(one[s]["total"] for s in names))
 
 
 def test_stacked_training_uses_the_measured_stacked_step_and_only_where_it_stacks():
@@ -52,7 +52,7 @@ def test_stacked_training_uses_the_measured_stacked_step_and_only_where_it_stack
 
 
 def test_exp53_fits_qstar_and_runs_ais_once_per_decoder_not_per_encoder():
-    c = PRESETS["exp53"]["paper"]
+    c = study("exp53").presets["paper"]
     out = predict(units(train=0.0, ais=1.0), "paper", qstar_steps=0)
     per_split = c.n_points * ais_chain_moves(c) * c.ais_leapfrog
     bdmc = 2 * c.bdmc_points * ais_chain_moves(c) * c.ais_leapfrog
@@ -82,7 +82,7 @@ def test_ais_moves_count_what_sets_the_step():
     warm-up at beta = 0 on every chain; the paper's in-run adaptation adds nothing."""
     import dataclasses
     from common.estimators import PILOT_CHAINS
-    paper, quick = PRESETS["exp52"]["paper"], PRESETS["exp52"]["quick"]
+    paper, quick = study("exp52").presets["paper"], study("exp52").presets["quick"]
     assert paper.ais_proposal == "prior" and quick.ais_proposal == "qstar"
     assert ais_chain_moves(paper) == (paper.ais_chains + PILOT_CHAINS) * paper.ais_steps
     assert ais_chain_moves(quick) == quick.ais_chains * (quick.ais_steps + quick.ais_warmup)

@@ -17,9 +17,12 @@ def test_exp52_smoke_outputs_and_caching(dirs, smoke):
     for name in ("gaps.csv", "table.tex", "table.md", "gaps.png", "gaps.pdf", "provenance.json"):
         assert (out / name).exists(), name
     table = rows(out / "gaps.csv")
-    # datasets x (three families on test points + Table 3's ffg and flow on training points)
-    assert len(table) == 2 * (3 + 2)
-    assert {r["model"] for r in table if r["split"] == "train"} == {"ffg", "flow"}
+    # datasets x (every family on test points + Table 3's families on training points)
+    from common.studies import study
+    c = study("exp52").presets["smoke"]
+    assert len(table) == len(c.datasets) * (len(c.families) + len(c.train_split_families))
+    assert {r["model"] for r in table if r["split"] == "train"} == set(c.train_split_families)
+    assert {r["model"] for r in table if r["split"] == "test"} == set(c.families)
     for r in table:
         for col in ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap", "total_gap",
                     "approx_gap_sem", "amort_gap_sem", "bdmc_gap"):
@@ -176,7 +179,7 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     own = json.loads((full / "exp52_testgap" / "step_times.json").read_text())
     assert "exp52_evaluate" in own and not any(k.startswith("exp53") for k in own)
     refit = json.loads((full / "exp_refit" / "step_times.json").read_text())
-    assert sorted(refit) == ["refit_evaluate", "refit_plot", "refit_train"]
+    assert sorted(refit) == ["exp_refit_evaluate", "exp_refit_plot", "exp_refit_train"]
     assert not list(full.rglob("*.pt")) and not list(full.rglob("per_point.csv"))
     times = (full / "TIMES.md").read_text()
     assert "| step (slowest first) |" in times and "exp52_evaluate" in times

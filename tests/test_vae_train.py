@@ -251,9 +251,9 @@ def test_run_config_passes_every_training_and_model_field_it_has():
     """The config is composed, not copied by hand: a field of TrainConfig / ModelConfig that
     RunConfig has always reaches the trainer and the model."""
     import dataclasses
-    from common.presets import PRESETS
+    from common.studies import study
     from common.vae import ModelConfig
-    cfg = PRESETS["exp52"]["smoke"]
+    cfg = study("exp52").presets["smoke"]
     mine = {f.name for f in dataclasses.fields(cfg)}
     changed = dataclasses.replace(cfg, **{
         f.name: (not getattr(cfg, f.name) if isinstance(getattr(cfg, f.name), bool)

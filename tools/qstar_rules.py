@@ -15,12 +15,10 @@ import dataclasses
 import json
 import time
 
-import torch
-
 from common import timing
 from common.data import load_dataset
 from common.gaps import fit_qstar, longer_fits
-from common.presets import PRESETS
+from common.studies import study
 from common.train import load_model
 
 RULES = {  # name: EvalConfig overrides
@@ -51,7 +49,7 @@ def main():
     model = load_model(args.checkpoint)
     model.eval()
     x = load_dataset(args.dataset, "test")[:args.points]
-    base = PRESETS["exp52"]["quick"]
+    base = study("exp52").presets["quick"]
     results = {}
     names = [r for r in RULES if not args.rules or r in args.rules.split(";")]
     for name in names:

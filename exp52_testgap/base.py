@@ -1,0 +1,37 @@
+"""exp52's standard MNIST (or Fashion) ffg VAE as the base model of other studies (exp53's frozen
+decoder, exp54's 2-layer decoder, exp_refit's encoder): where it lives and how it is trained,
+once, by whichever study needs it first."""
+import dataclasses
+from pathlib import Path
+
+from common.config import results_dir
+from common.data import load_dataset
+from common.experiment import run_tag, train_or_load, train_split
+from common.families import GAUSSIAN
+from common.vae import VAE
+
+from .config import PRESETS
+
+
+def base_config(preset: str, epochs: int = 0):
+    """exp52's config for this preset, at `epochs` (0: the preset's own length)."""
+    cfg = PRESETS[preset]
+    return dataclasses.replace(cfg, epochs=epochs) if epochs else cfg
+
+
+def base_run_dir(preset: str, seed: int, dataset: str, epochs: int = 0) -> Path:
+    epochs = base_config(preset, epochs).epochs
+    return results_dir() / "exp52_testgap" / "runs" / run_tag("exp52", preset, epochs, seed) / \
+        f"{dataset}_ffg"
+
+
+def base_ffg_model(preset: str, seed: int, dataset: str, device, epochs: int = 0) -> VAE:
+    """The standard ffg VAE of exp52 for this preset, seed and dataset (at `epochs`, 0: the
+    preset's length). Trained there (once) if it does not exist yet, so `make all` never trains
+    it twice."""
+    cfg = base_config(preset, epochs)
+    run_dir = base_run_dir(preset, seed, dataset, epochs)
+    x_train = train_split(dataset, cfg, device)
+    x_valid = load_dataset(dataset, "valid", device)
+    return train_or_load(run_dir, cfg.model_config(GAUSSIAN), cfg.train_config(), x_train,
+                         x_valid, seed, device, label=f"base {dataset}/ffg")
