@@ -269,3 +269,6 @@ def moments_start(q: BatchPosterior, n: int = MOMENT_SAMPLES, generator=None) ->
 def log_normal_diag(z, mu, logvar):
     return -0.5 * (((z - mu) ** 2) * (-logvar).exp() + logvar + math.log(2 * math.pi)).sum(-1)
 
+
+
+from . import family_af  # noqa: E402,F401  the auxiliary flow registers itself (FAMILIES["af"])

@@ -19,7 +19,7 @@ VARIANTS = {
 @dataclass(frozen=True)
 class Exp52Config(RunConfig):
     datasets: tuple = ("mnist", "fashion")
-    families: tuple = ("ffg", "flow", "cflow")
+    families: tuple = ("ffg", "flow", "cflow", "af")   # af: the paper's Table 2 flow
     eval_splits: tuple = ("test", "train")  # test points, and a training subset of the same size
     train_split_families: tuple = ("ffg", "flow")  # families evaluated on the training subset:
                                      # Table 3's (the paper has no cflow there; it would add two

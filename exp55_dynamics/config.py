@@ -8,6 +8,7 @@ from common.studies import Results, Study
 
 MODELS = {  # name: (family, architecture)
     "ffg": ("ffg", "standard"), "flow": ("flow", "standard"), "cflow": ("cflow", "standard"),
+    "af": ("af", "standard"),   # the paper's Figure 4 model
     "large_encoder": ("ffg", "large_encoder"), "large_decoder": ("ffg", "large_decoder")}
 
 
@@ -15,6 +16,7 @@ MODELS = {  # name: (family, architecture)
 class Exp55Config(RunConfig):
     dataset: str = "fashion"
     z_dim: int = 20                  # the paper's Fashion-MNIST dynamics used 20
+    family_hidden: tuple = (50,)     # AF's nets: one hidden layer of 50 (the §5.5 size)
     models: tuple = tuple(MODELS)
     eval_epochs: tuple = ()          # checkpoints evaluated; () = log-spaced over training
     qstar_ffg_fit: bool = False      # no flow model's ffg q*: the figure and the claim use each
