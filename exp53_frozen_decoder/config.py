@@ -28,10 +28,10 @@ class Exp53Config(RunConfig):
 PRESETS = presets(Exp53Config, smoke=dict(base_epochs=2),
                   # quick: six encoders share one decoder and its q* (fitted once per family);
                   # the flow q* on this ffg-trained decoder needs a longer rule than exp52's to
-                  # converge (at 4000 steps / patience 3: 28% capped, probe +0.135; here none
-                  # capped, probe +0.061), 6.6 min on 200 test points
+                  # converge (with the former constant lr 1e-3: at 4000 steps / patience 3 28%
+                  # capped, probe +0.135; at 12000 / patience 6 none capped, probe +0.061)
                   quick=dict(epochs=30, base_epochs=30, n_points=200, eval_splits=("test",),
-                             qstar_max_steps=12_000, qstar_patience=6),
+                             qstar_max_steps=12_000, qstar_patience=3),
                   paper=dict(base_epochs=3280), long=dict(base_epochs=0))
 
 
