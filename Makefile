@@ -12,6 +12,7 @@ VARIANT     ?= standard
 DATA_DIR    ?= $(CURDIR)/data
 RESULTS_DIR ?= $(CURDIR)/results
 JOBS        ?= 1
+EPOCHS      ?=
 EVAL_ARGS   ?=
 export DATA_DIR RESULTS_DIR
 export PYTHONUNBUFFERED := 1
@@ -45,6 +46,20 @@ endif
 ifneq ($(JOBS),1)
 export OMP_NUM_THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 endif
+ifneq ($(EPOCHS),)
+ifneq ($(shell [[ "$(EPOCHS)" =~ ^[1-9][0-9]{0,5}$$ ]] && echo ok),ok)
+$(error EPOCHS=$(EPOCHS) is not allowed; use a whole number of training epochs >= 1, e.g. EPOCHS=100)
+endif
+endif
+# the long preset (300 epochs; EPOCHS= for other lengths) is for the studies whose models train
+# on the full data
+LONG_STUDIES := exp52 exp53 exp55 exp_gradients
+ifeq ($(PRESET),long)
+NOT_LONG := $(filter-out $(LONG_STUDIES) ladder report snapshot help setup data test check clean,$(MAKECMDGOALS))
+ifneq ($(NOT_LONG),)
+$(error PRESET=long is not defined for $(NOT_LONG); it is for $(LONG_STUDIES): run e.g. make exp52 PRESET=long, or make ladder)
+endif
+endif
 ifneq ($(DATASET),)
 ifeq ($(filter $(DATASET),mnist fashion),)
 $(error DATASET=$(DATASET) is not allowed; use one of: mnist fashion)
@@ -52,13 +67,13 @@ endif
 endif
 
 comma := ,
-RUN_ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)
+RUN_ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)$(if $(EPOCHS), --epochs $(EPOCHS))
 VARIANT_TAG := $(if $(filter standard,$(VARIANT)),,_$(VARIANT))
 DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all studies base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench profile clean check
+.PHONY: help setup data test all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench profile clean check
 
 # SHARED_BUILT=1 (set by `make all`): the shared units (base, exp55's runs) are built or built in
 # the study's own recipe, so no study waits on a prerequisite that another job is running
@@ -69,12 +84,13 @@ help:  ## list targets and variables
 	@grep -E '^[a-z_0-9]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "Variables (current value):"
 	@echo "  DEVICE=$(DEVICE)        auto | cpu | cuda"
-	@echo "  PRESET=$(PRESET)       smoke (<2 min each) | quick (real numbers on a 2-core CPU) | paper (GPU)"
+	@echo "  PRESET=$(PRESET)       smoke (<2 min each) | quick (real numbers on a 2-core CPU) | long (300 epochs) | paper (GPU)"
 	@echo "  SEED=$(SEED)            whole number"
 	@echo "  NOISE=$(NOISE)   exp_refit: flipped pixels per image, one level or a comma list in [0, 784]"
 	@echo "  DATASET=$(DATASET)        exp53/exp55: mnist | fashion (empty = the experiment's default)"
 	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
 	@echo "  JOBS=$(JOBS)            make all: studies run at once (torch threads = cores / JOBS)"
+	@echo "  EPOCHS=$(EPOCHS)          training length of every step (a rung of the ladder; empty = the preset's)"
 	@echo "  EVAL_ARGS=$(EVAL_ARGS)       flags for the evaluate steps only, e.g. EVAL_ARGS='--n-points 100'"
 	@echo "  DATA_DIR=$(DATA_DIR)"
 	@echo "  RESULTS_DIR=$(RESULTS_DIR)"
@@ -140,6 +156,23 @@ exp_gradients: check data $(if $(SHARED_BUILT),,exp55_runs)  ## encoder/decoder 
 	$(TIME) exp_gradients_evaluate $(PY) -m exp_gradients.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
 	$(TIME) exp_gradients_plot $(PY) -m exp_gradients.plot $(RUN_ARGS) $(DATASET_ARG)
 
+exp66: check data  ## Appendix 6.6 Figure 5: FFG and Flow on 1000 MNIST points for 3000 epochs
+	$(TIME) exp66_train $(PY) -m exp66_small_data.train $(RUN_ARGS)
+	$(TIME) exp66_evaluate $(PY) -m exp66_small_data.evaluate $(RUN_ARGS) $(EVAL_ARGS)
+	$(TIME) exp66_plot $(PY) -m exp66_small_data.plot $(RUN_ARGS)
+
+# claims by training length: the ladder's studies at every length of LADDER_EPOCHS (quick: the
+# long preset at 100 and 300 epochs beside make all's 30; smoke: 2 and 4 epochs), then the
+# table and figures (common/ladder.py). Runs resume and finished lengths are read back.
+LADDER_STUDIES ?= exp52 exp55
+LADDER_PRESET  := $(if $(filter smoke,$(PRESET)),smoke,long)
+LADDER_EPOCHS  ?= $(if $(filter smoke,$(PRESET)),2 4,100 300)
+ladder: setup  ## claims by training length: LADDER_STUDIES at LADDER_EPOCHS, then the table and figures
+	@for e in $(LADDER_EPOCHS); do \
+	  $(MAKE) --no-print-directory $(LADDER_STUDIES) PRESET=$(LADDER_PRESET) EPOCHS=$$e || exit $$?; \
+	done
+	$(PY) -m common.ladder
+
 exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE flipped pixels
 	$(TIME) exp_refit_train $(PY) -m exp_refit.train $(RUN_ARGS) --noise $(NOISE)
 	$(TIME) exp_refit_evaluate $(PY) -m exp_refit.evaluate $(RUN_ARGS) --noise $(NOISE) $(EVAL_ARGS)
@@ -152,7 +185,7 @@ exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE 
 #   2. the studies, longest first (make -j takes goals in this order as slots free up), each
 #      training its own models in its recipe (SHARED_BUILT=1; exp55 its five runs);
 #   3. what reads the others' results: exp_gradients (exp55's runs), exp52_compare (seconds).
-STUDIES := exp52 exp55 exp52_large_encoder exp52_no_annealing exp_refit exp53 exp54 exp51
+STUDIES := exp52 exp55 exp52_large_encoder exp52_no_annealing exp_refit exp53 exp66 exp54 exp51
 all: setup  ## every experiment, then the report (JOBS=N: N at once); timed as make_all
 	$(TIME) make_all $(MAKE) --no-print-directory studies
 	$(MAKE) --no-print-directory report

@@ -40,6 +40,7 @@ class Experiment:
         (EVAL_ONLY) are not offered."""
         study = studies.study(key)
         presets = study.presets
+        check_preset(key, presets, argv)
         cls = type(presets["quick"])
         self.config, self.preset, self.seed, self.device = parse_config(
             cls, presets, argv, description, EVAL_ONLY if stage == "train" else ())
@@ -61,6 +62,12 @@ class Experiment:
     def provenance(self) -> dict:
         return self._provenance
 
+    def make_command(self) -> str:
+        """The make command that trains and evaluates this config's preset and length."""
+        tag = length_tag(self.key, self.preset, self.config.epochs)
+        return f"make {self.key} PRESET={self.preset}" + (f" EPOCHS={self.config.epochs}"
+                                                          if tag else "")
+
     def config_id(self, selection=()) -> str:
         """Short hash of preset, seed and config without the `selection` fields (which models or
         data sets were asked for): rows of one config_id can be merged across subset runs."""
@@ -76,7 +83,8 @@ class Experiment:
         training, seed): a run of another config is refused, never evaluated as this one."""
         path = Path(run_dir) / checkpoint
         if not path.exists():
-            raise CorruptFile(f"{path} is missing; run `make {self.key}` (the train step) first")
+            raise CorruptFile(f"{path} is missing; run `{self.make_command()}` (its train step) "
+                              f"first")
         state = read_checkpoint(path, self.device)
         check_identity(state, run_identity(model_config, train_config, self.seed, data), path)
         if checkpoint == "last.pt" and state["epoch"] != train_config.epochs:
@@ -103,6 +111,19 @@ class Experiment:
         """The first n points of a split (n = 0: all), on the device: fixed evaluation points."""
         x = load_dataset(dataset, split, self.device)
         return x[:n] if n else x
+
+
+def check_preset(key: str, presets: dict, argv=None) -> None:
+    """A study asked for a preset it does not have: one line naming what to run, exit 2."""
+    import argparse
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--preset", default="quick")
+    asked = parser.parse_known_args(argv)[0].preset
+    if asked in presets:
+        return
+    having = [n for n, s in studies.studies().items() if asked in s.presets]
+    fail(f"{key} has no {asked} preset (it has: {', '.join(presets)})" +
+         (f"; {asked} is for {', '.join(having)}" if having else ""))
 
 
 def length_tag(key: str, preset: str, epochs: int) -> str:

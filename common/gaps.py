@@ -74,6 +74,7 @@ class EvalConfig:
     qstar_samples: int = 10         # samples per q* step (paper: 50)
     qstar_lr: float = 1e-3          # Adam lr of q* (paper: 1e-3)
     qstar_lr_decay: float = 1.0     # < 1: a point's lr x this at every check without a new best
+    qstar_tol: float = 0.0          # a window is a new best only when it improves by more (nats)
     qstar_check_every: int = 100    # stopping rule: compare mean loss every ... steps (paper: 100)
     qstar_patience: int = 10        # ... and stop after more than this many checks without gain
     qstar_max_steps: int = 5000     # step cap (paper: none)
@@ -165,7 +166,7 @@ def local_bounds(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed
                               patience=cfg.qstar_patience * budget,
                               max_steps=cfg.qstar_max_steps * budget, eval_samples=cfg.k_eval,
                               init=init, seed=seed, verbose=verbose, device=x.device,
-                              lr_decay=cfg.qstar_lr_decay)
+                              lr_decay=cfg.qstar_lr_decay, tol=cfg.qstar_tol)
 
 
 START_SAMPLES = 100  # samples that score the candidate starts of a q*
@@ -306,7 +307,7 @@ def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: 
                               max_steps=2 * cfg.qstar_max_steps, n_samples=cfg.qstar_samples,
                               lr=cfg.qstar_lr, check_every=cfg.qstar_check_every,
                               eval_samples=cfg.k_eval, seed=seed + 1,
-                              lr_decay=cfg.qstar_lr_decay)
+                              lr_decay=cfg.qstar_lr_decay, tol=cfg.qstar_tol)
             for f, r in fits.items()}
 
 

@@ -64,26 +64,30 @@ class _Subset:
         return self.fn(full)[..., self.idx]
 
 
-def adam_step(params, grads, m, v, t: int, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+def adam_step(params, grads, m, v, t: int, lr: float, beta1=0.9, beta2=0.999, eps=1e-8,
+              point_scale: torch.Tensor = None, before: list = None):
     """Adam (Kingma & Ba, 2015, Algorithm 1) on lists of tensors, in place:
         m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
-        p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+        p <- p - lr s / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+    s = 1, or per point (point_scale [B]: every tensor's leading dim is B) for a per-point rate.
     One fused pass over each tensor where torch has the kernel (torch._fused_adam_, what
     torch.optim.Adam(fused=True) runs: 4.4x faster than the foreach version on the flow q*'s 7.5M
     per-point parameters on 2 CPU cores, where Adam was a fifth of a step), else foreach kernels.
-    lr: a number, or a tensor [B] of per-point learning rates (every tensor's leading dim is B)."""
-    if torch.is_tensor(lr):
-        torch._foreach_mul_(m, beta1)
-        torch._foreach_add_(m, grads, alpha=1 - beta1)
-        torch._foreach_mul_(v, beta2)
-        torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(denom, math.sqrt(1 - beta2 ** t))
-        torch._foreach_add_(denom, eps)
-        for p, mi, d in zip(params, m, denom):
-            step = lr.view(-1, *([1] * (p.dim() - 1))) / (1 - beta1 ** t)
-            p.sub_(step * mi / d)
-        return
+    A per-point scale rescales the fused step afterwards, p = p0 + s (p - p0) (`before`: buffers
+    like params for p0): 2.4x a fused step, against 7.8x for a foreach step with per-point rates
+    (measured on the flow q*'s parameters of 500 points)."""
+    if point_scale is not None:
+        before = before or [torch.empty_like(p) for p in params]
+        torch._foreach_copy_(before, params)
+    _adam_fused_or_foreach(params, grads, m, v, t, lr, beta1, beta2, eps)
+    if point_scale is not None:
+        torch._foreach_sub_(params, before)
+        for p in params:
+            p.mul_(point_scale.view(-1, *([1] * (p.dim() - 1))))
+        torch._foreach_add_(params, before)
+
+
+def _adam_fused_or_foreach(params, grads, m, v, t, lr, beta1, beta2, eps):
     if _FUSED_ADAM.get(params[0].device.type, True):
         try:
             step = torch.full((), float(t), device=params[0].device)
@@ -110,7 +114,7 @@ def optimize_local(log_likelihood, local, n_points: int, *, n_samples: int = 50,
                    lr: float = 1e-3, check_every: int = 100, patience: int = 10,
                    max_steps: int = 100_000, eval_samples: int = 5000, init: dict = None,
                    seed=None, eval_chunk: int = 0, verbose: bool = False, device=None,
-                   lr_decay: float = 1.0) -> LocalOptResult:
+                   lr_decay: float = 1.0, tol: float = 0.0) -> LocalOptResult:
     """q* of every point at once (the module docstring's algorithm) in the local family `local`,
     from `init` (flat per-point parameters, e.g. the encoder's q) or the family's prior start."""
     if device is None:
@@ -131,20 +135,20 @@ def optimize_local(log_likelihood, local, n_points: int, *, n_samples: int = 50,
     return _fit(log_likelihood, params, state, steps, active, local.rsample,
                 n_samples=n_samples, lr=lr, check_every=check_every, patience=patience,
                 max_steps=max_steps, eval_samples=eval_samples, eval_chunk=eval_chunk,
-                torch_gen=torch_gen, verbose=verbose, label=local.name, lr_decay=lr_decay)
+                torch_gen=torch_gen, verbose=verbose, label=local.name, lr_decay=lr_decay,
+                tol=tol)
 
 
 def continue_local(log_likelihood, local, fit: LocalOptResult, idx: torch.Tensor, *,
                    patience: int, max_steps: int, n_samples: int, lr: float, check_every: int,
                    eval_samples: int, seed: int, verbose: bool = False,
-                   lr_decay: float = 1.0) -> LocalOptResult:
+                   lr_decay: float = 1.0, tol: float = 0.0) -> LocalOptResult:
     """The fit of points idx allowed to run on from where it stopped (its parameters, Adam
     state, best window and checks since it), under a longer rule: patience and max_steps (the
     step cap counts the steps already taken). The same fit run twice as long, at the cost of
     the extra steps only: the convergence probe. log_likelihood is that of the points idx.
-    Under a plateau schedule (lr_decay < 1) each point's learning rate restarts at `lr` (a
-    warm restart): continuing at the decayed rate would barely move, and so could not show
-    a fit that the schedule froze early."""
+    Under a plateau schedule (lr_decay < 1) each point goes on at the rate it had (a warm
+    restart at the initial rate wrecked converged flow fits: -27 nats on MNIST's flow model)."""
     if fit.state is None:
         raise ValueError("this fit kept no state to continue from")
     s, device = fit.state, fit.elbo.device
@@ -152,19 +156,20 @@ def continue_local(log_likelihood, local, fit: LocalOptResult, idx: torch.Tensor
     params = pick(fit.params)
     state = FitState(m=pick(s.m), v=pick(s.v), best=s.best[idx].clone(),
                      bad_checks=s.bad_checks[idx].clone(), t=s.t,
-                     lr=None if s.lr is None else torch.full_like(s.lr[idx], lr))
+                     lr=None if s.lr is None else s.lr[idx].clone())
     steps = fit.steps[idx].clone()
     active = torch.nonzero((state.bad_checks <= patience) & (steps < max_steps)).flatten()
     torch_gen = torch.Generator(device=device).manual_seed(seed)
     return _fit(log_likelihood, params, state, steps, active, local.rsample,
                 n_samples=n_samples, lr=lr, check_every=check_every, patience=patience,
                 max_steps=max_steps, eval_samples=eval_samples, eval_chunk=0,
-                torch_gen=torch_gen, verbose=verbose, label=local.name, lr_decay=lr_decay)
+                torch_gen=torch_gen, verbose=verbose, label=local.name, lr_decay=lr_decay,
+                tol=tol)
 
 
 def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_samples, lr,
          check_every, patience, max_steps, eval_samples, eval_chunk, torch_gen, verbose,
-         label, lr_decay: float = 1.0) -> LocalOptResult:
+         label, lr_decay: float = 1.0, tol: float = 0.0) -> LocalOptResult:
     """The optimisation loop: Adam on the active points, a check every `check_every` steps that
     drops the points whose loss window has not improved for more than `patience` checks or that
     reached max_steps (each point's own step count); then the final L[q*] and IWAE."""
@@ -175,12 +180,13 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
     if point_lr is None and lr_decay != 1:
         point_lr = torch.full((n_points,), lr, device=steps.device)
     while len(active):
-        lr_w = lr if point_lr is None else point_lr[active]
+        scale_w = None if point_lr is None else point_lr[active] / lr
         work = {k: params[k][active].requires_grad_(True) for k in names}
         mw = {k: m[k][active] for k in names}
         vw = {k: v2[k][active] for k in names}
         ll_fn = _Subset(log_likelihood, n_points, active)
         window = torch.zeros(len(active), device=steps.device)
+        before = None if point_lr is None else [torch.empty_like(work[k]) for k in names]
         n_inner = max(1, min(check_every, max_steps - int(steps[active].min())))
         count(steps=n_inner, grad_rows=n_inner * len(active) * n_samples)
         for _ in range(n_inner):
@@ -191,14 +197,14 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
             with torch.no_grad():
                 window += loss_per_point.detach()
                 adam_step([work[k] for k in names], list(grads), [mw[k] for k in names],
-                          [vw[k] for k in names], t, lr_w)
+                          [vw[k] for k in names], t, lr, point_scale=scale_w, before=before)
         with torch.no_grad():
             for k in names:
                 params[k][active] = work[k].detach()
                 m[k][active], v2[k][active] = mw[k], vw[k]
             steps[active] += n_inner
             mean_loss = window / n_inner
-            improved = mean_loss < best[active]
+            improved = mean_loss < best[active] - tol
             best[active] = torch.where(improved, mean_loss, best[active])
             bad_checks[active] = torch.where(improved, torch.zeros_like(bad_checks[active]),
                                              bad_checks[active] + 1)

@@ -30,8 +30,8 @@ from .studies import study
 from .train import load_model
 
 # the rule before issue 24: constant lr 1e-3, patience 3, cap 4000, the probe refits from start
-DEFAULT_BEFORE = ("qstar_probe_mode=refit,qstar_lr=0.001,qstar_lr_decay=1.0,qstar_patience=3,"
-                  "qstar_max_steps=4000")
+DEFAULT_BEFORE = ("qstar_probe_mode=refit,qstar_lr=0.001,qstar_lr_decay=1.0,qstar_tol=0.0,"
+                  "qstar_patience=3,qstar_max_steps=4000")
 
 
 def parse_overrides(text: str, cfg) -> dict:

@@ -116,6 +116,20 @@ def claims_screen(root: Path, sections: list) -> list:
             header, "|" + "---|" * 7] + ["| " + " | ".join(r) + " |" for r in rows] + [""]
 
 
+def ladder_screen(root: Path, figures: bool = True) -> list:
+    """Claims by training length (common/ladder.py), when RESULTS_DIR holds more than one length
+    of some study: the table, then one figure per study."""
+    from . import ladder
+    rows = ladder.collect(root)
+    if len({r["epochs"] for r in rows}) < 2:
+        return []
+    md = ["## Claims by training length", "", ladder.markdown(rows)]
+    if figures:
+        for png in ladder.plot(rows, root / "ladder"):
+            md += [f"![{png.stem}]({png.relative_to(root).as_posix()})", ""]
+    return md
+
+
 def build(root: Path) -> tuple:
     sections = collect(root)
     steps = read_json_or(root / "step_times.json", {}, "the report omits step times")
@@ -126,6 +140,7 @@ def build(root: Path) -> tuple:
           f"Git commit of the report: `{git_commit()}`. Packages: " +
           ", ".join(f"{k} {v}" for k, v in vers.items()) + ".", ""]
     md += claims_screen(root, sections)
+    md += ladder_screen(root)
     if missing:
         md += [f"**Missing experiments** (no results under {root}): " + ", ".join(missing), ""]
     for s in sections:
@@ -237,15 +252,22 @@ def main(argv=None) -> int:
             print(f"error: --folders {','.join(unknown)} is not an experiment folder; use: "
                   f"{', '.join(f for f, *_ in experiments())}", file=sys.stderr)
             return 2
+        from .ladder import rungs
         for folder, *_ in experiments():
-            src = root / folder
-            if src.exists() and (not only or folder in only):
-                (dest / folder).mkdir(parents=True, exist_ok=True)
-                for f in [f for pattern in SNAPSHOT_FILES for f in src.glob(pattern)]:
-                    shutil.copyfile(f, dest / folder / f.name)
-        # the claims of every study in the snapshot, judged there (README quotes this file)
+            if only and folder not in only:
+                continue
+            # the folder and its other training lengths (folder_long, folder_long_e100, ...)
+            for name in dict.fromkeys([folder] + [p.name for _, _, p in rungs(root, folder)]):
+                src = root / name
+                if src.exists():
+                    (dest / name).mkdir(parents=True, exist_ok=True)
+                    for f in [f for pattern in SNAPSHOT_FILES for f in src.glob(pattern)]:
+                        shutil.copyfile(f, dest / name / f.name)
+        # the claims of every study in the snapshot, judged there (README quotes this file),
+        # then the same claims at every training length the snapshot holds
+        by_length = ladder_screen(dest)
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
-            claims_screen(dest, collect(dest))[2:]).strip() + "\n")
+            claims_screen(dest, collect(dest))[2:] + by_length).strip() + "\n")
         all_steps = read_json_or(root / "step_times.json", {}, "no step times in the snapshot")
         all_steps = all_steps if isinstance(all_steps, dict) else {}
         for folder in only or [f for f, *_ in experiments()]:   # each folder's make steps

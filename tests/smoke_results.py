@@ -48,6 +48,7 @@ def run_smoke(dirs):
     for target, variables in (("exp51", ["PRESET=smoke"]), ("exp52", ["PRESET=smoke"]),
                               ("exp53", ["PRESET=smoke"]), ("exp54", ["PRESET=smoke"]),
                               ("exp55", ["PRESET=smoke"]), ("exp_gradients", ["PRESET=smoke"]),
+                              ("exp66", ["PRESET=smoke"]),
                               ("exp_refit", ["PRESET=smoke", "NOISE=50"])):
         runs[target] = make(target, dirs, *variables).stdout
     return runs

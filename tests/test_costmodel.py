@@ -38,11 +38,12 @@ def test_every_study_is_predicted_and_qstar_steps_scale_evaluation_linearly():
     one = predict(units(train=1e-4, ais=1e-8, qstar=1e-8, iwae=1e-9), "smoke", qstar_steps=100)
     two = predict(units(train=1e-4, ais=1e-8, qstar=1e-8, iwae=1e-9), "smoke", qstar_steps=200)
     names = ("exp51", "exp52", "exp52_large_encoder", "exp52_no_annealing", "exp53", "exp54",
-             "exp55", "exp_refit")
+             "exp55", "exp66", "exp_refit")
     for name in names:
         assert one[name]["train"] > 0 and one[name]["evaluate"] > 0, name
         assert one[name]["total"] == pytest.approx(one[name]["train"] + one[name]["evaluate"])
-        assert two[name]["evaluate"] > one[name]["evaluate"]
+        if name != "exp66":   # exp66 fits no q* (Figure 5 draws the bounds of q)
+            assert two[name]["evaluate"] > one[name]["evaluate"]
     assert one["all_h"] == pytest.approx(one["all_s"] / 3600)
     assert one["all_s"] == pytest.approx(sum(one[s]["total"] for s in names))
 

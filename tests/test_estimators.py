@@ -344,6 +344,30 @@ def test_adam_step_equals_torch_adam(fused, monkeypatch):
     assert local_opt._FUSED_ADAM["cpu"] is fused   # the path under test was the one taken
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_step_with_per_point_rates_is_each_points_own_adam(fused, monkeypatch):
+    """A per-point scale s_b: point b follows torch's Adam at lr * s_b, its own rate."""
+    from common import local_opt
+    from common.local_opt import adam_step
+    monkeypatch.setitem(local_opt._FUSED_ADAM, "cpu", fused)
+    g = torch.Generator().manual_seed(1)
+    params = [torch.randn(3, 4, 2, generator=g), torch.randn(3, 5, generator=g)]   # B = 3
+    scale = torch.tensor([1.0, 0.5, 0.125])
+    refs = [[p[b].clone().requires_grad_(True) for p in params] for b in range(3)]
+    opts = [torch.optim.Adam(refs[b], lr=1e-2 * scale[b].item(), eps=1e-8) for b in range(3)]
+    m, v = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    for t in range(1, 6):
+        grads = [torch.randn(p.shape, generator=g) for p in params]
+        adam_step(params, grads, m, v, t, 1e-2, point_scale=scale)
+        for b in range(3):
+            for r, gr in zip(refs[b], grads):
+                r.grad = gr[b].clone()
+            opts[b].step()
+    for b in range(3):
+        for p, r in zip(params, refs[b]):
+            torch.testing.assert_close(p[b], r.detach(), atol=1e-6, rtol=1e-5)
+
+
 def test_prior_ais_is_unbiased_by_default_and_the_papers_adaptation_is_not():
     """Issue 24: from the prior at 16 chains x 500 steps on the 4-D model, the default (a pilot
     sweep on independent chains sets a per-step schedule) has a mean error over 64 points not

@@ -122,6 +122,43 @@ def test_exp55_and_gradients_smoke(dirs, smoke):
     assert (dirs[1] / "exp_gradients" / "gradients.png").exists()
 
 
+def test_exp66_smoke_bounds_over_training_on_few_points(dirs, smoke):
+    out = dirs[1] / "exp66_small_data"
+    table = rows(out / "bounds.csv")
+    from exp66_small_data.config import PRESETS
+    c = PRESETS["smoke"]
+    assert len(table) == len(c.families) * 2 * len(c.checkpoint_epochs())
+    for r in table:   # L[q] <= IWAE <= log p^ (per point the max of AIS and IWAE)
+        assert float(r["L_q"]) <= float(r["iwae"]) + 1e-4 <= float(r["logpx"]) + 2e-4
+        assert float(r["logpx"]) >= max(float(r["ais"]), float(r["iwae"])) - 1e-4
+    run = out / "runs" / "smoke-seed0" / "mnist_ffg"
+    assert len(json.loads((run / "subset.json").read_text())) == c.n_small
+    claims = json.loads((out / "claims.json").read_text())
+    assert {c["study"] for c in claims} == {"exp66 §6.6"} and len(claims) == 5
+    assert (out / "bounds.png").exists() and (out / "table.md").exists()
+
+
+def test_ladder_judges_every_claim_at_each_length_from_its_own_runs(dirs, smoke):
+    """make ladder PRESET=smoke: exp52 and exp55 at 2 epochs (the smoke runs) and at 4 (runs of
+    their own), claims judged at both lengths, a figure per study."""
+    make("ladder", dirs, "PRESET=smoke")
+    root = dirs[1]
+    by_length = json.loads((root / "claims_by_length.json").read_text())
+    lengths = {(r["results"], r["epochs"]) for r in by_length}
+    assert {("exp52_testgap", 2), ("exp52_testgap", 4), ("exp55_dynamics", 2),
+            ("exp55_dynamics", 4)} <= lengths
+    md = (root / "CLAIMS_BY_LENGTH.md").read_text()
+    assert "2 epochs" in md and "4 epochs" in md and "trend" in md
+    assert (root / "ladder" / "exp52_5_2.png").exists() and (root / "ladder" / "exp55_5_5.png").exists()
+    # a length never reuses another length's runs or evaluation: other weights, other caches
+    short = root / "exp52_testgap" / "runs" / "smoke-seed0" / "mnist_ffg"
+    longer = root / "exp52_testgap" / "runs" / "smoke-e4-seed0" / "mnist_ffg"
+    keys = [json.loads((d / "eval_test" / "summary.json").read_text())["key"] for d in (short, longer)]
+    assert keys[0]["model_hashes"] != keys[1]["model_hashes"]
+    assert (root / "exp52_testgap_e4" / "claims.json").exists()
+    assert json.loads((root / "exp52_testgap_e4" / "provenance.json").read_text())["config"]["epochs"] == 4
+
+
 def test_exp_refit_smoke_one_noise_level(dirs, smoke):
     out = dirs[1] / "exp_refit"
     curves = rows(out / "curves.csv")
@@ -202,6 +239,9 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     (["NOISE=10 50"], "NOISE=10 50 is not allowed"),
     (["NOISE=10,,50"], "NOISE=10,,50 is not allowed"),
     (["JOBS=0"], "JOBS=0 is not allowed"),
+    (["EPOCHS=abc"], "EPOCHS=abc is not allowed"),
+    (["EPOCHS=0"], "EPOCHS=0 is not allowed"),
+    (["PRESET=long"], "PRESET=long is not defined for exp_refit"),
     (["JOBS=two"], "JOBS=two is not allowed"),
 ])
 def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
@@ -209,6 +249,19 @@ def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_length_whose_runs_are_missing_names_the_command_that_trains_it(dirs, smoke, tmp_path):
+    env = dict(os.environ, RESULTS_DIR=str(dirs[1]), DATA_DIR=str(dirs[0]))
+    before = sorted(p.name for p in dirs[1].iterdir())
+    proc = subprocess.run([sys.executable, "-m", "exp52_testgap.evaluate", "--preset", "smoke",
+                           "--epochs", "7"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "make exp52 PRESET=smoke EPOCHS=7" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "exp54_decoder_size.train", "--preset", "long"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "exp54 has no long preset" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in dirs[1].iterdir()) == before     # nothing written
 
 
 def test_make_all_builds_the_shared_unit_first_then_the_studies_longest_first(tmp_path):

@@ -21,20 +21,14 @@ from common.gaps import fit_qstar, longer_fits
 from common.studies import study
 from common.train import load_model
 
-RULES = {  # name: EvalConfig overrides
-    "quick (lr 1e-3, constant)": {},
-    "lr 3e-3, x0.5 on plateau": dict(qstar_lr=3e-3, qstar_lr_decay=0.5),
-    "lr 2e-3, x0.5 on plateau": dict(qstar_lr=2e-3, qstar_lr_decay=0.5),
-    "lr 3e-3, x0.5 on plateau, patience 2": dict(qstar_lr=3e-3, qstar_lr_decay=0.5,
-                                                 qstar_patience=2),
-    "lr 1e-2, x0.5 on plateau, patience 2": dict(qstar_lr=1e-2, qstar_lr_decay=0.5,
-                                                 qstar_patience=2),
-    "lr 3e-3, x0.3 on plateau, patience 1": dict(qstar_lr=3e-3, qstar_lr_decay=0.3,
-                                                 qstar_patience=1),
-    "lr 3e-3, x0.5 on plateau, patience 2, S 5": dict(qstar_lr=3e-3, qstar_lr_decay=0.5,
-                                                      qstar_patience=2, qstar_samples=5),
-    "lr 3e-3, x0.5 on plateau, window 50, patience 3": dict(
-        qstar_lr=3e-3, qstar_lr_decay=0.5, qstar_patience=3, qstar_check_every=50),
+RULES = {  # name: EvalConfig overrides (the default quick preset's rule is "quick")
+    "quick": {},
+    "former quick (lr 1e-3, constant, patience 3)": dict(qstar_lr=1e-3, qstar_lr_decay=1.0,
+                                                         qstar_patience=3, qstar_max_steps=4000),
+    "quick, tol 0.02": dict(qstar_tol=0.02),
+    "quick, tol 0.05": dict(qstar_tol=0.05),
+    "quick, tol 0.1": dict(qstar_tol=0.1),
+    "quick, S 5": dict(qstar_samples=5),
 }
 
 
