@@ -10,6 +10,7 @@ A claim predicts that a difference d of two estimates (nats, on the same points)
 """
 import json
 import math
+import sys
 from pathlib import Path
 
 from .config import atomic_write_text
@@ -65,14 +66,42 @@ def write_claims(out_dir: Path, claims: list) -> None:
     atomic_write_text(Path(out_dir) / "claims.json", json.dumps(claims, indent=2) + "\n")
 
 
+VERDICTS = ("held", "not held", "not certified")
+
+
+def valid_claim(c) -> bool:
+    """A claims.json entry of the schema `claim` writes."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and \
+        math.isfinite(v)  # noqa: E731
+    return isinstance(c, dict) and set(FIELDS) <= set(c) and \
+        all(isinstance(c[k], str) for k in ("study", "claim", "column")) and \
+        number(c["difference"]) and number(c["sem"]) and c["sem"] >= 0 and \
+        (c["paper"] is None or number(c["paper"])) and isinstance(c["certified"], bool) and \
+        c["verdict"] in VERDICTS
+
+
 def read_claims(folder: Path) -> list:
-    """claims.json of a results folder; [] when absent or unreadable (the report says so)."""
-    try:
-        claims = json.loads((Path(folder) / "claims.json").read_text())
-    except (OSError, ValueError):
+    """claims.json of a results folder; [] when absent. A file that is not JSON or not of the
+    schema (a string difference, an unknown verdict, binary garbage) is informative only, so it
+    never stops the report: it is set aside as claims.json.corrupt with a one-line warning
+    naming it, and its study's claims are then missing from the report (which says so)."""
+    path = Path(folder) / "claims.json"
+    if not path.exists():
         return []
-    return [c for c in claims if isinstance(c, dict) and set(FIELDS) <= set(c)] \
-        if isinstance(claims, list) else []
+    try:
+        claims = json.loads(path.read_text())
+        if not isinstance(claims, list) or not all(valid_claim(c) for c in claims):
+            raise ValueError("not a list of claims of the schema")
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        try:
+            path.replace(path.with_name("claims.json.corrupt"))
+            aside = f"set aside as {path.name}.corrupt"
+        except OSError:
+            aside = "left in place"
+        print(f"warning: {path} is unreadable ({str(err)[:60]}); {aside}; rerun its study to "
+              f"judge its claims again", file=sys.stderr)
+        return []
+    return claims
 
 
 def markdown_rows(claims: list) -> list:

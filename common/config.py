@@ -5,7 +5,9 @@ builds its config with `parse_config(ExpConfig, PRESETS_OF_EXP)`: the preset giv
 defaults, any field can be overridden by a flag of the same name (`--n-points 200`).
 """
 import argparse
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import platform
@@ -63,11 +65,19 @@ def read_json_or(path: Path, default, what: str):
         return default
 
 
+RESULTS_MARKER = ".inference-suboptimality-results"   # a RESULTS_DIR this project made
+
+
 def check_results_dir(path: Path) -> Path:
-    """RESULTS_DIR must be a folder this process can write; else one line naming it."""
+    """RESULTS_DIR must be a folder this process can write; else one line naming it. A folder
+    made here (or found empty) gets RESULTS_MARKER: `make clean` deletes only such a folder."""
     path = Path(path)
     try:
+        fresh = not path.exists() or (path.is_dir() and not any(path.iterdir()))
         path.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            (path / RESULTS_MARKER).write_text("made by the inference-suboptimality study; "
+                                               "`make clean` may delete this folder\n")
         probe = temp_path(path / ".write_probe")
         probe.write_text("")
         probe.unlink()
@@ -240,10 +250,36 @@ def git_commit() -> str:
         return "unknown"
 
 
+def portable(text: str) -> str:
+    """A command or path as recorded: relative to the repository root, RESULTS_DIR and DATA_DIR
+    named as such, so no absolute path of the machine that ran it is kept."""
+    import tempfile
+    text = str(text)
+    results = results_dir().resolve()
+    places = [(str(results), "$RESULTS_DIR"),
+              (str(Path(os.environ.get("DATA_DIR", ROOT / "data")).resolve()), "$DATA_DIR"),
+              (str(ROOT), "."), (str(Path(tempfile.gettempdir()).resolve()), "$TMPDIR")]
+    if (results.parent / "Makefile").exists():   # the checkout that made RESULTS_DIR
+        places.append((str(results.parent), "."))
+    for place, name in sorted(places, key=lambda p: -len(p[0])):
+        text = text.replace(place + os.sep, name + "/").replace(place, name)
+    return text
+
+
+def command_line() -> str:
+    """This process's command, portable (python -m module: the module, not its file path)."""
+    argv = list(sys.argv)
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        argv[0] = f"-m {spec.name}"
+    return portable("python " + " ".join(argv))
+
+
 def provenance(preset: str, seed: int, device) -> dict:
     return {"preset": preset, "seed": seed, "device": str(device), "git_commit": git_commit(),
             "torch": torch.__version__, "python": platform.python_version(),
-            "command": " ".join(sys.argv), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "command": command_line(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def temp_path(path: Path) -> Path:
@@ -253,12 +289,43 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.part")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+class WriteFailed(UserError):
+    """A result could not be written (a full disk, no permission): one line naming the file;
+    the temporary file is removed, nothing already written is touched."""
+
+
+def write_error(path: Path, err: Exception) -> WriteFailed:
+    text = str(err)
+    if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in text or \
+            "write failed" in text:   # torch.save reports a full disk as "file write failed"
+        return WriteFailed(f"no space left on device writing {path}; free some space (or set "
+                           f"RESULTS_DIR to a disk with room) and rerun: finished work is kept")
+    return WriteFailed(f"cannot write {path} ({getattr(err, 'strerror', None) or text[:80]}); "
+                       f"check RESULTS_DIR and rerun")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """A temporary path beside `path` for the block to write, moved onto `path` when it ends. A
+    failed write removes the temporary and raises WriteFailed (one line, exit 2 through
+    `guarded`), so a full disk leaves no .part file behind to block the rerun."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise write_error(path, err) from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: Path, obj) -> None:

@@ -29,9 +29,8 @@ of per-point tensors [B, ...], all of them optimised:
 
 A family's own file defines its classes and adds itself to FAMILIES with one line.
 """
-import math
-
 import torch
+
 from .flows import CouplingFlow, flow_forward, init_flow
 from .posteriors import LOG_2PI, log_prob_base_and_flow, sample_base_and_flow
 from .proposals import DiagonalGaussian, FlowDensity
@@ -264,11 +263,6 @@ def moments_start(q: BatchPosterior, n: int = MOMENT_SAMPLES, generator=None) ->
     with torch.no_grad():
         z, _ = q.rsample(n, generator)
         return z.mean(0), z.var(0).clamp_min(1e-6).log()
-
-
-def log_normal_diag(z, mu, logvar):
-    return -0.5 * (((z - mu) ** 2) * (-logvar).exp() + logvar + math.log(2 * math.pi)).sum(-1)
-
 
 
 from . import family_af  # noqa: E402,F401  the auxiliary flow registers itself (FAMILIES["af"])

@@ -28,13 +28,12 @@ ffg q* (a floor of its L[q*], and Table 3's L[q*_FFG]) has its own cap share and
 import csv
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .config import temp_path
+from .config import atomic_file
 from .estimators import ais, bdmc
 from .families import FAMILIES, GAUSSIAN, MOMENT_SAMPLES, moments_start
 from .local_opt import continue_local, optimize_local
@@ -529,11 +528,9 @@ def write_per_point(path: Path, per_point: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(per_point)
-    tmp = temp_path(path)
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["point"] + names)
         cols = [per_point[k].tolist() for k in names]
         for i, row in enumerate(zip(*cols)):
             writer.writerow([i] + [f"{v:.5f}" for v in row])
-    os.replace(tmp, path)

@@ -42,11 +42,18 @@ def panels_by_split(rows, panel_width: float, draw, height: float = 3.8):
 
 def save(fig, stem: Path) -> None:
     """stem.png and stem.pdf."""
+    from .config import write_error
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        tmp = stem.with_name(f"{stem.name}.{os.getpid()}.part.{ext}")
-        fig.savefig(tmp, dpi=130)
-        tmp.replace(stem.with_suffix(f".{ext}"))
-    plt.close(fig)
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for ext in ("png", "pdf"):
+            tmp = stem.with_name(f"{stem.name}.{os.getpid()}.part.{ext}")
+            try:
+                fig.savefig(tmp, dpi=130)
+                tmp.replace(stem.with_suffix(f".{ext}"))
+            except (OSError, RuntimeError, ValueError) as err:
+                tmp.unlink(missing_ok=True)
+                raise write_error(stem.with_suffix(f".{ext}"), err) from None
+    finally:
+        plt.close(fig)

@@ -30,6 +30,12 @@ MAY_BE_ZERO = {"warmup_fraction", "qstar_tol", "n_points", "n_train", "n_valid_m
                "corruption_seed", "train_points"}
 
 
+# tuple fields that may be empty (no hidden layer, no extra seed, the default checkpoints); every
+# other one selects what to run (families, datasets, splits, models, ...): empty is an error
+MAY_BE_EMPTY = {"enc_hidden", "dec_hidden", "family_hidden", "eval_epochs", "seeds",
+                "train_split_families", "checkpoint_epochs"}
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -85,6 +91,9 @@ class RunConfig(EvalConfig):
                     any(not isinstance(v, int) or v < 1 for v in value):
                 raise ConfigError(f"{flag}={','.join(map(str, value))} is not allowed; use "
                                   f"layer sizes >= 1, e.g. 500,500")
+            if isinstance(value, tuple) and not value and name not in MAY_BE_EMPTY:
+                raise ConfigError(f"{flag} is empty; give at least one value (the preset's: "
+                                  f"leave the flag out)")
             if isinstance(value, tuple) and not name.endswith("_hidden") and \
                     len(set(value)) != len(value):   # layer sizes may repeat; selections not
                 raise ConfigError(f"{flag}={','.join(map(str, value))} lists a value twice; "

@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from . import timing
 from .bench import decoder_flops_per_row, matmul_flops
-from .config import (ConfigError, UserError, guarded, provenance, read_json_or,
+from .config import (ConfigError, UserError, guarded, portable, provenance, read_json_or,
                      resolve_device, results_dir, to_jsonable, write_json)
 from .data import load_dataset
 from .experiment import run_tag
@@ -128,7 +128,7 @@ def main(argv=None) -> None:
     x = load_dataset("mnist", "test", device)[:args.points]
     flops_per_row = decoder_flops_per_row(model)        # forward + input gradient
     rate = matmul_flops(args.points * cfg.qstar_samples, model, device)
-    out = {"provenance": provenance(args.preset, seed, device), "checkpoint": str(path),
+    out = {"provenance": provenance(args.preset, seed, device), "checkpoint": portable(path),
            "points": args.points, "matmul_gflops": rate / 1e9, "config": to_jsonable(cfg),
            "before_overrides": before, "runs": {}}
     for label in ((["before"] if before else []) + ["after"]):

@@ -61,6 +61,9 @@ class FlowDensity:
         detach = lambda p: {k: v.detach() for k, v in p.items()}  # noqa: E731
         self.mu, self.logvar = mu.detach(), logvar.detach()
         self.layers = [(u, detach(p)) for u, p in layers]
+        # the spread's samples come from a seeded stream (never the global one), so the same
+        # density always gets the same metric, whatever ran before in the process
+        generator = generator or torch.Generator(device=self.mu.device).manual_seed(0)
         with torch.no_grad():
             self.scale = self.sample(SCALE_SAMPLES, generator).std(0).clamp_min(1e-4)
 

@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from .config import atomic_write_text, read_json_or, results_dir
+from .config import UserError, atomic_write_text, portable, results_dir
 
 
 def main() -> int:
@@ -28,8 +29,9 @@ def main() -> int:
             with open(path.with_name(".step_times.lock"), "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)   # `make -j`: steps ending together keep all
                 _record(path, name, cmd, time.time() - t0)
-        except OSError as err:  # timing is informative: it never fails the step it timed
-            print(f"warning: step time not recorded in {path} ({err.strerror})", file=sys.stderr)
+        except (OSError, UserError) as err:   # timing is informative: never fails its step
+            print(f"warning: step time not recorded in {path} "
+                  f"({getattr(err, 'strerror', None) or err})", file=sys.stderr)
     return code
 
 
@@ -40,25 +42,50 @@ def dry_run(makeflags: str) -> bool:
     return not first.startswith("-") and "n" in first
 
 
+def valid_times(times) -> bool:
+    """step_times.json's schema: {step: [{"wall_s": number, "finished": text, ...}, ...]}."""
+    return isinstance(times, dict) and all(
+        isinstance(runs, list) and all(
+            isinstance(r, dict) and isinstance(r.get("wall_s"), (int, float)) and
+            not isinstance(r.get("wall_s"), bool) and isinstance(r.get("finished"), str)
+            for r in runs) for runs in times.values())
+
+
+def read_times(path: Path) -> dict:
+    """step_times.json, or {} when absent; a file that is not JSON or of another shape is
+    informative only: set aside as step_times.json.corrupt with a one-line warning, never a
+    traceback."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        times = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError):
+        times = None
+    if valid_times(times):
+        return times
+    try:
+        os.replace(path, path.with_name(path.name + ".corrupt"))
+        aside = f"set aside as {path.name}.corrupt"
+    except OSError:
+        aside = "left in place"
+    print(f"warning: {path} is unreadable (not a table of step times); {aside}",
+          file=sys.stderr)
+    return {}
+
+
 def _record(path, name: str, cmd: list, wall_s: float) -> None:
     """Append one run of step `name` to step_times.json (read, add, atomic rewrite)."""
-    times = read_json_or(path, {}, "starting it afresh (the old file is kept as .corrupt)")
-    if not isinstance(times, dict):
-        times = {}
-    if path.exists() and not times:
-        try:
-            os.replace(path, path.with_name(path.name + ".corrupt"))
-        except OSError:
-            pass
+    times = read_times(path)
     runs = times.get(name, [])
-    runs = runs if isinstance(runs, list) else [runs]
-    runs.append({"wall_s": round(wall_s, 1), "command": " ".join(cmd),
+    runs.append({"wall_s": round(wall_s, 1), "command": portable(" ".join(cmd)),
                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     times[name] = runs
     try:
         atomic_write_text(path, json.dumps(times, indent=2, sort_keys=True) + "\n")
-    except OSError as err:  # timing is informative: it never fails the step it timed
-        print(f"warning: step time not recorded in {path} ({err.strerror})", file=sys.stderr)
+    except (OSError, UserError) as err:   # timing is informative: it never fails its step
+        print(f"warning: step time not recorded in {path} "
+              f"({getattr(err, 'strerror', None) or err})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
 """Tables as LaTeX (booktabs) and Markdown from the same rows, made with tabulate."""
 import csv
-import os
 from pathlib import Path
 
 from tabulate import tabulate
 
-from .config import CorruptFile, atomic_write_text, temp_path
+from .config import CorruptFile, atomic_file, atomic_write_text
 
 LABELS = {"logpx": r"log p̂(x)", "L_qstar": "L[q*]", "L_q": "L[q]",
           "approx_gap": "Approximation gap", "amort_gap": "Amortization gap",
@@ -115,12 +114,10 @@ def write_csv(path: Path, rows: list, fields: list = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = fields or list(dict.fromkeys(k for r in rows for k in r))
-    tmp = temp_path(path)
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_csv(path: Path, required=(), fix: str = "delete it and rerun the step that wrote it") -> list:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .config import CorruptFile, UserError, temp_path, write_json
+from .config import CorruptFile, UserError, atomic_file, write_json
 from .families import FAMILIES
 from .vae import ADDED_FIELDS, VAE, ModelConfig
 from .posteriors import log_weight
@@ -145,9 +145,8 @@ def save_checkpoint(path: Path, model, optimizer, epoch: int, config: dict,
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
              "config": config, "identity": identity, "metrics": list(metrics or []),
              **(extra or {})}
-    tmp = temp_path(path)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def read_checkpoint(path: Path, device="cpu") -> dict:
@@ -163,6 +162,12 @@ def read_checkpoint(path: Path, device="cpu") -> dict:
     if not isinstance(state, dict) or not {"model", "epoch", "config"} <= set(state):
         raise CorruptFile(f"{path} is not a checkpoint of this trainer; delete {path.parent} "
                           f"to retrain it")
+    bad = [k for k, v in state["model"].items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CorruptFile(f"{path} holds non-finite weights ({bad[0]}"
+                          f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); delete "
+                          f"{path.parent} to retrain it")
     return state
 
 
@@ -182,24 +187,29 @@ def restore_metrics(run_dir: Path, state: dict) -> list:
     is missing, unreadable or differs (a kill after the checkpoint, a hand edit)."""
     rows = [{k: row.get(k) for k in METRIC_FIELDS} for row in state.get("metrics", [])]
     path = Path(run_dir) / "metrics.csv"
-    try:
-        with open(path, newline="") as f:
-            on_disk = list(csv.DictReader(f))
-        same = [r.get("epoch") for r in on_disk] == [str(r["epoch"]) for r in rows]
-    except (OSError, csv.Error, UnicodeDecodeError):
-        same = False
-    if not same:
+    if not metrics_file_matches(path, rows):
         _write_metrics(path, rows)
     return rows
 
 
+def metrics_file_matches(path: Path, rows: list) -> bool:
+    """metrics.csv holds exactly these rows, every field as the trainer writes it (a hand-edited
+    value is a difference, not only a missing epoch)."""
+    try:
+        with open(path, newline="") as f:
+            on_disk = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return False
+    written = [{k: "" if r.get(k) is None else str(r.get(k)) for k in METRIC_FIELDS}
+               for r in rows]
+    return [{k: r.get(k) for k in METRIC_FIELDS} for r in on_disk] == written
+
+
 def _write_metrics(path: Path, rows: list) -> None:
-    tmp = temp_path(path)
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _progress(line: str) -> None:

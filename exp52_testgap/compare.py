@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 
 from common.claims import claim, mean_sem, truthy, write_claims
-from common.config import read_json_or
+from common.config import CorruptFile, read_json_or
 from common.gaps import EvalConfig
 from common.tables import pm, write_tables
 
@@ -29,9 +29,19 @@ CLAIMS = {"large_encoder": "a larger encoder mainly shrinks the amortization gap
 
 
 def _per_point(path: Path) -> dict:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
+    """The per-point columns of an evaluation; one line naming the file when one is not a
+    number or a column the comparison needs is missing."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        out = {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as err:
+        raise CorruptFile(f"{path} is not a per-point table ({str(err)[:60]}); delete it and "
+                          f"rerun `make exp52` to recompute it") from None
+    missing = [k for k in ("approx_gap", "amort_gap", "L_qstar", "L_qstar_ffg") if k not in out]
+    if missing:
+        raise CorruptFile(f"{path} lacks {', '.join(missing)}; delete it and rerun `make exp52`")
+    return out
 
 
 def paired(a: list, b: list) -> tuple:

@@ -4,16 +4,23 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from common.config import guarded
+from common.data import DATASETS
+from common.families import FAMILIES
 from common.experiment import Experiment
 from common.plots import gap_bars, save
 
 from .compare import compare
 from .evaluate import NAMES
 
+GAP_COLUMNS = ("n_points", "logpx", "L_qstar", "L_q", "approx_gap", "approx_gap_sem",
+               "amort_gap", "amort_gap_sem", "total_gap", "total_gap_sem")
+
 
 def main(argv=None):
     exp = Experiment("exp52", argv, __doc__)
-    rows = exp.read_rows("gaps.csv", "exp52")
+    rows = exp.read_rows("gaps.csv", "exp52", numeric=GAP_COLUMNS,
+                         known={"model": tuple(FAMILIES), "dataset": DATASETS,
+                                "split": ("test", "train")})
     sns.set_theme(style="whitegrid")
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     splits = list(dict.fromkeys(r["split"] for r in rows))

@@ -8,11 +8,15 @@ from common.config import guarded
 from common.experiment import Experiment
 from common.plots import AMORT_COLOR, APPROX_COLOR, save
 
+from .config import MODELS
+
 
 
 def main(argv=None):
     exp = Experiment("exp55", argv, __doc__)
-    rows = exp.read_rows("gaps_over_epochs.csv", "exp55")
+    rows = exp.read_rows("gaps_over_epochs.csv", "exp55",
+                         numeric=("epoch", "logpx", "L_qstar", "L_q"),
+                         known={"model": tuple(MODELS), "split": ("train", "valid")})
     sns.set_theme(style="whitegrid")
     models = list(dict.fromkeys(r["model"] for r in rows))
     splits = list(dict.fromkeys(r["split"] for r in rows))

@@ -93,8 +93,8 @@ def claims_of(rows: list, cfg, last: int) -> list:
     for family in cfg.families:
         if (family, "train") in final and (family, "test") in final:
             out.append(compare_rows(   # the train gap is the small one: AIS, IWAE, ELBO overlap
-                "exp66 §6.6", f"at the last epoch the inference gap log p̂ - L[q] is smaller on "
-                f"the training points than on test points", family.upper() if family == "ffg"
+                "exp66 §6.6", "at the last epoch the inference gap log p̂ - L[q] is smaller on "
+                "the training points than on test points", family.upper() if family == "ffg"
                 else family, final[(family, "test")], final[(family, "train")], "gap"))
         test = [r for r in rows if r["family"] == family and r["split"] == "test"]
         if len(test) > 1:   # the test bound falls late: the last epoch below the best one

@@ -41,3 +41,15 @@ def test_every_quoted_snapshot_block_is_the_committed_file():
     assert not stale, f"run tools/sync_readmes.py: {stale}"
     text = "<!-- snapshot: docs/results/exp52_testgap/table.md -->\nhand-typed 1.23\n<!-- /snapshot -->"
     assert "hand-typed" not in sync.synced(text)   # the check can fail
+
+
+def test_the_committed_snapshot_names_no_machine_path():
+    """docs/results records commands and paths relative to the repository and $RESULTS_DIR:
+    nothing of the machine, checkout or temporary folder that made it (issue 28)."""
+    found = []
+    for f in (ROOT / "docs" / "results").rglob("*"):
+        if f.is_file() and f.suffix in (".md", ".tex", ".csv", ".json", ".html"):
+            text = f.read_text()
+            found += [f"{f.relative_to(ROOT)}: {m}" for m in ("/tmp/", "/work/", "/root/",
+                                                               "/home/") if m in text]
+    assert not found, found[:10]

@@ -97,15 +97,24 @@ def test_a_truncated_checkpoint_is_one_line_naming_it(results):
     one_line_error(script("exp52_testgap.train", results), str(last), "truncated")
 
 
-def test_a_damaged_metrics_csv_is_refused_then_rebuilt_from_the_checkpoint(results):
+def test_a_damaged_metrics_csv_is_rebuilt_from_the_checkpoint_or_refused_without_one(results):
     run = results[1] / "exp55_dynamics" / RUN / "fashion_ffg"
     good = (run / "metrics.csv").read_text()
     lines = good.splitlines()
-    (run / "metrics.csv").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20] + "\n")
-    one_line_error(script("exp_gradients.evaluate", results), str(run / "metrics.csv"),
-                   "make exp_gradients")
-    (run / "metrics.csv").write_text("\n".join(lines[:-1]) + "\n")  # a kill before the last row
-    one_line_error(script("exp_gradients.plot", results), "not epochs 1..2")
+    for damaged in ("\n".join(lines[:-1]) + "\n" + lines[-1][:20] + "\n",  # a torn last row
+                    "\n".join(lines[:-1]) + "\n"):  # a kill before the last row
+        (run / "metrics.csv").write_text(damaged)
+        proc = script("exp_gradients.evaluate", results)
+        assert proc.returncode == 0 and "rebuilt from last.pt" in proc.stdout, proc.stderr[-2000:]
+        assert (run / "metrics.csv").read_text() == good
+    # without the checkpoint that carries the true rows, the damage is refused in one line
+    held = run.parent / "last.pt.held"
+    (run / "last.pt").rename(held)
+    try:
+        (run / "metrics.csv").write_text("\n".join(lines[:-1]) + "\n")
+        one_line_error(script("exp_gradients.plot", results), "not epochs 1..2")
+    finally:
+        held.rename(run / "last.pt")
     proc = script("exp_gradients.train", results)  # finds the runs done, restores metrics.csv
     assert proc.returncode == 0 and "[train]" not in proc.stdout, proc.stderr[-2000:]
     assert [r["epoch"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2"]
@@ -174,3 +183,176 @@ def test_each_job_claims_its_own_gpu_and_a_job_too_many_waits(tmp_path):
     assert claim_gpu(2, tmp_path) == 1     # the first is held (flock per open file)
     with pytest.raises(UserError, match="all 2 GPUs are held"):
         claim_gpu(2, tmp_path, timeout_s=0.1, poll_s=0.05)
+
+
+# ---- the faults of issue 28, each reproduced --------------------------------------------------
+
+def test_clean_deletes_only_a_results_dir_this_project_made_and_quotes_its_path(tmp_path):
+    """`make clean RESULTS_DIR="/tmp/a b"` ran `rm -rf /tmp/a b`; now the path is quoted and a
+    folder without the project's marker is refused in one line, nothing deleted."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "keep").write_text("x")
+    theirs = tmp_path / "a b"
+    theirs.mkdir()
+    (theirs / "keep").write_text("x")
+    proc = subprocess.run(["make", "--no-print-directory", "clean", f"RESULTS_DIR={theirs}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "was not made by this project" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "a" / "keep").exists() and (theirs / "keep").exists()
+    ours = tmp_path / "c d"
+    from common.config import check_results_dir
+    check_results_dir(ours)          # made by the project: marked
+    (ours / "result").write_text("x")
+    proc = subprocess.run(["make", "--no-print-directory", "clean", f"RESULTS_DIR={ours}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and not ours.exists() and (tmp_path / "a" / "keep").exists()
+
+
+def test_bdmc_does_not_depend_on_what_the_process_did_before(dirs, smoke):
+    """A cached BDMC gap depended on process history (the flow q's moment samples and a flow
+    proposal's spread came from the global RNG): computed after different evaluations, the
+    same decoder and config give the same value."""
+    import torch
+    from common.gaps import bdmc_bound, encoder_bounds
+    from common.train import load_model
+    from exp52_testgap.config import PRESETS
+    model = load_model(dirs[1] / "exp52_testgap" / RUN / "mnist_flow" / "last.pt")
+    model.eval()
+    cfg = PRESETS["smoke"]
+    torch.manual_seed(123)
+    first = bdmc_bound(model, cfg, 0)
+    x = torch.bernoulli(torch.full((7, 784), 0.3))
+    encoder_bounds(model, x, cfg, 5)          # other work, other global draws
+    torch.rand(1000)
+    torch.manual_seed(999)
+    again = bdmc_bound(model, cfg, 0)
+    assert first == again
+
+
+def test_an_empty_selection_is_an_error_and_a_dropped_split_leaves_no_stale_table(results):
+    one_line_error(script("exp52_testgap.evaluate", results, "--families", ""),
+                   "--families is empty")
+    out = results[1] / "exp52_testgap"
+    assert (out / "table_train.md").exists()
+    proc = script("exp52_testgap.evaluate", results, "--families", "ffg", "--k-eval", "32",
+                  "--eval-splits", "test")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (out / "table_train.md").exists() and not (out / "table_train.tex").exists()
+    assert {r["split"] for r in rows(out / "gaps.csv")} == {"test"}
+
+
+def test_a_hand_edited_metrics_value_is_never_published(results):
+    run = results[1] / "exp55_dynamics" / RUN / "fashion_ffg"
+    table = rows(run / "metrics.csv")
+    true = table[-1]["enc_grad_norm"]
+    table[-1]["enc_grad_norm"] = "999.0"
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    proc = script("exp_gradients.evaluate", results)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "differs from its checkpoint" in proc.stdout
+    assert rows(run / "metrics.csv")[-1]["enc_grad_norm"] == true
+    assert "999" not in (results[1] / "exp_gradients" / "summary.csv").read_text()
+
+
+def test_non_finite_weights_in_a_checkpoint_are_refused_at_load(results):
+    import torch
+    last = results[1] / "exp52_testgap" / RUN / "mnist_ffg" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    state["model"]["decoder.net.0.weight"][0, 0] = float("nan")
+    torch.save(state, last)
+    for module in ("exp52_testgap.train", "exp52_testgap.evaluate"):
+        one_line_error(script(module, results), str(last), "non-finite weights", "delete")
+
+
+def test_result_files_that_parse_but_are_wrong_are_one_line_or_set_aside(results):
+    out = results[1] / "exp52_testgap"
+    gaps = out / "gaps.csv"
+    good = gaps.read_text()
+    table = rows(gaps)
+    for change, words in ((("approx_gap", "abc"), ("approx_gap='abc' is not a number",)),
+                          (("model", "iaf"), ("model='iaf' is unknown",))):
+        bad = [dict(r) for r in table]
+        bad[0][change[0]] = change[1]
+        with open(gaps, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(bad)
+        one_line_error(script("exp52_testgap.plot", results), str(gaps), *words)
+    with open(gaps, "w", newline="") as f:      # a column missing
+        w = csv.DictWriter(f, fieldnames=[k for k in table[0] if k != "amort_gap"],
+                           extrasaction="ignore")
+        w.writeheader()
+        w.writerows(table)
+    one_line_error(script("exp52_testgap.plot", results), str(gaps), "amort_gap")
+    gaps.write_text(good)
+    per_point = results[1] / "exp52_testgap_no_annealing"
+    # claims.json with a string difference, and with binary garbage: set aside, said so
+    claims = out / "claims.json"
+    entries = json.loads(claims.read_text())
+    entries[0]["difference"] = "large"
+    claims.write_text(json.dumps(entries))
+    proc = make("report", results)
+    assert "claims.json is unreadable" in proc.stderr and (out / "claims.json.corrupt").exists()
+    claims.write_bytes(b"\x00\xff\xfe garbage")
+    proc = make("report", results)
+    assert "claims.json is unreadable" in proc.stderr
+    (results[1] / "step_times.json").write_text('{"exp52_train": 5}')   # the wrong shape
+    proc = make("report", results)
+    assert "step_times.json is unreadable" in proc.stderr
+    assert (results[1] / "step_times.json.corrupt").exists()
+    del per_point
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Writes that fail for lack of space (ENOSPC; torch.save's "file write failed") end in one
+    line naming the file, and remove their temporary; what was there is kept."""
+    import errno
+    import torch
+    from common.config import WriteFailed, atomic_write_text
+    from common.tables import write_csv
+    from common.train import save_checkpoint
+    target = tmp_path / "table.md"
+    target.write_text("kept")
+    real_write = type(target).write_text
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(type(target), "write_text", full)
+    with pytest.raises(WriteFailed, match="no space left on device writing .*table.md"):
+        atomic_write_text(target, "new")
+    monkeypatch.setattr(type(target), "write_text", real_write)
+    assert target.read_text() == "kept"
+
+    def full_save(obj, f, *a, **k):
+        with open(f, "wb") as h:
+            h.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc] . PytorchStreamWriter failed "
+                           "writing file data/0: file write failed")
+    monkeypatch.setattr(torch, "save", full_save)
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(WriteFailed, match="no space left on device writing .*last.pt"):
+        save_checkpoint(tmp_path / "last.pt", model, torch.optim.Adam(model.parameters()), 1, {})
+    monkeypatch.undo()
+    real_open = open
+
+    def full_open(path, mode="r", *a, **k):
+        if "w" in mode and str(path).endswith(".part"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **k)
+    monkeypatch.setattr("builtins.open", full_open)
+    with pytest.raises(WriteFailed, match="no space left"):
+        write_csv(tmp_path / "gaps.csv", [{"a": 1}])
+    monkeypatch.undo()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_the_caption_names_the_points_evaluated_when_n_points_is_0(results):
+    proc = script("exp52_testgap.evaluate", results, "--n-points", "0", "--families", "ffg",
+                  "--datasets", "mnist", "--eval-splits", "test")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    md = (results[1] / "exp52_testgap" / "table.md").read_text()
+    assert "on 0 test points" not in md and "on 300 test points" in md
