@@ -12,6 +12,7 @@ VARIANT     ?= standard
 DATA_DIR    ?= $(CURDIR)/data
 RESULTS_DIR ?= $(CURDIR)/results
 JOBS        ?= 1
+SEEDS       ?=
 EPOCHS      ?=
 EVAL_ARGS   ?=
 export DATA_DIR RESULTS_DIR
@@ -46,6 +47,13 @@ endif
 ifneq ($(JOBS),1)
 export OMP_NUM_THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 endif
+# SEEDS=0,1,2: make all once per seed (each its own runs and results), exp52's seeds trained
+# together, then the claims judged across seeds (common/seeds.py)
+ifeq ($(origin SEEDS),command line)
+ifneq ($(shell s="$(SEEDS)"; [[ "$$s" =~ ^[0-9]{1,10}(,[0-9]{1,10})*$$ ]] || exit 0; for n in $${s//,/ }; do [ "$$n" -lt 2147483648 ] || exit 0; done; [ $$(echo "$$s" | tr , '\n' | sort -u | wc -l) -eq $$(echo "$$s" | tr , '\n' | wc -l) ] && echo ok),ok)
+$(error SEEDS=$(SEEDS) is not allowed; use distinct whole numbers in [0, 2147483647], comma-separated, e.g. SEEDS=0,1,2)
+endif
+endif
 ifneq ($(EPOCHS),)
 ifneq ($(shell [[ "$(EPOCHS)" =~ ^[1-9][0-9]{0,5}$$ ]] && echo ok),ok)
 $(error EPOCHS=$(EPOCHS) is not allowed; use a whole number of training epochs >= 1, e.g. EPOCHS=100)
@@ -58,6 +66,11 @@ ifeq ($(PRESET),long)
 NOT_LONG := $(filter-out $(LONG_STUDIES) ladder report snapshot help setup data test check clean,$(MAKECMDGOALS))
 ifneq ($(NOT_LONG),)
 $(error PRESET=long is not defined for $(NOT_LONG); it is for $(LONG_STUDIES): run e.g. make exp52 PRESET=long, or make ladder)
+endif
+endif
+ifneq ($(filter clean,$(MAKECMDGOALS)),)
+ifneq ($(shell [ ! -e "$(RESULTS_DIR)" ] || [ -f "$(RESULTS_DIR)/.inference-suboptimality-results" ] && echo ok),ok)
+$(error RESULTS_DIR=$(RESULTS_DIR) was not made by this project (no .inference-suboptimality-results in it); delete it yourself if you mean to)
 endif
 endif
 ifneq ($(DATASET),)
@@ -90,6 +103,7 @@ help:  ## list targets and variables
 	@echo "  DATASET=$(DATASET)        exp53/exp55: mnist | fashion (empty = the experiment's default)"
 	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
 	@echo "  JOBS=$(JOBS)            make all: studies run at once (torch threads = cores / JOBS)"
+	@echo "  SEEDS=$(SEEDS)           make all: every study once per seed, claims judged across seeds (e.g. 0,1,2)"
 	@echo "  EPOCHS=$(EPOCHS)          training length of every step (a rung of the ladder; empty = the preset's)"
 	@echo "  EVAL_ARGS=$(EVAL_ARGS)       flags for the evaluate steps only, e.g. EVAL_ARGS='--n-points 100'"
 	@echo "  DATA_DIR=$(DATA_DIR)"
@@ -117,7 +131,7 @@ base: check data  ## the standard MNIST ffg VAE of exp52 (base of exp53, exp54, 
 	$(TIME) exp52_train_base $(PY) -m exp52_testgap.train $(RUN_ARGS) --families ffg --datasets mnist$(if $(filter fashion,$(DATASET)),$(comma)fashion)
 
 exp52: check data $(if $(VARIANT_TAG),,$(BASE_PREREQ))  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
-	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)
+	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)$(if $(SEEDS), --seeds $(SEEDS))
 	$(TIME) exp52_evaluate$(VARIANT_TAG) $(PY) -m exp52_testgap.evaluate $(RUN_ARGS) --variant $(VARIANT) $(EVAL_ARGS)
 	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(VARIANT)
 
@@ -169,7 +183,8 @@ LADDER_PRESET  := $(if $(filter smoke,$(PRESET)),smoke,long)
 LADDER_EPOCHS  ?= $(if $(filter smoke,$(PRESET)),2 4,100 300)
 ladder: setup  ## claims by training length: LADDER_STUDIES at LADDER_EPOCHS, then the table and figures
 	@for e in $(LADDER_EPOCHS); do \
-	  $(MAKE) --no-print-directory $(LADDER_STUDIES) PRESET=$(LADDER_PRESET) EPOCHS=$$e || exit $$?; \
+	  $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) $(LADDER_STUDIES) \
+	    PRESET=$(LADDER_PRESET) EPOCHS=$$e || exit $$?; \
 	done
 	$(PY) -m common.ladder
 
@@ -186,8 +201,13 @@ exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE 
 #      training its own models in its recipe (SHARED_BUILT=1; exp55 its five runs);
 #   3. what reads the others' results: exp_gradients (exp55's runs), exp52_compare (seconds).
 STUDIES := exp52 exp55 exp52_large_encoder exp52_no_annealing exp_refit exp53 exp66 exp54 exp51
-all: setup  ## every experiment, then the report (JOBS=N: N at once); timed as make_all
+all: setup  ## every experiment, then the report (JOBS=N: N at once; SEEDS=0,1,2: per seed); timed as make_all
+ifeq ($(SEEDS),)
 	$(TIME) make_all $(MAKE) --no-print-directory studies
+else
+	$(TIME) make_all bash -c 'for s in $(subst $(comma), ,$(SEEDS)); do $(MAKE) --no-print-directory studies SEED=$$s || exit $$?; done'
+	$(PY) -m common.seeds
+endif
 	$(MAKE) --no-print-directory report
 
 studies: check data  ## every experiment and the variants' comparison, no report
@@ -211,5 +231,7 @@ bench: check data  ## speed benchmarks, ratios side by side -> results/bench/ben
 profile: check data  ## where one flow model's evaluation spends its time, unit by unit, before/after
 	$(PY) -m common.profile $(RUN_ARGS)
 
-clean:  ## delete results (never data, never .venv)
-	rm -rf $(RESULTS_DIR)
+# only a RESULTS_DIR this project made (its marker, common/config.RESULTS_MARKER), the path quoted
+clean:  ## delete RESULTS_DIR if this project made it (never data, never .venv, never another folder)
+	@if [ -e "$(RESULTS_DIR)" ]; then rm -rf -- "$(RESULTS_DIR)" && echo "deleted $(RESULTS_DIR)"; \
+	else echo "nothing to clean: $(RESULTS_DIR) does not exist"; fi

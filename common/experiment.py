@@ -5,19 +5,20 @@ Layout: RESULTS_DIR/<experiment folder>/runs/<preset>[-e<epochs>]-seed<seed>/<ru
 model's config.json, metrics.csv and checkpoints (-e<epochs> when the length is not the preset's
 own); evaluations sit beside them in eval_<split>/. Tables, CSVs and figures go to the study's
 folder for smoke and quick, and to <folder>_<preset>[_e<epochs>] for the other presets and
-lengths (each length of the ladder is a result of its own).
+lengths (each length of the ladder is a result of its own), with _seed<k> for seeds other than
+0 (common/seeds.py judges the claims across them).
 """
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from . import studies
-from .config import (ConfigError, CorruptFile, UserError, check_results_dir, fail, git_commit, parse_config, provenance,
-                     results_dir, to_jsonable, write_json)
+from .config import (ConfigError, CorruptFile, UserError, check_results_dir, command_line, fail,
+                     git_commit, parse_config, portable, provenance, results_dir, to_jsonable,
+                     write_json)
 from .data import load_dataset, load_intensities
 from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, bdmc_bound,
                    certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
@@ -29,7 +30,7 @@ from .vae import VAE
 
 
 # config fields that change how a result is computed, not what it is (excluded from config ids)
-HOW_NOT_WHAT = ("stack", "compile")
+HOW_NOT_WHAT = ("stack", "compile", "seeds")
 
 
 class Experiment:
@@ -52,7 +53,8 @@ class Experiment:
             fail(str(err))
         variant = getattr(self.config, "variant", "standard")
         base = results_dir() / (folder if variant == "standard" else f"{folder}_{variant}")
-        self.out = base.with_name(base.name + output_suffix(key, self.preset, self.config.epochs))
+        self.out = base.with_name(base.name + output_suffix(key, self.preset, self.config.epochs)
+                                  + ("" if self.seed == 0 else f"_seed{self.seed}"))
         self.runs = base / "runs" / run_tag(key, self.preset, self.config.epochs, self.seed)
         # taken at start: the commit and command that this run's code and config came from
         self._provenance = {**provenance(self.preset, self.seed, self.device),
@@ -95,13 +97,32 @@ class Experiment:
     def write_provenance(self, name: str = "provenance.json") -> None:
         write_json(self.out / name, self.provenance())
 
-    def read_rows(self, name: str, target: str) -> list:
-        """Rows of a result CSV of this experiment; a clear error naming the make target if absent."""
+    def read_rows(self, name: str, target: str, numeric=(), known: dict = None) -> list:
+        """Rows of a result CSV of this experiment, checked against its schema: the `numeric`
+        columns present and finite numbers, `known` columns ({column: allowed values}) within
+        their values. Anything else is one line naming the file and the make target."""
+        import math
         from .tables import read_csv
         path = self.out / name
+        fix = f"run `make {target}` to rewrite it"
         if not path.exists():
             raise CorruptFile(f"{path} is missing; run `make {target}` first")
-        return read_csv(path, fix=f"run `make {target}` to rewrite it")
+        rows = read_csv(path, tuple(numeric) + tuple(known or ()), fix)
+        if not rows:
+            raise CorruptFile(f"{path} holds no rows; {fix}")
+        for i, r in enumerate(rows, 1):
+            for col in numeric:
+                try:
+                    ok = math.isfinite(float(r[col]))
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise CorruptFile(f"{path} row {i}: {col}={r[col]!r} is not a number; {fix}")
+            for col, allowed in (known or {}).items():
+                if r[col] not in allowed:
+                    raise CorruptFile(f"{path} row {i}: {col}={r[col]!r} is unknown (allowed: "
+                                      f"{', '.join(allowed)}); {fix}")
+        return rows
 
     def train_data(self, dataset: str) -> torch.Tensor:
         """The training split: static bits, or grey levels with --dynamic-binarisation."""
@@ -179,32 +200,34 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
     t0 = time.time()
     print(f"[train] {label or run_dir} ({train_config.epochs} epochs)", flush=True)
     train(model, x_train, x_valid, train_config, run_dir, seed, resume=True,
-          extra_config={"init_from": str(init_from) if init_from else None},
+          extra_config={"init_from": portable(init_from) if init_from else None},
           log_prefix=f"[{label}] " if label else "")
     print(f"[train] {label} done in {time.time() - t0:.0f}s", flush=True)
     return model
 
 
 def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains: list,
-               x_valids: list, seed: int, device, labels: list, stack: bool) -> list:
-    """train_or_load for several runs of one architecture (one seed; e.g. one family on each
-    dataset). With stack, the runs still to train are trained as ONE batched computation
-    (common/stacked.py; the same weights as alone, within float tolerance)."""
+               x_valids: list, seed, device, labels: list, stack: bool) -> list:
+    """train_or_load for several runs of one architecture (e.g. one family on each dataset, and
+    on each seed: `seed` is one seed for all or a list, one per run). With stack, the runs still
+    to train are trained as ONE batched computation (common/stacked.py; the same weights as
+    alone, within float tolerance)."""
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(run_dirs)
     todo = [i for i, d in enumerate(run_dirs) if trained_epochs(d) < train_config.epochs]
     if not stack or len(todo) < 2:
-        return [train_or_load(d, model_config, train_config, xt, xv, seed, device, label=lab)
-                for d, xt, xv, lab in zip(run_dirs, x_trains, x_valids, labels)]
+        return [train_or_load(d, model_config, train_config, xt, xv, s, device, label=lab)
+                for d, xt, xv, s, lab in zip(run_dirs, x_trains, x_valids, seeds, labels)]
     from .stacked import train_stacked
     models = []
-    for _ in todo:
-        torch.manual_seed(seed)   # each model starts as train_or_load would start it
+    for i in todo:
+        torch.manual_seed(seeds[i])   # each model starts as train_or_load would start it
         models.append(VAE(model_config).to(device))
     t0 = time.time()
     print(f"[train] {', '.join(labels[i] for i in todo)} stacked ({train_config.epochs} "
           f"epochs)", flush=True)
     try:
         train_stacked(models, [x_trains[i] for i in todo], [x_valids[i] for i in todo],
-                      train_config, [run_dirs[i] for i in todo], [seed] * len(todo),
+                      train_config, [run_dirs[i] for i in todo], [seeds[i] for i in todo],
                       [labels[i] for i in todo], extra_config={"init_from": None, "stacked": True})
         print(f"[train] stacked runs done in {time.time() - t0:.0f}s", flush=True)
     except UserError:
@@ -212,16 +235,26 @@ def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains
     except RuntimeError as err:   # e.g. an op vmap cannot batch on this device: each run is
         print(f"[train] stacked training failed ({type(err).__name__}: {str(err)[:120]}); "
               f"training the runs one by one (each resumes from its last checkpoint)", flush=True)
-    return [train_or_load(d, model_config, train_config, xt, xv, seed, device, label=lab)
-            for d, xt, xv, lab in zip(run_dirs, x_trains, x_valids, labels)]
+    return [train_or_load(d, model_config, train_config, xt, xv, s, device, label=lab)
+            for d, xt, xv, s, lab in zip(run_dirs, x_trains, x_valids, seeds, labels)]
 
 
 def read_metrics(run_dir: Path, epochs: int, target: str) -> list:
-    """metrics.csv of a finished run: one readable row per epoch 1..epochs, else CorruptFile."""
+    """metrics.csv of a finished run: one readable row per epoch 1..epochs, else CorruptFile. The
+    checkpoint carries the true rows: a file that differs from them in any field (a hand edit)
+    is rebuilt from it first, and said so."""
     from .tables import read_csv
-    from .train import METRIC_FIELDS
+    from .train import METRIC_FIELDS, metrics_file_matches
     path = Path(run_dir) / "metrics.csv"
     fix = f"run `make {target}` (its train step rebuilds metrics.csv from the checkpoint)"
+    last = Path(run_dir) / "last.pt"
+    if last.exists():
+        state = read_checkpoint(last)
+        rows = [{k: r.get(k) for k in METRIC_FIELDS} for r in state.get("metrics", [])]
+        if rows and not metrics_file_matches(path, rows):
+            print(f"[metrics] {path} differs from its checkpoint's rows; rebuilt from "
+                  f"{last.name}", flush=True)
+            restore_metrics(run_dir, state)
     if not path.exists():
         raise CorruptFile(f"{path} is missing; {fix}")
     rows = read_csv(path, METRIC_FIELDS, fix)
@@ -327,7 +360,7 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
         if with_bdmc else {}
     logpx = logpx_from(ais_values, bounds.values())
     pooled = pooled_logpx_from(ais_values, bounds.values())
-    computed = {"computed_commit": git_commit(), "computed_command": " ".join(sys.argv),
+    computed = {"computed_commit": git_commit(), "computed_command": command_line(),
                 "computed_time": time.strftime("%Y-%m-%d %H:%M:%S")}
     result = {}
     for name, b in bounds.items():

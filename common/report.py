@@ -6,7 +6,7 @@ listed, never invented. `--snapshot DIR` also copies the report, tables and PNGs
 first screen, from the claims.json files in DIR."""
 import argparse
 import base64
-import html
+import re
 import shutil
 import sys
 from importlib import metadata
@@ -36,27 +36,33 @@ def versions() -> dict:
     return out
 
 
-def md_table_to_html(md: str) -> str:
-    """The GitHub tables written by common/tables.py, as HTML (other lines as paragraphs)."""
-    out, rows = [], []
+VERDICT_CLASSES = {"held": "held", "not held": "not-held", "not certified": "not-certified"}
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+         "padding:2px 6px;font-size:90%}img{max-width:100%}.toc{font-size:90%}"
+         "strong.held{color:#1a7f37}strong.not-held{color:#b42318}"
+         "strong.not-certified{color:#b54708}")
 
-    def flush():
-        if rows:
-            head, body = rows[0], rows[2:] if len(rows) > 1 else []
-            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head)
-                       + "</tr></thead><tbody>" + "".join(
-                           "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                           for r in body) + "</tbody></table>")
-            rows.clear()
-    for line in md.splitlines():
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-        else:
-            flush()
-            if line.strip():
-                out.append(f"<p>{html.escape(line)}</p>")
-    flush()
-    return "\n".join(out)
+
+def render_html(text: str, root: Path) -> str:
+    """The report's markdown as one self-contained HTML page, rendered by python-markdown
+    (tables, a table of contents after the title); figures embedded as data URIs; verdicts
+    coloured (held green, not held red, not certified orange)."""
+    import markdown
+
+    def embed(m):
+        path = root / m.group(2)
+        if not path.exists():
+            return m.group(0)
+        return f"![{m.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+    text = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", embed, text)
+    title, _, rest = text.partition("\n\n")
+    body = markdown.markdown(f"{title}\n\n[TOC]\n\n{rest}", extensions=["tables", "toc"],
+                             output_format="html")
+    for verdict, cls in VERDICT_CLASSES.items():
+        body = body.replace(f"<strong>{verdict}</strong>", f'<strong class="{cls}">{verdict}</strong>')
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Inference suboptimality "
+            f"report</title><style>{STYLE}</style></head><body>{body}</body></html>")
 
 
 def collect(root: Path) -> list:
@@ -96,24 +102,54 @@ def computed_by(folder: Path) -> list:
     return [((c, first[c]), n) for c, n in sorted(counts.items(), key=lambda kv: first[kv[0]])]
 
 
-def claims_screen(root: Path, sections: list) -> list:
+def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
     """The first screen: did the paper's claims hold? One row per claim and column, from each
-    experiment's claims.json (common/claims.py), then the details."""
+    experiment's claims.json (common/claims.py); where several seeds exist (common/seeds.py),
+    the seeds where it holds and the verdict across seeds; then the claims figure (a forest
+    plot: each seed's difference with its 3-s.e. bar and the paper's mark)."""
+    from . import seeds as seeds_mod
     from .claims import HOLD_SE, markdown_rows, read_claims
     claims = [c for s in sections for c in read_claims(root / s["folder"])]
     if not claims:
         return ["## Did the paper's claims hold?", "", "No experiment has judged a claim yet "
                 "(claims.json beside its tables).", ""]
+    entries = [e for e in seeds_mod.collect(root) if not e["length"]]
+    across = {(e["study"], e["claim"], e["column"]): e for e in entries}
+    several = any(e["seeds"] > 1 for e in entries)
+    studies_seen = list(dict.fromkeys(c["study"] for c in claims))
+    claims = sorted(claims, key=lambda c: studies_seen.index(c["study"]))   # grouped by study
     held = sum(c["verdict"] == "held" for c in claims)
+    summary = []
+    for st in studies_seen:
+        mine = [c for c in claims if c["study"] == st]
+        counts = {v: sum(c["verdict"] == v for c in mine) for v in VERDICT_CLASSES}
+        summary.append(f"- **{st}**: {counts['held']} of {len(mine)} held" +
+                       "".join(f", {counts[v]} {v}" for v in ("not held", "not certified")
+                               if counts[v]))
     rows = markdown_rows(claims)
     header = "| study | claim | column | paper | ours | certified | verdict |"
-    return ["## Did the paper's claims hold?", "",
-            f"{held} of {len(claims)} judged claims held. Each row is a difference the claim "
-            f"predicts to be positive (nats; the paper's own difference beside ours, mean ± "
-            f"s.e.m.): **held** when it exceeds {HOLD_SE:g} s.e. and every estimate involved is "
-            f"certified (BDMC gap, q* cap share and convergence probe within target), **not "
-            f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed.", "",
-            header, "|" + "---|" * 7] + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    if several:
+        header = header[:-1] + " seeds held | across seeds |"
+        for c, r in zip(claims, rows):
+            e = across.get((c["study"], c["claim"], c["column"]))
+            r += [f"{e['seeds_held']} of {e['seeds']}", f"{e['mean']:+.2f} ± "
+                  f"{e['between_seed_sem']:.2f} **{e['across_seeds']}**"] if e else ["", ""]
+    md = ["## Did the paper's claims hold?", "",
+          f"{held} of {len(claims)} judged claims held. Each row is a difference the claim "
+          f"predicts to be positive (nats; the paper's own difference beside ours, mean ± "
+          f"s.e.m.): **held** when it exceeds {HOLD_SE:g} s.e. and every estimate involved is "
+          f"certified (BDMC gap, q* cap share and convergence probe within target), **not "
+          f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed." +
+          (" Across seeds: held when the mean over seeds exceeds 3 between-seed s.e. (with 3 "
+           "or more seeds; with fewer, held in every seed) and every seed is certified."
+           if several else ""), "",
+          *summary, "", header, "|" + "---|" * header.count(" |")] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
+    md.append("")
+    if figures and entries:
+        png = seeds_mod.forest(entries, root / "claims_forest")
+        md += [f"![claims_forest]({png.relative_to(root).as_posix()})", ""]
+    return md
 
 
 def ladder_screen(root: Path, figures: bool = True) -> list:
@@ -132,17 +168,24 @@ def ladder_screen(root: Path, figures: bool = True) -> list:
 
 def build(root: Path) -> tuple:
     sections = collect(root)
-    steps = read_json_or(root / "step_times.json", {}, "the report omits step times")
-    steps = steps if isinstance(steps, dict) else {}
+    from .steptime import read_times
+    steps = read_times(root / "step_times.json")
     vers = versions()
     missing = [s["folder"] for s in sections if not s["present"]]
     md = ["# Inference suboptimality: report", "",
           f"Git commit of the report: `{git_commit()}`. Packages: " +
           ", ".join(f"{k} {v}" for k, v in vers.items()) + ".", ""]
+    dirty = [s["folder"] for s in sections
+             if "+dirty" in str(s["provenance"].get("git_commit", ""))]
+    if dirty or git_commit().endswith("+dirty"):
+        md += ["**Made from a working tree with uncommitted changes** (`+dirty`: "
+               + (", ".join(dirty) if dirty else "the report") + "): the commit named does not "
+               "hold the code that made these numbers.", ""]
     md += claims_screen(root, sections)
     md += ladder_screen(root)
     if missing:
-        md += [f"**Missing experiments** (no results under {root}): " + ", ".join(missing), ""]
+        md += ["**Missing experiments** (no results under $RESULTS_DIR): " + ", ".join(missing),
+               ""]
     for s in sections:
         if not s["present"]:
             continue
@@ -177,29 +220,26 @@ def build(root: Path) -> tuple:
                for r in (runs if isinstance(runs, list) else [runs])]
         md.append("")
     text = "\n".join(md)
-    body = []
-    for block in text.split("\n\n"):
-        if block.startswith("# "):
-            body.append(f"<h1>{html.escape(block[2:])}</h1>")
-        elif block.startswith("## "):
-            body.append(f"<h2>{html.escape(block[3:])}</h2>")
-        elif block.startswith("!["):
-            rel = block[block.index("(") + 1:block.rindex(")")]
-            data = base64.b64encode((root / rel).read_bytes()).decode()
-            body.append(f'<img src="data:image/png;base64,{data}" style="max-width:100%">')
-        else:
-            body.append(md_table_to_html(block))
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>Inference suboptimality "
-            "report</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
-            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-            "padding:2px 6px;font-size:90%}</style></head><body>" + "\n".join(body) +
-            "</body></html>")
+    page = render_html(text, root)
     return text, page, missing
 
 
 # what a snapshot keeps of each experiment folder (never checkpoints or per-point files)
 SNAPSHOT_FILES = ("table*.md", "table*.tex", "*.png", "*.pdf", "*.csv", "*provenance.json",
                   "claims.json")
+
+
+def copy_folder(src: Path, dest: Path) -> None:
+    """What a snapshot keeps of a results folder (SNAPSHOT_FILES), its text files with every
+    machine path made portable (config.portable: results made before paths were recorded so
+    still say where they ran)."""
+    from .config import portable
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in [f for pattern in SNAPSHOT_FILES for f in src.glob(pattern)]:
+        if f.suffix in (".md", ".tex", ".csv", ".json"):
+            atomic_write_text(dest / f.name, portable(f.read_text()))
+        else:
+            shutil.copyfile(f, dest / f.name)
 
 
 def _duration(seconds: float) -> str:
@@ -260,16 +300,21 @@ def main(argv=None) -> int:
             for name in dict.fromkeys([folder] + [p.name for _, _, p in rungs(root, folder)]):
                 src = root / name
                 if src.exists():
-                    (dest / name).mkdir(parents=True, exist_ok=True)
-                    for f in [f for pattern in SNAPSHOT_FILES for f in src.glob(pattern)]:
-                        shutil.copyfile(f, dest / name / f.name)
+                    copy_folder(src, dest / name)
+        from .seeds import seed_folders
+        for folder, *_ in experiments():   # other seeds' folders of every length
+            for seeds in seed_folders(root, folder).values():
+                for seed, src in seeds.items():
+                    if seed and (not only or folder in only):
+                        copy_folder(src, dest / src.name)
         # the claims of every study in the snapshot, judged there (README quotes this file),
         # then the same claims at every training length the snapshot holds
         by_length = ladder_screen(dest)
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
             claims_screen(dest, collect(dest))[2:] + by_length).strip() + "\n")
-        all_steps = read_json_or(root / "step_times.json", {}, "no step times in the snapshot")
-        all_steps = all_steps if isinstance(all_steps, dict) else {}
+
+        from .steptime import read_times
+        all_steps = read_times(root / "step_times.json")
         for folder in only or [f for f, *_ in experiments()]:   # each folder's make steps
             mine = steps_of(folder, all_steps)
             if mine and (dest / folder).exists():
@@ -277,12 +322,12 @@ def main(argv=None) -> int:
         if only:
             print(f"[report] snapshot of {', '.join(only)} in {dest}")
             return 0
-        if (root / "bench" / "bench.json").exists():
-            (dest / "bench").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / "bench" / "bench.json", dest / "bench" / "bench.json")
-        for f in ("REPORT.md", "report.html", "step_times.json"):
+        from .config import portable
+        for f in ("bench/bench.json", "bench/profile.json", "REPORT.md", "report.html",
+                  "step_times.json", "CLAIMS_BY_LENGTH.md", "claims_by_length.json",
+                  "CLAIMS_ACROSS_SEEDS.md", "claims_across_seeds.json"):
             if (root / f).exists():
-                shutil.copyfile(root / f, dest / f)
+                atomic_write_text(dest / f, portable((root / f).read_text()))
         if all_steps:   # the README quotes this file
             atomic_write_text(dest / "TIMES.md", "\n".join(times_table(all_steps)) + "\n")
         print(f"[report] snapshot in {dest}")

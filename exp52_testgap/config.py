@@ -31,6 +31,8 @@ class Exp52Config(RunConfig):
                                      # computation (common/stacked.py): on | off | auto (on a GPU)
     train_points: int = 0            # points of the training-split evaluation (Table 3, the
                                      # standard models and the variants alike; 0: n_points)
+    seeds: tuple = ()                # train step: train these seeds' runs too, stacked with
+                                     # --stack on (make's SEEDS=); () = --seed alone
 
     def stacks(self, device) -> bool:
         return self.stack == "on" or (self.stack == "auto" and device.type == "cuda")

@@ -94,3 +94,26 @@ def test_a_variant_is_paired_with_the_first_points_of_the_standard_evaluation(
     assert "mnist flow (3)" in table and "10.00 -> 5.00" in table   # the 4th point is not used
     assert "1.00 -> 1.00" in table                                   # approx gap of 3 points
     assert table.splitlines()[-1].split("|")[-2].strip() == expected
+
+
+def _seed_row(seed, d, se, certified=True):
+    from common.claims import claim
+    return {**claim("s", "c", "col", d, se, certified), "seed": seed}
+
+
+def test_a_claim_is_judged_across_seeds():
+    """Held in every seed: held across seeds; one seed flipped: the mean over 3 seeds falls within
+    3 between-seed s.e.; one seed uncertified: not certified across seeds."""
+    from common.seeds import across
+    held = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 1.1, 0.1), _seed_row(2, 0.9, 0.1)])
+    assert held["seeds_held"] == 3 and held["across_seeds"] == "held"
+    assert held["mean"] == pytest.approx(1.0) and held["between_seed_sem"] == pytest.approx(
+        0.1 / 3 ** 0.5)
+    flipped = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 1.2, 0.1), _seed_row(2, -0.8, 0.1)])
+    assert flipped["seeds_held"] == 2 and flipped["across_seeds"] == "not held"
+    uncertified = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 1.1, 0.1),
+                          _seed_row(2, 0.9, 0.1, certified=False)])
+    assert uncertified["seeds_held"] == 2 and uncertified["across_seeds"] == "not certified"
+    two = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 0.2, 0.1)])   # fewer than 3: every seed
+    assert two["seeds_held"] == 1 and two["across_seeds"] == "not held"
+    assert across([_seed_row(0, 1.0, 0.1), _seed_row(1, 0.9, 0.1)])["across_seeds"] == "held"

@@ -224,6 +224,14 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     assert not list(full.rglob("*.pt")) and not list(full.rglob("per_point.csv"))
     times = (full / "TIMES.md").read_text()
     assert "| step (slowest first) |" in times and "exp52_evaluate" in times
+    # no absolute path of the machine that made it: not the checkout's, not RESULTS_DIR's, not
+    # the temporary folder's (issue 28)
+    import tempfile
+    machine = {str(ROOT), str(dirs[1]), str(dirs[0]), tempfile.gettempdir()}
+    for f in full.rglob("*"):
+        if f.is_file() and f.suffix in (".md", ".tex", ".csv", ".json", ".html"):
+            text = f.read_text()
+            assert not [m for m in machine if m in text], f
 
 
 @pytest.mark.parametrize("variables, message", [
@@ -240,6 +248,10 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     (["NOISE=10,,50"], "NOISE=10,,50 is not allowed"),
     (["JOBS=0"], "JOBS=0 is not allowed"),
     (["EPOCHS=abc"], "EPOCHS=abc is not allowed"),
+    (["SEEDS=0,0"], "SEEDS=0,0 is not allowed"),
+    (["SEEDS=-1"], "SEEDS=-1 is not allowed"),
+    (["SEEDS=a,b"], "SEEDS=a,b is not allowed"),
+    (["SEEDS="], "SEEDS= is not allowed"),
     (["EPOCHS=0"], "EPOCHS=0 is not allowed"),
     (["PRESET=long"], "PRESET=long is not defined for exp_refit"),
     (["JOBS=two"], "JOBS=two is not allowed"),
@@ -262,6 +274,29 @@ def test_a_length_whose_runs_are_missing_names_the_command_that_trains_it(dirs, 
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "exp54 has no long preset" in proc.stderr, proc.stderr
     assert sorted(p.name for p in dirs[1].iterdir()) == before     # nothing written
+
+
+def test_make_all_over_two_seeds_judges_every_claim_across_them(dirs, smoke, tmp_path):
+    """make all SEEDS=0,1 PRESET=smoke: each seed's runs and results apart (seed 1 in
+    <folder>_seed1/, runs/smoke-seed1/), exp52's seeds trained by one train step, the claims
+    judged across seeds in the report's first screen and CLAIMS_ACROSS_SEEDS.md."""
+    import shutil
+    results = tmp_path / "results"
+    shutil.copytree(dirs[1], results)        # seed 0 is the smoke fixture's (read back)
+    make("all", (dirs[0], results), "PRESET=smoke", "SEEDS=0,1", "JOBS=2")
+    assert (results / "exp52_testgap" / "runs" / "smoke-seed1" / "mnist_ffg" / "last.pt").exists()
+    for folder in ("exp52_testgap_seed1", "exp55_dynamics_seed1", "exp66_small_data_seed1"):
+        assert (results / folder / "claims.json").exists(), folder
+    across = json.loads((results / "claims_across_seeds.json").read_text())
+    quick = [e for e in across if not e["length"]]
+    assert quick and all(e["seeds"] == 2 for e in quick if e["results"] == "exp52_testgap")
+    report = (results / "REPORT.md").read_text().split("\n## ")[1]
+    assert "seeds held" in report and "across seeds" in report and "claims_forest" in report
+    assert (results / "claims_forest.png").exists()
+    # a seed's weights are its own
+    a, b = (torch.load(results / "exp52_testgap" / "runs" / f"smoke-seed{k}" / "mnist_ffg" /
+                       "last.pt", weights_only=False)["model"] for k in (0, 1))
+    assert not torch.equal(a["decoder.net.0.weight"], b["decoder.net.0.weight"])
 
 
 def test_make_all_builds_the_shared_unit_first_then_the_studies_longest_first(tmp_path):

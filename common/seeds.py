@@ -1,0 +1,206 @@
+"""Claims across seeds: is a verdict a property of the method or of one training run?
+
+Each seed's results sit in their own folder: F (seed 0, as always) and F_seed<k> beside it, for
+every length of the study (F_long_seed1, ...), each with its own runs (runs/<preset>-seed<k>/),
+evaluation on the same points, and claims.json. For each claim and column:
+
+    the per-seed differences d_k (each with its per-point s.e. and certificate),
+    their mean and the between-seed standard error sd(d_k) / sqrt(n),
+    the number of seeds where it holds, and
+    "held across seeds": with n >= 3 seeds, mean > 3 between-seed s.e. and every seed certified;
+    with fewer, held in every seed.
+
+`python -m common.seeds` writes RESULTS_DIR/claims_across_seeds.json, CLAIMS_ACROSS_SEEDS.md
+(one row per claim and column: each seed's verdict, seeds held, across seeds) and the forest
+plot claims_forest.png/.pdf (one row per claim and column: each seed's difference with its
+3-s.e. bar, the across-seed mean, the paper's difference, the zero line). The forest plot is
+drawn with one seed too (then it shows each claim's difference and the paper's mark).
+"""
+import argparse
+import math
+import re
+import sys
+from pathlib import Path
+
+from .claims import HOLD_SE, read_claims, verdict
+from .config import atomic_write_text, results_dir, write_json
+
+SEED_SUFFIX = re.compile(r"^(?P<length>(?:_(?:long|paper))?(?:_e\d+)?)(?:_seed(?P<seed>\d+))?$")
+
+
+def seed_folders(root: Path, folder: str) -> dict:
+    """{length suffix: {seed: path}} of one results folder's seeds present under root."""
+    out = {}
+    for path in sorted(root.glob(f"{folder}*")):
+        m = SEED_SUFFIX.match(path.name[len(folder):])
+        if path.is_dir() and m and (path / "claims.json").exists():
+            out.setdefault(m["length"], {})[int(m["seed"] or 0)] = path
+    return out
+
+
+def across(rows: list) -> dict:
+    """The across-seed judgement of one claim and column from its per-seed rows."""
+    d = [r["difference"] for r in rows]
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
+    se = sd / math.sqrt(n) if n > 1 else float("nan")
+    certified = all(r["certified"] for r in rows)
+    held = sum(r["verdict"] == "held" for r in rows)
+    if n >= 3:
+        judged = verdict(mean, se, certified)
+    else:   # too few seeds for a between-seed s.e.: held only when held in every seed
+        judged = "held" if held == n else ("not certified" if all(
+            r["difference"] > HOLD_SE * r["sem"] for r in rows) else "not held")
+    return {"seeds": n, "mean": mean, "between_seed_sem": se, "seeds_held": held,
+            "certified": certified, "across_seeds": judged}
+
+
+def collect(root: Path) -> list:
+    """One entry per claim, column and length: the per-seed rows and the across-seed verdict."""
+    from .studies import results_of, studies
+    out = []
+    for s in studies().values():
+        for r in results_of(s):
+            for length, seeds in seed_folders(root, r.folder).items():
+                per_claim = {}
+                for seed, path in sorted(seeds.items()):
+                    for c in read_claims(path):
+                        per_claim.setdefault((c["study"], c["claim"], c["column"]), []).append(
+                            {**c, "seed": seed, "folder": path.name})
+                for (study, text, column), rows in per_claim.items():
+                    paper = next((x["paper"] for x in rows if x.get("paper") is not None), None)
+                    out.append({"study": study, "claim": text, "column": column,
+                                "length": length or "", "results": r.folder, "paper": paper,
+                                "per_seed": rows, **across(rows)})
+    return out
+
+
+def markdown(entries: list) -> str:
+    seeds = sorted({x["seed"] for e in entries for x in e["per_seed"]})
+    head = ["study", "claim", "column", *[f"seed {k}" for k in seeds], "paper", "seeds held",
+            "across seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in entries:
+        by_seed = {x["seed"]: x for x in e["per_seed"]}
+        cells = [f"{by_seed[k]['difference']:+.2f} ± {by_seed[k]['sem']:.2f} "
+                 f"({by_seed[k]['verdict']})" if k in by_seed else "" for k in seeds]
+        sem = "" if math.isnan(e["between_seed_sem"]) else f" ± {e['between_seed_sem']:.2f}"
+        column = e["column"] + (f" [{e['length'].strip('_')}]" if e["length"] else "")
+        lines.append("| " + " | ".join(
+            [e["study"], e["claim"], column, *cells,
+             "–" if e["paper"] is None else f"{e['paper']:+.2f}",
+             f"{e['seeds_held']} of {e['seeds']}",
+             f"{e['mean']:+.2f}{sem} **{e['across_seeds']}**"]) + " |")
+    held = sum(e["across_seeds"] == "held" for e in entries)
+    flipped = [e for e in entries if 0 < e["seeds_held"] < e["seeds"]]
+    return (f"Claims across seeds: {held} of {len(entries)} held across seeds "
+            f"({len(flipped)} with verdicts that differ between seeds). Held across seeds: with "
+            f"3 or more seeds, the mean difference exceeds {HOLD_SE:g} between-seed s.e. and "
+            f"every seed is certified; with fewer, held in every seed.\n\n" + "\n".join(lines)
+            + "\n")
+
+
+def forest(entries: list, stem: Path) -> Path:
+    """One row per claim and column: each seed's difference (dot, 3-s.e. bar; hollow if not
+    certified), the across-seed mean (diamond), the paper's difference (star), zero drawn."""
+    import matplotlib.pyplot as plt
+
+    from .plots import save
+    n = len(entries)
+    fig, ax = plt.subplots(figsize=(9, 0.32 * n + 1.2))
+    for i, e in enumerate(entries):
+        y = n - 1 - i
+        for j, x in enumerate(sorted(e["per_seed"], key=lambda r: r["seed"])):
+            off = (j - (len(e["per_seed"]) - 1) / 2) * 0.12
+            color = "C2" if x["verdict"] == "held" else "C3" if x["verdict"] == "not held" \
+                else "C1"
+            ax.errorbar(x["difference"], y + off, xerr=HOLD_SE * x["sem"], fmt="o", ms=4,
+                        color=color, mfc=color if x["certified"] else "white", capsize=2,
+                        lw=0.8)
+        if len(e["per_seed"]) > 1:
+            ax.scatter([e["mean"]], [y], marker="D", s=30, color="k", zorder=3)
+        if e["paper"] is not None:
+            ax.scatter([e["paper"]], [y], marker="*", s=80, color="C0", zorder=3)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([f"{e['study']}: {e['column']}{' ' + e['length'] if e['length'] else ''}"
+                        for e in reversed(entries)], fontsize=6)
+    ax.set_xlabel("difference the claim predicts positive (nats); bars: 3 s.e.")
+    ax.set_title("Claims: each seed (green held, red not held, orange not certified; hollow: a "
+                 "certificate missed), diamond: mean over seeds, star: the paper", fontsize=8)
+    save(fig, stem)
+    return stem.with_suffix(".png")
+
+
+GAP_COLUMNS = ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap", "total_gap")
+KEY_COLUMNS = ("dataset", "model", "family", "split", "epoch", "encoder", "decoder_layers",
+               "noise", "set")
+
+
+def seed_tables(root: Path) -> list:
+    """For each results folder (at its own length) with several seeds: table_seeds.md, every
+    row of its gap CSV as the mean over seeds ± the between-seed s.e. Returns the files."""
+    from .studies import results_of, studies
+    from .tables import pm, read_csv, write_tables
+    written = []
+    for s in studies().values():
+        for r in results_of(s):
+            seeds = seed_folders(root, r.folder).get("", {})
+            if len(seeds) < 2:
+                continue
+            per_seed = {}
+            for seed, path in seeds.items():
+                csvs = [p for p in sorted(path.glob("*.csv"))
+                        if set(GAP_COLUMNS) <= set((read_csv(p) or [{}])[0])]
+                if csvs:
+                    per_seed[seed] = read_csv(csvs[0])
+            if len(per_seed) < 2:
+                continue
+            groups = {}
+            for seed, rows in per_seed.items():
+                for row in rows:
+                    key = tuple((k, row[k]) for k in KEY_COLUMNS if k in row)
+                    groups.setdefault(key, {})[seed] = row
+            table = []
+            for key, by_seed in groups.items():
+                cells = []
+                for q in GAP_COLUMNS:
+                    v = [float(x[q]) for x in by_seed.values()]
+                    m = sum(v) / len(v)
+                    sd = math.sqrt(sum((a - m) ** 2 for a in v) / (len(v) - 1)) if len(v) > 1 \
+                        else float("nan")
+                    cells.append(pm(m, sd / math.sqrt(len(v))))
+                table.append([" ".join(str(v) for _, v in key), str(len(by_seed))] + cells)
+            stem = seeds[0] / "table_seeds"
+            write_tables(stem, ["row", "seeds", "log p̂(x)", "L[q*]", "L[q]", "approximation",
+                                "amortization", "total"], table,
+                         caption=f"{r.folder}: the mean over seeds {sorted(per_seed)} ± the "
+                                 f"between-seed s.e. (each seed's own models and evaluation on "
+                                 f"the same points)")
+            written.append(stem.with_suffix(".md"))
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+    root = results_dir()
+    entries = collect(root)
+    if not entries:
+        print(f"error: no claims.json under {root}; run the studies first (make all SEEDS=0,1,2)",
+              file=sys.stderr)
+        return 2
+    write_json(root / "claims_across_seeds.json", entries)
+    atomic_write_text(root / "CLAIMS_ACROSS_SEEDS.md", markdown(entries))
+    png = forest(entries, root / "claims_forest")
+    tables = seed_tables(root)
+    print(f"[seeds] {len(tables)} tables of means over seeds; {len(entries)} claims over seeds "
+          f"{sorted({x['seed'] for e in entries for x in e['per_seed']})}; wrote "
+          f"{root / 'CLAIMS_ACROSS_SEEDS.md'} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
