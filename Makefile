@@ -63,7 +63,7 @@ endif
 # on the full data
 LONG_STUDIES := exp52 exp53 exp55 exp_gradients
 ifeq ($(PRESET),long)
-NOT_LONG := $(filter-out $(LONG_STUDIES) ladder report snapshot help setup data test check clean,$(MAKECMDGOALS))
+NOT_LONG := $(filter-out $(LONG_STUDIES) ladder report snapshot screenshot help setup data test check clean,$(MAKECMDGOALS))
 ifneq ($(NOT_LONG),)
 $(error PRESET=long is not defined for $(NOT_LONG); it is for $(LONG_STUDIES): run e.g. make exp52 PRESET=long, or make ladder)
 endif
@@ -86,7 +86,7 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot bench profile clean check
+.PHONY: help setup data test all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot screenshot bench profile clean check
 
 # SHARED_BUILT=1 (set by `make all`): the shared units (base, exp55's runs) are built or built in
 # the study's own recipe, so no study waits on a prerequisite that another job is running
@@ -224,6 +224,14 @@ report: setup  ## results/REPORT.md and results/report.html from whatever result
 
 snapshot: report  ## copy the report, tables and figures to docs/results (committed)
 	$(PY) -m common.report $(RUN_ARGS) --snapshot docs/results
+
+# The report's first screen as a reader's browser draws it (headless Chromium, images loaded):
+# REPORT= another report.html, e.g. docs/results/report.html for the committed snapshot.
+REPORT ?= $(RESULTS_DIR)/report.html
+screenshot:  ## the first screen of REPORT (default results/report.html) -> report_first_screen.png beside it
+	@command -v chromium >/dev/null || { echo "error: no chromium here; apt-get install chromium, or open $(REPORT) in any browser" >&2; exit 2; }
+	@[ -f "$(REPORT)" ] || { echo "error: $(REPORT) does not exist; run make report (or give REPORT=path/to/report.html)" >&2; exit 2; }
+	@chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run --disable-background-networking --virtual-time-budget=5000 --window-size=1280,1500 --screenshot="$(abspath $(dir $(REPORT)))/report_first_screen.png" "file://$(abspath $(REPORT))" 2>/dev/null && echo "wrote $(dir $(REPORT))report_first_screen.png"
 
 bench: check data  ## speed benchmarks, ratios side by side -> results/bench/bench.json
 	$(PY) -m common.bench $(RUN_ARGS)
