@@ -328,6 +328,9 @@ def main(argv=None) -> int:
                   "CLAIMS_ACROSS_SEEDS.md", "claims_across_seeds.json"):
             if (root / f).exists():
                 atomic_write_text(dest / f, portable((root / f).read_text()))
+        for f in ("claims_forest.png", "claims_forest.pdf"):   # the first screen's figure
+            if (root / f).exists():
+                shutil.copyfile(root / f, dest / f)
         if all_steps:   # the README quotes this file
             atomic_write_text(dest / "TIMES.md", "\n".join(times_table(all_steps)) + "\n")
         print(f"[report] snapshot in {dest}")

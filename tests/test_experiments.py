@@ -3,6 +3,7 @@ the real on-disk format (no network), then `make report`; and the refusal of bad
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -216,6 +217,10 @@ def test_report_builds_from_smoke_results(dirs, smoke):
                  "exp52_testgap/gaps.csv", "exp52_testgap/provenance.json",
                  "exp52_testgap/train_provenance.json"):
         assert (full / name).exists(), name
+    # every figure the snapshot's REPORT.md shows is in the snapshot (the claims figure too)
+    shown = re.findall(r"!\[[^]]*\]\(([^)]+)\)", (full / "REPORT.md").read_text())
+    assert "claims_forest.png" in shown
+    assert not [f for f in shown if not (full / f).exists()]
     # each study's own make steps beside its tables (the experiment READMEs link them)
     own = json.loads((full / "exp52_testgap" / "step_times.json").read_text())
     assert "exp52_evaluate" in own and not any(k.startswith("exp53") for k in own)
