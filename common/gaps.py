@@ -343,7 +343,8 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
             if family == own_family(model):
                 fallback = torch.zeros_like(elbo, dtype=torch.bool)
                 for other_elbo, other_iwae in members:
-                    better = other_elbo > elbo
+                    better = (other_elbo > elbo) | (~torch.isfinite(elbo) &
+                                                     torch.isfinite(other_elbo))
                     elbo = torch.where(better, other_elbo, elbo)
                     iwae = torch.where(better, other_iwae, iwae)
                     fallback |= better

@@ -199,19 +199,26 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
                 adam_step([work[k] for k in names], list(grads), [mw[k] for k in names],
                           [vw[k] for k in names], t, lr, point_scale=scale_w, before=before)
         with torch.no_grad():
-            for k in names:
-                params[k][active] = work[k].detach()
-                m[k][active], v2[k][active] = mw[k], vw[k]
-            steps[active] += n_inner
+            # a point whose window or parameters went non-finite (a diverged step: AF's q* on
+            # Fashion hit one) keeps its parameters and Adam state of the last check and stops
             mean_loss = window / n_inner
-            improved = mean_loss < best[active] - tol
+            finite = torch.isfinite(mean_loss)
+            for k in names:
+                finite &= torch.isfinite(work[k].detach()).flatten(1).all(1)
+            for k in names:
+                ok = finite.view(-1, *[1] * (work[k].dim() - 1))
+                params[k][active] = torch.where(ok, work[k].detach(), params[k][active])
+                m[k][active] = torch.where(ok, mw[k], m[k][active])
+                v2[k][active] = torch.where(ok, vw[k], v2[k][active])
+            steps[active] += n_inner
+            improved = finite & (mean_loss < best[active] - tol)
             best[active] = torch.where(improved, mean_loss, best[active])
             bad_checks[active] = torch.where(improved, torch.zeros_like(bad_checks[active]),
                                              bad_checks[active] + 1)
             if point_lr is not None:
                 point_lr[active] = torch.where(improved, point_lr[active],
                                                point_lr[active] * lr_decay)
-            keep = (bad_checks[active] <= patience) & (steps[active] < max_steps)
+            keep = finite & (bad_checks[active] <= patience) & (steps[active] < max_steps)
             active = active[keep]
         if verbose:
             print(f"[q* {label}] step {t}: {n_points - len(active)}/{n_points} converged, "

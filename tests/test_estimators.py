@@ -308,6 +308,27 @@ def test_cap_flags_mark_the_fits_the_step_cap_ended():
     assert not done.capped.any() and (done.steps < 100_000).all()
 
 
+def test_a_point_whose_fit_goes_non_finite_keeps_its_last_finite_parameters_and_stops():
+    """A diverged step (NaN loss or parameters) must not poison the point's q* (AF's q* on
+    Fashion once ended NaN): the point keeps the parameters and Adam state of its last check and
+    stops; every other point's fit goes on as before."""
+    def poisoned(z):    # point 0's log-likelihood is NaN wherever z_0 < 0, from the first step
+        ll = LL(z)
+        bad = torch.zeros_like(ll)
+        bad[..., 0] = torch.where(z[..., 0, 0] < 0, float("nan"), 0.0)
+        return ll + bad
+    init = GAUSS.prior_params(X.shape[0], torch.Generator().manual_seed(0), "cpu")
+    fit = optimize_local(poisoned, GAUSS, X.shape[0], init=init, **FAST)
+    clean = optimize_local(LL, GAUSS, X.shape[0], init=init, **FAST)
+    for k, v in fit.params.items():
+        assert torch.isfinite(v).all()
+        assert torch.equal(v[0], init[k][0])      # never a finite check: its start
+    assert fit.steps[0] == FAST["check_every"] and (fit.steps[1:] > FAST["check_every"]).all()
+    # the others converge as without the poisoned point (their noise differs once it stops)
+    assert torch.isfinite(fit.elbo[1:]).all()
+    assert (fit.elbo[1:] - clean.elbo[1:]).abs().max() < 0.05
+
+
 def test_certificates_follow_their_targets():
     from common.gaps import CERTIFICATE_TARGETS, certificates
     n = 10
