@@ -140,8 +140,9 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
           f"s.e.m.): **held** when it exceeds {HOLD_SE:g} s.e. and every estimate involved is "
           f"certified (BDMC gap, q* cap share and convergence probe within target), **not "
           f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed." +
-          (" Across seeds: held when the mean over seeds exceeds 3 between-seed s.e. (with 3 "
-           "or more seeds; with fewer, held in every seed) and every seed is certified."
+          (f" Across seeds: held when the mean over seeds exceeds {HOLD_SE:g} between-seed "
+           "s.e. (with 3 or more seeds; with fewer, held in every seed) and every seed is "
+           "certified."
            if several else ""), "",
           *summary, "", header, "|" + "---|" * header.count(" |")] + \
         ["| " + " | ".join(r) + " |" for r in rows]

@@ -38,20 +38,26 @@ def seed_folders(root: Path, folder: str) -> dict:
     return out
 
 
+def mean_and_sem(values: list) -> tuple:
+    """The mean of per-seed values and its between-seed standard error (NaN for one seed)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1) / n)
+
+
 def across(rows: list) -> dict:
     """The across-seed judgement of one claim and column from its per-seed rows."""
-    d = [r["difference"] for r in rows]
-    n = len(d)
-    mean = sum(d) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
-    se = sd / math.sqrt(n) if n > 1 else float("nan")
+    n = len(rows)
+    mean, se = mean_and_sem([r["difference"] for r in rows])
     certified = all(r["certified"] for r in rows)
     held = sum(r["verdict"] == "held" for r in rows)
     if n >= 3:
         judged = verdict(mean, se, certified)
     else:   # too few seeds for a between-seed s.e.: held only when held in every seed
         judged = "held" if held == n else ("not certified" if all(
-            r["difference"] > HOLD_SE * r["sem"] for r in rows) else "not held")
+            r["verdict"] != "not held" for r in rows) else "not held")
     return {"seeds": n, "mean": mean, "between_seed_sem": se, "seeds_held": held,
             "certified": certified, "across_seeds": judged}
 
@@ -150,11 +156,12 @@ def seed_tables(root: Path) -> list:
             if len(seeds) < 2:
                 continue
             per_seed = {}
-            for seed, path in seeds.items():
-                csvs = [p for p in sorted(path.glob("*.csv"))
-                        if set(GAP_COLUMNS) <= set((read_csv(p) or [{}])[0])]
-                if csvs:
-                    per_seed[seed] = read_csv(csvs[0])
+            for seed, path in seeds.items():   # the first CSV with the gap columns
+                for p in sorted(path.glob("*.csv")):
+                    rows = read_csv(p)
+                    if rows and set(GAP_COLUMNS) <= set(rows[0]):
+                        per_seed[seed] = rows
+                        break
             if len(per_seed) < 2:
                 continue
             groups = {}
@@ -164,13 +171,8 @@ def seed_tables(root: Path) -> list:
                     groups.setdefault(key, {})[seed] = row
             table = []
             for key, by_seed in groups.items():
-                cells = []
-                for q in GAP_COLUMNS:
-                    v = [float(x[q]) for x in by_seed.values()]
-                    m = sum(v) / len(v)
-                    sd = math.sqrt(sum((a - m) ** 2 for a in v) / (len(v) - 1)) if len(v) > 1 \
-                        else float("nan")
-                    cells.append(pm(m, sd / math.sqrt(len(v))))
+                cells = [pm(*mean_and_sem([float(x[q]) for x in by_seed.values()]))
+                         for q in GAP_COLUMNS]
                 table.append([" ".join(str(v) for _, v in key), str(len(by_seed))] + cells)
             stem = seeds[0] / "table_seeds"
             write_tables(stem, ["row", "seeds", "log p̂(x)", "L[q*]", "L[q]", "approximation",

@@ -117,3 +117,5 @@ def test_a_claim_is_judged_across_seeds():
     two = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 0.2, 0.1)])   # fewer than 3: every seed
     assert two["seeds_held"] == 1 and two["across_seeds"] == "not held"
     assert across([_seed_row(0, 1.0, 0.1), _seed_row(1, 0.9, 0.1)])["across_seeds"] == "held"
+    assert across([_seed_row(0, 1.0, 0.1), _seed_row(1, 0.9, 0.1, certified=False)])[
+        "across_seeds"] == "not certified"   # beyond 3 s.e. in both, a certificate missed
