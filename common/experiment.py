@@ -10,6 +10,7 @@ lengths (each length of the ladder is a result of its own), with _seed<k> for se
 """
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -304,6 +305,9 @@ def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
            "seed": seed, "decoder": model_hash(model, "decoder"),
            "encoder": model_hash(model, "encoder")}
     hit = cached(path, key)
+    if hit is not None and not math.isfinite(hit["bdmc"]["bdmc_gap"]):
+        print(f"[eval] recomputing: cached BDMC gap in {path} is not finite", flush=True)
+        hit = None
     if hit is not None:
         print(f"[eval] BDMC cached: gap {hit['bdmc']['bdmc_gap']:.3f} nats", flush=True)
         return hit["bdmc"]

@@ -41,9 +41,10 @@ from .posteriors import log_standard_normal, log_weight
 from .timing import count, unit
 from .vae import VAE, BatchLikelihood
 
-EVAL_VERSION = 5  # bump when what an evaluation computes changes: cached evaluations are redone
+EVAL_VERSION = 6  # bump when what an evaluation computes changes: cached evaluations are redone
                   # (4: the ffg q* of a flow model starts from shrunk moments, has certificates;
-                  # 5: the probe continues each fit, the max rule's pooled certificate)
+                  # 5: the probe continues each fit, the max rule's pooled certificate;
+                  # 6: q*'s non-finite guard, AF's bounded log-variances)
 AIS_PROPOSALS = ("prior", "encoder", "qstar")
 # a number is certified when its decoder's BDMC gap, the q* cap share and the probe are within
 CERTIFICATE_TARGETS = {"bdmc_gap": 0.5, "qstar_capped": 0.05, "qstar_probe": 0.1}

@@ -43,3 +43,19 @@ def test_a_reverse_model_off_by_m_costs_exactly_its_kl():
     expected = LOG_PX - m ** 2 / (2 * s2)
     sem = w.std(0) / math.sqrt(w.shape[0])
     assert ((w.mean(0) - expected).abs() < 4 * sem + 1e-3).all(), (w.mean(0) - expected)
+
+
+def test_extreme_reverse_and_auxiliary_variances_leave_the_bound_finite():
+    """Log-variances of q(v|z) and r driven to +-200 (where exp(-logvar) overflows float32, as
+    AF's q* reached on MNIST) give a finite bound: they are kept within +-LOGVAR_BOUND."""
+    local = AFLocal(1, ModelConfig(z_dim=1, flow_steps=2, family_hidden=(8,)))
+    last = len(local.hidden)
+    for value in (-200.0, 200.0):
+        params = dict(local.from_gaussian(MU, LOGVAR))
+        for net in ("qv", "r"):
+            bias = params[f"{net}_{last}_b"].clone()
+            bias[..., 1] = value
+            params[f"{net}_{last}_b"] = bias
+        w = bound_terms(local, params, n=5000)
+        assert torch.isfinite(w).all(), value
+        assert (w.mean(0) <= LOG_PX + 1e-3).all()

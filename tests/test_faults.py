@@ -230,6 +230,26 @@ def test_bdmc_does_not_depend_on_what_the_process_did_before(dirs, smoke):
     assert first == again
 
 
+def test_a_cached_bdmc_gap_that_is_not_finite_is_recomputed(dirs, smoke, tmp_path, capsys):
+    """A BDMC cache written while AF's q* could diverge held a NaN gap, and later evaluations
+    served it: a non-finite cached gap is recomputed, and says so."""
+    import math
+    from common.experiment import decoder_bdmc
+    from common.train import load_model
+    from exp52_testgap.config import PRESETS
+    model = load_model(dirs[1] / "exp52_testgap" / RUN / "mnist_ffg" / "last.pt")
+    model.eval()
+    path = tmp_path / "bdmc.json"
+    first = decoder_bdmc(model, PRESETS["smoke"], 0, path)
+    data = json.loads(path.read_text())
+    data["bdmc"]["bdmc_gap"] = float("nan")
+    path.write_text(json.dumps(data))
+    again = decoder_bdmc(model, PRESETS["smoke"], 0, path)
+    assert "cached BDMC gap" in capsys.readouterr().out
+    assert math.isfinite(again["bdmc_gap"]) and again == first
+    assert json.loads(path.read_text())["bdmc"] == first
+
+
 def test_an_empty_selection_is_an_error_and_a_dropped_split_leaves_no_stale_table(results):
     one_line_error(script("exp52_testgap.evaluate", results, "--families", ""),
                    "--families is empty")
