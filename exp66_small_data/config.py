@@ -28,6 +28,9 @@ class Exp66Config(RunConfig):
 
     def validate(self):
         super().validate()
+        if self.ais_proposal == "qstar":
+            raise ConfigError("--ais-proposal=qstar is not allowed here: exp66 fits no q*; "
+                              "use encoder or prior")
         if self.n_small < self.batch_size:
             raise ConfigError(f"--n-small={self.n_small} is below the batch size "
                               f"{self.batch_size}; use at least one batch of points")
@@ -37,7 +40,8 @@ PRESETS = presets(Exp66Config,
                   # smoke: the same study on a tiny budget (the tests)
                   smoke=dict(epochs=6, n_small=200, n_eval_epochs=3, n_points=16),
                   # quick: the paper's 3000 epochs (30k steps), 100 train / 100 test points
-                  quick=dict(epochs=3000, warmup_epochs=400, n_points=100, bdmc_points=25),
+                  quick=dict(epochs=3000, warmup_epochs=400, n_points=100, bdmc_points=25,
+                             ais_proposal="encoder"),   # the shared quick sizes say qstar
                   paper=dict(epochs=3000, warmup_epochs=400, n_points=1000,
                              ais_proposal="prior"))
 

@@ -94,3 +94,15 @@ def test_ais_moves_count_what_sets_the_step():
     assert ais_chain_moves(quick) == quick.ais_chains * (quick.ais_steps + quick.ais_warmup)
     adapted = dataclasses.replace(paper, ais_adapt=True)
     assert ais_chain_moves(adapted) == paper.ais_chains * paper.ais_steps
+
+
+def test_exp66_never_asks_for_a_qstar_proposal():
+    """exp66 fits no q*; the shared quick sizes say ais_proposal=qstar, which made its quick
+    evaluation fail in the timed make all (a TypeError on the missing q* parameters). Every
+    preset starts AIS elsewhere, and asking for qstar is a one-line config error."""
+    import dataclasses
+    from common.config import ConfigError
+    from exp66_small_data.config import PRESETS
+    assert all(c.ais_proposal != "qstar" for c in PRESETS.values())
+    with pytest.raises(ConfigError, match="exp66 fits no q"):
+        dataclasses.replace(PRESETS["quick"], ais_proposal="qstar").validate()
