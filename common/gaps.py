@@ -41,10 +41,11 @@ from .posteriors import log_standard_normal, log_weight
 from .timing import count, unit
 from .vae import VAE, BatchLikelihood
 
-EVAL_VERSION = 6  # bump when what an evaluation computes changes: cached evaluations are redone
+EVAL_VERSION = 7  # bump when what an evaluation computes changes: cached evaluations are redone
                   # (4: the ffg q* of a flow model starts from shrunk moments, has certificates;
                   # 5: the probe continues each fit, the max rule's pooled certificate;
-                  # 6: q*'s non-finite guard, AF's bounded log-variances)
+                  # 6: q*'s non-finite guard, AF's bounded log-variances;
+                  # 7: AIS starts from the member that set L[q*] where the fit lost)
 AIS_PROPOSALS = ("prior", "encoder", "qstar")
 # a number is certified when its decoder's BDMC gap, the q* cap share and the probe are within
 CERTIFICATE_TARGETS = {"bdmc_gap": 0.5, "qstar_capped": 0.05, "qstar_probe": 0.1}
@@ -322,7 +323,9 @@ def row_fits(model: VAE, cfg: EvalConfig = None) -> list:
 def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
                    verbose: bool = False, fit: SharedQstar = None) -> tuple:
     """Per-point L[q], IWAE q, and q* bounds for ffg and (flow models) the flow family, with the
-    q* fit's steps and cap flags; and the own-family q* parameters: the AIS proposal. (The ffg q*
+    q* fit's steps and cap flags; and per point the parameters of the own-family member that set
+    L[q*] (the fitted q*, or q or the Gaussian q* where the fit ended below them): the AIS
+    proposal. (The ffg q*
     is a poor one for a flow-trained decoder, whose posterior has adapted to the flow: on MNIST
     quick, AIS from it gave -94.02 against -93.14 from the flow q*, and a BDMC gap of 2.8 nats.)
     fit: a SharedQstar of the decoder, in place of this model's own q* fits."""
@@ -333,27 +336,32 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
         torch.manual_seed(seed + start)
         l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
         fits = fit(xc, seed + start) if fit else fit_qstar(model, xc, cfg, seed + start)
-        params.append(fits[own_family(model)].params)
         if start == 0:
             probes = convergence_probe(model, xc, fits, cfg, seed, fit)
         columns = {"L_q": l_q, "iwae_q": i_q}
-        members = [(l_q, i_q)]                  # other members of the own family found
+        # other members of the own family found, each with its parameters (the AIS proposal of
+        # a point where it beats the fitted q*); the encoder's q first
+        members = [(l_q, i_q, lambda: encoder_init(model, xc, own_family(model), seed + start))]
         for family in families:
             r = fits[family]
-            elbo, iwae = r.elbo, r.iwae
+            elbo, iwae, chosen = r.elbo, r.iwae, r.params
             if family == own_family(model):
                 fallback = torch.zeros_like(elbo, dtype=torch.bool)
-                for other_elbo, other_iwae in members:
+                for other_elbo, other_iwae, other_params in members:
                     better = (other_elbo > elbo) | (~torch.isfinite(elbo) &
                                                      torch.isfinite(other_elbo))
                     elbo = torch.where(better, other_elbo, elbo)
                     iwae = torch.where(better, other_iwae, iwae)
+                    if better.any():
+                        chosen = per_point_where(better, other_params(), chosen)
                     fallback |= better
+                params.append(chosen)
                 columns["qstar_fallback"] = fallback.float()
                 columns["qstar_capped"] = r.capped.float()
                 columns["qstar_steps"] = r.steps.float()
             elif own_local(model).gaussian_member:   # the Gaussian q* is a member of the
-                members.append((elbo, iwae))         # own family (a floor of its L[q*])
+                members.append((elbo, iwae,          # own family (a floor of its L[q*])
+                                lambda r=r: gaussian_member(model, r, seed + start)))
             columns.update({f"L_qstar_{family}": elbo, f"iwae_qstar_{family}": iwae,
                             f"qstar_steps_{family}": r.steps.float(),
                             f"qstar_capped_{family}": r.capped.float()})
@@ -365,6 +373,12 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
         out[f"qstar_probe_{family}"] = torch.full((x.shape[0],), change)
     out["qstar_probe"] = out[f"qstar_probe_{own_family(model)}"]
     return out, {k: torch.cat([p[k] for p in params]) for k in params[0]}
+
+
+def per_point_where(condition: torch.Tensor, a: dict, b: dict) -> dict:
+    """Flat per-point parameters: a's where condition [B] holds, else b's."""
+    return {k: torch.where(condition.view(-1, *[1] * (b[k].dim() - 1)), a[k].to(b[k]), b[k])
+            for k in b}
 
 
 def encoder_density(model: VAE, x: torch.Tensor):
@@ -426,8 +440,12 @@ def bdmc_bound(model: VAE, cfg: EvalConfig, seed: int) -> dict:
     AIS of log p^ (with q* fitted to the simulated points when that path starts at q*)."""
     with unit("BDMC"):
         x, z = simulate(model, cfg.bdmc_points, seed)
-        params = fit_qstar(model, x, cfg, seed)[own_family(model)].params \
-            if cfg.ais_proposal == "qstar" else None
+        params = None
+        if cfg.ais_proposal == "qstar":   # q* where it beats the encoder's q, as for log p^
+            r = fit_qstar(model, x, cfg, seed)[own_family(model)]
+            q = encoder_init(model, x, own_family(model), seed)
+            lost = ~(r.elbo >= start_score(model, x, q, seed, own_family(model)))
+            params = per_point_where(lost, q, r.params)
         r = bdmc(BatchLikelihood(model, x), z, proposal=ais_proposal(model, x, cfg, params),
                  seed=seed, **ais_settings(cfg))
     return {"bdmc_lower": r.lower.mean().item(), "bdmc_upper": r.upper.mean().item(),

@@ -345,6 +345,36 @@ def test_a_flow_models_ffg_fit_has_its_own_certificate(monkeypatch):
         pytest.approx(0.5)
 
 
+def test_the_ais_proposal_of_a_point_whose_qstar_lost_is_the_member_that_won(monkeypatch):
+    """Where the fitted q* ends below (or not finite against) another member of its family, the
+    row's L[q*] falls back to that member, and so does the AIS proposal: AF's q* on MNIST kept
+    diverged parameters for two of 50 points, and AIS from them ended 20 nats below L[q*]."""
+    import common.gaps as gaps
+    from common.local_opt import LocalOptResult
+    model, x = _one_decoder_models()["flow"], synthetic_binary(6)
+    cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4, qstar_probe_mode="refit")
+    q = gaps.encoder_init(model, x, "flow")
+    odd = {k: v + 1.0 for k, v in q.items()}          # the fitted q*'s parameters
+
+    def fit_qstar(model, x, cfg, seed, budget=1):
+        n = x.shape[0]
+        elbo = torch.full((n,), 0.0)                  # above every L[q] ...
+        elbo[0] = float("nan")                        # ... but point 0 diverged
+        elbo[1] = -1e6                                # and point 1 ended far below
+        ffg = LocalOptResult(elbo=torch.full((n,), -1e7), iwae=torch.full((n,), -1e7),
+                             steps=torch.full((n,), 100), params={}, capped=torch.zeros(n) > 0)
+        return {"ffg": ffg, "flow": LocalOptResult(
+            elbo=elbo, iwae=elbo + 1, steps=torch.full((n,), 100), capped=torch.zeros(n) > 0,
+            params={k: v[:n] for k, v in odd.items()})}
+    monkeypatch.setattr(gaps, "fit_qstar", fit_qstar)
+    bounds, params = gaps.encoder_bounds(model, x, cfg, 0)
+    assert bounds["qstar_fallback"].tolist() == [1, 1, 0, 0, 0, 0]
+    assert torch.equal(bounds["L_qstar"][:2], bounds["L_q"][:2])
+    for k in q:
+        torch.testing.assert_close(params[k][:2], q[k][:2])
+        torch.testing.assert_close(params[k][2:], odd[k][2:])
+
+
 def test_the_ffg_start_of_a_flow_model_is_the_best_of_its_shrunk_moments():
     import common.gaps as gaps
     model, x = _one_decoder_models()["flow"], synthetic_binary(6)
