@@ -44,16 +44,17 @@ from .proposals import DiagonalGaussian
 DEFAULT_HIDDEN = (100, 100)   # Table 2's AF: two hidden layers of 100 per net
 GATE_SHIFT = 5.0              # sigmoid(gate + 5): each half-step starts near the identity
 OUT_SCALE = 0.01              # output layers start small
-LOGVAR_BOUND = 15.0           # log-variances and gates kept softly within +-15 (below)
+MAD_TO_SD = 1.4826            # a Gaussian's s.d. over its median absolute deviation
+SOFT_BOUND = 15.0             # log-variances and gates kept softly within +-15 (below)
 
 
-def bounded_logvar(raw):
-    """A log-variance softly kept within [-LOGVAR_BOUND, LOGVAR_BOUND]:
+def soft_bound(raw):
+    """raw (a log-variance, or a gate's pre-activation) softly kept within +-SOFT_BOUND:
         b - softplus(b - (-b + softplus(raw + b))),
     the identity to within 1e-6 for |raw| < 1 and smooth everywhere. Without it AF's q* on
     MNIST and Fashion (quick, 500 points) drove some points' r to log-variances whose
     exp(-logvar) overflowed: the bound went -inf/NaN on a few of the 5000 evaluation samples."""
-    b = LOGVAR_BOUND
+    b = SOFT_BOUND
     return b - F.softplus(b - (F.softplus(raw + b) - b))
 
 
@@ -108,18 +109,18 @@ def log_normal(x, mean, logvar):
 
 def af_forward(p: dict, z0, v0, steps: int, activation):
     """The flow steps (eqs. 9-10) from (z0, v0) [..., B, D]: (z_T, v_T, sum log|det|). The
-    gates' pre-activations are kept softly within +-LOGVAR_BOUND (bounded_logvar): AF's q* on
+    gates' pre-activations are kept softly within +-SOFT_BOUND (soft_bound): AF's q* on
     Fashion drove a base variance up and the gates down together, until float32 lost the
     difference of log q0 and log|det| (a probe of +3.3e10 nats)."""
     z, v = z0, v0
     log_det = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
     for t in range(steps):
         shift, gate = run_net(p, f"fv{t}", z, activation)
-        gate = bounded_logvar(gate + GATE_SHIFT)
+        gate = soft_bound(gate + GATE_SHIFT)
         v = v * torch.sigmoid(gate) + shift
         log_det = log_det + F.logsigmoid(gate).sum(-1)
         shift, gate = run_net(p, f"fz{t}", v, activation)
-        gate = bounded_logvar(gate + GATE_SHIFT)
+        gate = soft_bound(gate + GATE_SHIFT)
         z = z * torch.sigmoid(gate) + shift
         log_det = log_det + F.logsigmoid(gate).sum(-1)
     return z, v, log_det
@@ -129,19 +130,19 @@ def af_sample(p: dict, n: int, steps: int, activation, generator=None, eps=None,
               r_bias=None):
     """z_T [n, B, D] and the bound's term log q0(z0, v0) - log|det| - log r(v_T|z_T) [n, B],
     from noise eps [n, B, 2D] (drawn if not given)."""
-    mu, logvar = p["mu"], bounded_logvar(p["logvar"])
+    mu, logvar = p["mu"], soft_bound(p["logvar"])
     if eps is None:
         eps = torch.randn((n, *mu.shape[:-1], 2 * mu.shape[-1]), generator=generator,
                           device=mu.device, dtype=mu.dtype)
     d = mu.shape[-1]
     z0, log_qz = gaussian_sample(mu, logvar, n, eps=eps[..., :d])
     v_mean, v_logvar = run_net(p, "qv", z0, activation)
-    v_logvar = bounded_logvar(v_logvar)
+    v_logvar = soft_bound(v_logvar)
     v0 = v_mean + (0.5 * v_logvar).exp() * eps[..., d:]
     log_qv = -0.5 * (eps[..., d:].pow(2) + v_logvar + LOG_2PI).sum(-1)
     z, v, log_det = af_forward(p, z0, v0, steps, activation)
     r_mean, r_logvar = run_net(p, "r", z, activation, bias=r_bias)
-    return z, log_qz + log_qv - log_det - log_normal(v, r_mean, bounded_logvar(r_logvar))
+    return z, log_qz + log_qv - log_det - log_normal(v, r_mean, soft_bound(r_logvar))
 
 
 def moment_proposal(sample, n: int = MOMENT_SAMPLES):
@@ -155,8 +156,6 @@ def moment_proposal(sample, n: int = MOMENT_SAMPLES):
         scale = MAD_TO_SD * (z - center).abs().median(0).values
         return DiagonalGaussian(center, (scale ** 2).clamp_min(1e-6).log())
 
-
-MAD_TO_SD = 1.4826   # a Gaussian's s.d. over its median absolute deviation
 
 
 class AFLocal:
@@ -193,7 +192,7 @@ class AFLocal:
             for half in ("fv", "fz"):
                 p[f"{half}{t}_{last}_b"][..., self.z_dim:].zero_()   # gates: scale sigmoid(5)
         p[f"qv_{last}_b"][..., self.z_dim:].zero_()                 # v0 ~ N(0, I)
-        scale = torch.sigmoid(bounded_logvar(torch.tensor(GATE_SHIFT))) ** self.steps
+        scale = torch.sigmoid(soft_bound(torch.tensor(GATE_SHIFT))) ** self.steps
         p[f"r_{last}_b"][..., self.z_dim:] = 2 * math.log(scale)    # log var of v_T
         return {"mu": mu / scale, "logvar": logvar - 2 * math.log(scale), **p}
 
