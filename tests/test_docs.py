@@ -37,7 +37,7 @@ def test_every_quoted_snapshot_block_is_the_committed_file():
     sync = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sync)
     stale = [str(r.relative_to(ROOT)) for r in sync.readmes()
-             if sync.synced(r.read_text()) != r.read_text()]
+             if sync.synced(r.read_text(), r.parent) != r.read_text()]
     assert not stale, f"run tools/sync_readmes.py: {stale}"
     text = "<!-- snapshot: docs/results/exp52_testgap/table.md -->\nhand-typed 1.23\n<!-- /snapshot -->"
     assert "hand-typed" not in sync.synced(text)   # the check can fail

@@ -7,12 +7,14 @@ typed by hand. A README quotes a file with
 
 Run `.venv/bin/python tools/sync_readmes.py` after `make snapshot`; `--check` exits 1 when a
 README differs from its files (tests/test_docs.py runs the same check)."""
+import os
 import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- snapshot: (\S+) -->\n)(.*?)(<!-- /snapshot -->)", re.S)
+LINK = re.compile(r"(\]\()([^)\s#:]+)(\))")   # a relative markdown link or image: ](path)
 
 
 def readmes():
@@ -20,13 +22,22 @@ def readmes():
                   if not any(part.startswith(".") for part in p.relative_to(ROOT).parts))
 
 
-def synced(text: str) -> str:
+def relinked(text: str, source: Path, readme_dir: Path) -> str:
+    """The source's relative links, rewritten to resolve from the README's folder."""
+    def move(m):
+        target = os.path.relpath(source.parent / m.group(2), readme_dir)
+        return m.group(1) + Path(target).as_posix() + m.group(3)
+    return LINK.sub(move, text)
+
+
+def synced(text: str, readme_dir: Path = ROOT) -> str:
     def fill(m):
         source = ROOT / m.group(2)
         if not source.exists():
             raise SystemExit(f"error: a README quotes {m.group(2)}, which does not exist; run "
                              f"`make snapshot` or fix the path")
-        return m.group(1) + "\n" + source.read_text().strip() + "\n\n" + m.group(4)
+        body = relinked(source.read_text().strip(), source, readme_dir)
+        return m.group(1) + "\n" + body + "\n\n" + m.group(4)
     return BLOCK.sub(fill, text)
 
 
@@ -35,7 +46,7 @@ def main(argv=None) -> int:
     stale = []
     for readme in readmes():
         text = readme.read_text()
-        new = synced(text)
+        new = synced(text, readme.parent)
         if new != text:
             stale.append(str(readme.relative_to(ROOT)))
             if not check:
