@@ -376,3 +376,22 @@ def test_the_caption_names_the_points_evaluated_when_n_points_is_0(results):
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (results[1] / "exp52_testgap" / "table.md").read_text()
     assert "on 0 test points" not in md and "on 300 test points" in md
+
+
+def test_a_fit_that_ended_far_below_its_floor_does_not_set_the_probe():
+    """AF's q* on one MNIST point (quick) ended at a finite bound near -1e23 while the row
+    reported q's -76.8 there; continued, it recovered, and the probe read +5.1e21 nats. The
+    probe measures the reported L[q*] = max(fit, floor): that point changes nothing unless the
+    longer run climbs above the floor; elsewhere it is the plain change, noise included."""
+    import torch
+
+    from common.gaps import reported_change
+    fitted = torch.tensor([-1e23, -90.0, -80.0])
+    longer = torch.tensor([-78.0, -89.9, -80.1])
+    floor = torch.tensor([-76.8, -95.0, -85.0])
+    assert reported_change(fitted, longer, floor) == pytest.approx((0.0 + 0.1 - 0.1) / 3, abs=1e-4)
+    assert reported_change(fitted, longer) > 1e22            # the raw change: what went wrong
+    above = torch.tensor([-70.0, -90.0, -80.0])              # a longer run above the floor counts
+    assert reported_change(fitted, above, floor) == pytest.approx(6.8 / 3, abs=1e-4)
+    nan = torch.tensor([float("nan"), -90.0, -80.0])         # a non-finite fit reads as its floor
+    assert reported_change(nan, fitted, floor) == pytest.approx(0.0, abs=1e-4)
