@@ -310,7 +310,7 @@ def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, 
     with unit("probe"):
         longer = fit.longer(model, x[:n], fits, seed) if fit else \
             longer_fits(model, x[:n], fits, cfg, seed)
-    return {f: reported_change(fits[f].elbo[:n], longer[f].elbo,
+    return {f: reported_change(fits[f].elbo[:n], longer[f].elbo[:n],
                                floors[f][:n] if f in floors else None)
             for f in row_fits(model, cfg)}
 

@@ -292,11 +292,15 @@ def test_shared_qstar_fits_each_family_once_for_all_encoders_of_one_decoder(monk
     assert sorted(calls) == ["ffg", "flow"]
     assert len([k for k in fit.fits if k[0] == "longer"]) == 1
     assert torch.equal(bounds["flow"]["L_qstar_ffg"], bounds["cflow"]["L_qstar_ffg"])
-    assert torch.equal(bounds["flow"]["qstar_probe"], bounds["cflow"]["qstar_probe"])
+    assert torch.equal(bounds["flow"]["qstar_probe_ffg"], bounds["cflow"]["qstar_probe_ffg"])
+    longer = fit.fits[("longer", 0, 3)]["flow"].elbo
     for f in ("flow", "cflow"):   # the own-family q*: the shared fit, floored by this q
         shared = fit(x, 0)["flow"].elbo
-        assert torch.equal(bounds[f]["L_qstar"], torch.maximum(
-            shared, torch.maximum(bounds[f]["L_q"], bounds[f]["L_qstar_ffg"])))
+        floor = torch.maximum(bounds[f]["L_q"], bounds[f]["L_qstar_ffg"])
+        assert torch.equal(bounds[f]["L_qstar"], torch.maximum(shared, floor))
+        # its probe: the change of that reported value when the shared fit runs longer
+        assert bounds[f]["qstar_probe"][0].item() == pytest.approx(
+            gaps.reported_change(shared[:3], longer, floor[:3]), abs=1e-5)
     calls.clear()   # without sharing: each model fits its own, ffg three times, flow twice
     [gaps.encoder_bounds(m, x, cfg, 0) for m in models.values()]
     assert sorted(calls) == ["ffg"] * 3 + ["flow"] * 2
