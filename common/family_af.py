@@ -125,9 +125,8 @@ def af_forward(p: dict, z0, v0, steps: int, activation):
     return z, v, log_det
 
 
-def af_sample(p: dict, n: int, steps: int, activation, generator=None, eps=None,
-              r_bias=None):
-    """z_T [n, B, D] and the bound's term log q0(z0, v0) - log|det| - log r(v_T|z_T) [n, B],
+def af_draw(p: dict, n: int, steps: int, activation, generator=None, eps=None):
+    """(z_T, v_T) [n, B, D] each and log q(z_T, v_T|x) = log q0(z0, v0) - log|det| [n, B],
     from noise eps [n, B, 2D] (drawn if not given)."""
     mu, logvar = p["mu"], soft_bound(p["logvar"])
     if eps is None:
@@ -140,8 +139,21 @@ def af_sample(p: dict, n: int, steps: int, activation, generator=None, eps=None,
     v0 = v_mean + (0.5 * v_logvar).exp() * eps[..., d:]
     log_qv = -0.5 * (eps[..., d:].pow(2) + v_logvar + LOG_2PI).sum(-1)
     z, v, log_det = af_forward(p, z0, v0, steps, activation)
+    return z, v, log_qz + log_qv - log_det
+
+
+def log_reverse(p: dict, z, v, activation, r_bias=None):
+    """log r(v_T|x, z_T): the reverse model's factorised Gaussian."""
     r_mean, r_logvar = run_net(p, "r", z, activation, bias=r_bias)
-    return z, log_qz + log_qv - log_det - log_normal(v, r_mean, soft_bound(r_logvar))
+    return log_normal(v, r_mean, soft_bound(r_logvar))
+
+
+def af_sample(p: dict, n: int, steps: int, activation, generator=None, eps=None,
+              r_bias=None):
+    """z_T [n, B, D] and the bound's term log q0(z0, v0) - log|det| - log r(v_T|z_T) [n, B],
+    from noise eps [n, B, 2D] (drawn if not given)."""
+    z, v, log_q = af_draw(p, n, steps, activation, generator, eps)
+    return z, log_q - log_reverse(p, z, v, activation, r_bias)
 
 
 def af_inverse(p: dict, z, v, steps: int, activation):
@@ -175,7 +187,7 @@ class AFJoint:
     factorised Gaussian of its samples' median and MAD that started AIS in z before (commit
     2c63564) left BDMC gaps of 1.57, 3.63 and 9.94 nats on exp55's AF (quick, epochs 30, 5, 1)
     and 2.07 and 0.34 on exp52's Fashion and MNIST AF; from AFJoint: -0.004, 0.026, 0.025, 0.28
-    and 0.034 (same checkpoints and BDMC settings). An exact posterior sample of the extended
+    and 0.034 (commit cf4b9c1, same checkpoints and BDMC settings). An exact sample of the extended
     target (BDMC's reverse start) is z ~ p(z|x) with v ~ r(v|x, z).
     params: AF's per-point parameters (an AF q*, or AFPosterior.local_params())."""
 
@@ -185,23 +197,13 @@ class AFJoint:
         self.z_dim = self.params["mu"].shape[-1]
         self.dim = 2 * self.z_dim
         with torch.no_grad():   # the HMC metric: robust spread of its samples (fixed seed)
-            u = self.sample(n_scale, torch.Generator(device=self.params["mu"].device).manual_seed(0))
+            u = self.sample(n_scale, torch.Generator(self.params["mu"].device).manual_seed(0))
             center = u.median(0).values
             self.scale = (MAD_TO_SD * (u - center).abs().median(0).values).clamp_min(1e-4)
 
-    def _noise(self, n, generator):
-        mu = self.params["mu"]
-        return torch.randn((n, *mu.shape[:-1], self.dim), generator=generator, device=mu.device,
-                           dtype=mu.dtype)
-
     def sample(self, n, generator=None):
         with torch.no_grad():
-            p, d = self.params, self.z_dim
-            eps = self._noise(n, generator)
-            z0, _ = gaussian_sample(p["mu"], soft_bound(p["logvar"]), n, eps=eps[..., :d])
-            v_mean, v_logvar = run_net(p, "qv", z0, self.activation)
-            v0 = v_mean + (0.5 * soft_bound(v_logvar)).exp() * eps[..., d:]
-            z, v, _ = af_forward(p, z0, v0, self.steps, self.activation)
+            z, v, _ = af_draw(self.params, n, self.steps, self.activation, generator)
             return torch.cat([z, v], -1)
 
     def log_prob(self, u):
@@ -214,8 +216,8 @@ class AFJoint:
 
     def log_reverse(self, u):
         """log r(v|x, z) on u = (z, v)."""
-        r_mean, r_logvar = run_net(self.params, "r", u[..., :self.z_dim], self.activation)
-        return log_normal(u[..., self.z_dim:], r_mean, soft_bound(r_logvar))
+        d = self.z_dim
+        return log_reverse(self.params, u[..., :d], u[..., d:], self.activation)
 
     def extend_likelihood(self, log_likelihood):
         """L(u) = log p(x|z) + log r(v|x, z) - log N(v; 0, I): the target p(x, z) r(v|x, z)
@@ -228,10 +230,9 @@ class AFJoint:
         """(z, v) with v ~ r(v|x, z) from exact posterior samples z [B, D]: exact samples of
         the extended target p(z|x) r(v|x, z)."""
         with torch.no_grad():
-            r_mean, r_logvar = run_net(self.params, "r", z.unsqueeze(0), self.activation)
-            eps = self._noise(1, generator)[..., :self.z_dim]
-            v = r_mean + (0.5 * soft_bound(r_logvar)).exp() * eps
-            return torch.cat([z, v[0]], -1)
+            r_mean, r_logvar = run_net(self.params, "r", z, self.activation)
+            eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            return torch.cat([z, r_mean + (0.5 * soft_bound(r_logvar)).exp() * eps], -1)
 
 
 class AFLocal:
@@ -312,9 +313,7 @@ class AFPosterior:
         return out
 
     def proposal(self):
-        with torch.no_grad():
-            return AFJoint(self.local_params(), self.family.local.steps,
-                           self.family.local.activation)
+        return AFJoint(self.local_params(), self.family.local.steps, self.family.local.activation)
 
 
 class AF(Family):

@@ -480,7 +480,9 @@ def bdmc_bound(model: VAE, cfg: EvalConfig, seed: int) -> dict:
         proposal = ais_proposal(model, x, cfg, params)
         likelihood, _ = ais_target(model, x, proposal)
         if hasattr(proposal, "extend_posterior_samples"):   # exact draws of the extended target
-            z = proposal.extend_posterior_samples(z, torch.Generator().manual_seed(seed))
+            # (seed drew z and x, seed and seed + 1 drive the two AIS runs: v's noise is apart)
+            z = proposal.extend_posterior_samples(
+                z, torch.Generator(z.device).manual_seed(seed + 2))
         r = bdmc(likelihood, z, proposal=proposal, seed=seed, **ais_settings(cfg))
     return {"bdmc_lower": r.lower.mean().item(), "bdmc_upper": r.upper.mean().item(),
             "bdmc_gap": r.gap, "bdmc_path": cfg.ais_proposal,

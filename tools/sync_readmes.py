@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- snapshot: (\S+) -->\n)(.*?)(<!-- /snapshot -->)", re.S)
-LINK = re.compile(r"(\]\()([^)\s#:]+)(\))")   # a relative markdown link or image: ](path)
+LINK = re.compile(r"(\]\()([^)\s#:]+)((?:#[^)\s]*)?\))")   # a relative link or image: ](path#anchor)
 
 
 def readmes():
