@@ -22,12 +22,13 @@ from .vae import ModelConfig, model_config
 
 # fields only evaluation scripts take (a train script has no flag for them)
 EVAL_ONLY = tuple(f.name for f in fields(EvalConfig)) + ("eval_splits", "train_split_families",
-                                                         "train_points", "qstar_points")
+                                                         "train_points", "qstar_points",
+                                                         "af_points")
 
 # whole-number fields where 0 means "all" or "none"; every other one must be >= 1
 MAY_BE_ZERO = {"warmup_fraction", "qstar_tol", "n_points", "n_train", "n_valid_monitor",
                "warmup_epochs", "ais_warmup", "qstar_probe_points", "bdmc_points",
-               "corruption_seed", "train_points"}
+               "corruption_seed", "train_points", "af_points"}
 
 
 # tuple fields that may be empty (no hidden layer, no extra seed, the default checkpoints); every

@@ -31,6 +31,9 @@ class Exp52Config(RunConfig):
                                      # computation (common/stacked.py): on | off | auto (on a GPU)
     train_points: int = 0            # points of the training-split evaluation (Table 3, the
                                      # standard models and the variants alike; 0: n_points)
+    af_points: int = 0               # test points of the AF models (0: n_points); their q*
+                                     # optimises ~150k parameters per point, 3.6-4.2x a flow's
+                                     # time per point (quick: 200, the first 200 of the 500)
     seeds: tuple = ()                # train step: train these seeds' runs too, stacked with
                                      # --stack on (make's SEEDS=); () = --seed alone
 
@@ -45,23 +48,28 @@ class Exp52Config(RunConfig):
                               f"{', '.join(VARIANTS)}")
         return VARIANTS[self.variant]
 
-    def points(self, split: str) -> int:
-        """Evaluation points of a split: the first n of it."""
-        return (self.train_points or self.n_points) if split == "train" else self.n_points
+    def points(self, split: str, family: str = None) -> int:
+        """Evaluation points of a split (and family): the first n of it."""
+        if split == "train":
+            return self.train_points or self.n_points
+        return (self.af_points or self.n_points) if family == "af" else self.n_points
 
 
 # quick: Table 3 (training split: the standard ffg and flow models and both variants) on 250
 # points; a flow model's evaluation on 500 takes about 7 min on 2 cores, and 500 would add
-# ~25 min to make all for paired comparisons whose s.e. were a fifth of the differences
-PRESETS = presets(Exp52Config, quick=dict(train_points=250), paper=dict(n_points=1000),
-                  long={})
+# ~25 min to make all for paired comparisons whose s.e. were a fifth of the differences.
+# AF on the first 200 test points: on 500 its evaluation took 23 and 26 min (MNIST, Fashion;
+# the timed run of 2c63564), half of exp52's 85 min, and kept make all above 90 min; its gaps'
+# s.e. grow by sqrt(500/200) = 1.6x (0.09 -> ~0.14 nats on MNIST's amortization gap)
+PRESETS = presets(Exp52Config, quick=dict(train_points=250, af_points=200),
+                  paper=dict(n_points=1000), long={})
 
 
 def _eval_s(units, c, family, qstar_steps):
     """One model's evaluations: every split it is evaluated on (the training split: Table 3's
     families, on c.points("train")), and its decoder's BDMC."""
     from common.costmodel import bdmc_s, eval_s
-    return sum(eval_s(units, c, family, c.points(s), qstar_steps) for s in c.eval_splits
+    return sum(eval_s(units, c, family, c.points(s, family), qstar_steps) for s in c.eval_splits
                if s != "train" or family in c.train_split_families) \
         + bdmc_s(units, c, qstar_steps, family)
 
