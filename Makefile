@@ -200,7 +200,7 @@ exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE 
 #   2. the studies, longest first (make -j takes goals in this order as slots free up), each
 #      training its own models in its recipe (SHARED_BUILT=1; exp55 its five runs);
 #   3. what reads the others' results: exp_gradients (exp55's runs), exp52_compare (seconds).
-# Train + evaluate in the timed run of 2c63564 (min): exp52 96 (AF on 500 points; ~70 on 200),
+# Train + evaluate in the timed run of 2c63564 (min): exp52 96 (AF on 500 points; ~65 on 150),
 # exp55 34, exp66 21, exp52_large_encoder 16, exp52_no_annealing 13, exp53 8.1, exp_refit 7.8,
 # exp54 4.3, exp51 2.7
 STUDIES := exp52 exp55 exp66 exp52_large_encoder exp52_no_annealing exp53 exp_refit exp54 exp51

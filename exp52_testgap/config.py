@@ -33,7 +33,7 @@ class Exp52Config(RunConfig):
                                      # standard models and the variants alike; 0: n_points)
     af_points: int = 0               # test points of the AF models (0: n_points); their q*
                                      # optimises ~150k parameters per point, 3.6-4.2x a flow's
-                                     # time per point (quick: 200, the first 200 of the 500)
+                                     # time per point (quick: 150, the first 150 of the 500)
     seeds: tuple = ()                # train step: train these seeds' runs too, stacked with
                                      # --stack on (make's SEEDS=); () = --seed alone
 
@@ -58,10 +58,12 @@ class Exp52Config(RunConfig):
 # quick: Table 3 (training split: the standard ffg and flow models and both variants) on 250
 # points; a flow model's evaluation on 500 takes about 7 min on 2 cores, and 500 would add
 # ~25 min to make all for paired comparisons whose s.e. were a fifth of the differences.
-# AF on the first 200 test points: on 500 its evaluation took 23 and 26 min (MNIST, Fashion;
+# AF on the first 150 test points: on 500 its evaluation took 23 and 26 min (MNIST, Fashion;
 # the timed run of 2c63564), half of exp52's 85 min, and kept make all above 90 min; its gaps'
-# s.e. grow by sqrt(500/200) = 1.6x (0.09 -> ~0.14 nats on MNIST's amortization gap)
-PRESETS = presets(Exp52Config, quick=dict(train_points=250, af_points=200),
+# s.e. grow by sqrt(500/150) = 1.8x (0.09 -> ~0.17 nats on MNIST's amortization gap). BDMC on
+# 25 simulated points (each a q* fit, then forward and reverse AIS): its gaps on 50 were -0.03
+# to 0.11 nats for ffg, flow and cflow, far inside the 0.5-nat target
+PRESETS = presets(Exp52Config, quick=dict(train_points=250, af_points=150, bdmc_points=25),
                   paper=dict(n_points=1000), long={})
 
 
