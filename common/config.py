@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("auto", "cpu", "cuda")
@@ -92,9 +91,12 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def resolve_device(name: str) -> torch.device:
-    """cpu, or a GPU: on a node with several, the first one no other process of this study
-    holds (claim_gpu), so `make -j N DEVICE=cuda` runs one job per GPU."""
+def resolve_device(name: str):
+    """The torch.device of a DEVICE name: cpu, or a GPU: on a node with several, the first one
+    no other process of this study holds (claim_gpu), so `make -j N DEVICE=cuda` runs one job
+    per GPU. (torch is imported here, not at module level: `common.steptime` and the Makefile's
+    variable check import this module in every step, and torch's import is 2 s on 2 cores.)"""
+    import torch
     if name not in DEVICES:
         raise ConfigError(f"DEVICE={name} is not allowed; use one of: {', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
@@ -233,7 +235,8 @@ def to_jsonable(obj):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, dict):
         return {k: to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (torch.device, Path)):
+    torch = sys.modules.get("torch")   # a torch.device only exists where torch is loaded
+    if isinstance(obj, Path) or (torch is not None and isinstance(obj, torch.device)):
         return str(obj)
     return obj
 
@@ -277,6 +280,7 @@ def command_line() -> str:
 
 
 def provenance(preset: str, seed: int, device) -> dict:
+    import torch
     return {"preset": preset, "seed": seed, "device": str(device), "git_commit": git_commit(),
             "torch": torch.__version__, "python": platform.python_version(),
             "command": command_line(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -336,7 +340,11 @@ def check_main(argv=None) -> int:
     """`python -m common.config DEVICE PRESET`: validate Make variables before anything runs."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        resolve_device(argv[0] if argv else "auto")
+        device = argv[0] if argv else "auto"
+        if device not in DEVICES:   # the name alone; torch (2 s to import) only to check cuda
+            raise ConfigError(f"DEVICE={device} is not allowed; use one of: {', '.join(DEVICES)}")
+        if device == "cuda":
+            resolve_device(device)
         if len(argv) > 1 and argv[1] not in PRESET_NAMES:
             raise ConfigError(f"PRESET={argv[1]} is not allowed; use one of: "
                               f"{', '.join(PRESET_NAMES)}")
