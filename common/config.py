@@ -91,14 +91,18 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def check_device_name(name: str) -> None:
+    if name not in DEVICES:
+        raise ConfigError(f"DEVICE={name} is not allowed; use one of: {', '.join(DEVICES)}")
+
+
 def resolve_device(name: str):
     """The torch.device of a DEVICE name: cpu, or a GPU: on a node with several, the first one
     no other process of this study holds (claim_gpu), so `make -j N DEVICE=cuda` runs one job
     per GPU. (torch is imported here, not at module level: `common.steptime` and the Makefile's
     variable check import this module in every step, and torch's import is 2 s on 2 cores.)"""
     import torch
-    if name not in DEVICES:
-        raise ConfigError(f"DEVICE={name} is not allowed; use one of: {', '.join(DEVICES)}")
+    check_device_name(name)
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("DEVICE=cuda but CUDA is not available on this machine; "
                           "use DEVICE=cpu or DEVICE=auto")
@@ -341,8 +345,7 @@ def check_main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         device = argv[0] if argv else "auto"
-        if device not in DEVICES:   # the name alone; torch (2 s to import) only to check cuda
-            raise ConfigError(f"DEVICE={device} is not allowed; use one of: {', '.join(DEVICES)}")
+        check_device_name(device)   # torch (2 s to import) only where cuda must be checked
         if device == "cuda":
             resolve_device(device)
         if len(argv) > 1 and argv[1] not in PRESET_NAMES:

@@ -33,9 +33,9 @@ def main(argv=None):
             for split in cfg.eval_splits:
                 if split == "train" and family not in cfg.train_split_families:
                     continue
-                print(f"[exp52] {dataset} {family} {split}: {cfg.points(split, family) or 'all'} points",
-                      flush=True)
-                x = exp.data(dataset, split, cfg.points(split, family))
+                n = cfg.points(split, family)
+                print(f"[exp52] {dataset} {family} {split}: {n or 'all'} points", flush=True)
+                x = exp.data(dataset, split, n)
                 summary = evaluate_one(model, x, cfg, exp.seed, path / f"eval_{split}",
                                        {"epoch": cfg.epochs, "split": split})
                 rows.append({"dataset": dataset, "model": family, "split": split,
