@@ -107,19 +107,19 @@ def trained_mnist_model(preset, seed, device):
 
 
 def bench_qstar(model, x, loop_points, cfg: EvalConfig, seed):
+    """The batched q* fit against the same algorithm (qstar_rule) run one point at a time from
+    the same starts; the points differ only in their noise."""
+    from .gaps import qstar_rule, qstar_start
     t0 = time.perf_counter()
     batched = local_bounds(model, x, GAUSSIAN, cfg, seed)
     t_batched = time.perf_counter() - t0
-    from .gaps import encoder_init
+    init = qstar_start(model, x, GAUSSIAN, cfg, seed)   # the batched fit's starts (seconds)
     sub = x[:loop_points]
-    init = encoder_init(model, sub, GAUSSIAN, seed) if cfg.qstar_warm_start else None
+    init = {k: v[:loop_points] for k, v in init.items()} if init is not None else None
     t0 = time.perf_counter()
     looped = optimize_local_loop(BatchLikelihood(model, sub),
                                  local_family(GAUSSIAN, model.z_dim, model.config), len(sub),
-                                 n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
-                                 check_every=cfg.qstar_check_every, patience=cfg.qstar_patience,
-                                 max_steps=cfg.qstar_max_steps, eval_samples=cfg.k_eval,
-                                 init=init, seed=seed)
+                                 init=init, seed=seed, **qstar_rule(cfg))
     t_loop = time.perf_counter() - t0
     per_point_loop = t_loop / loop_points
     return {"qstar_points": len(x), "qstar_batched_s": t_batched,
@@ -131,7 +131,10 @@ def bench_qstar(model, x, loop_points, cfg: EvalConfig, seed):
             "L_qstar_batched_subset": batched.elbo[:loop_points].mean().item(),
             "L_qstar_loop_subset": looped.elbo.mean().item(),
             "L_qstar_abs_diff": abs(batched.elbo[:loop_points].mean().item()
-                                    - looped.elbo.mean().item())}
+                                    - looped.elbo.mean().item()),
+            # the same points fitted twice with different noise: is the difference noise?
+            "L_qstar_diff_sem": (batched.elbo[:loop_points] - looped.elbo).std().item()
+            / loop_points ** 0.5}
 
 
 def decoder_flops_per_row(model) -> int:

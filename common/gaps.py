@@ -152,24 +152,37 @@ def amortised_bounds(model: VAE, x: torch.Tensor, k: int):
         return tuple(v.float() for v in model.bounds(x, k))
 
 
+def qstar_rule(cfg: EvalConfig, budget: int = 1) -> dict:
+    """cfg's q* algorithm as optimize_local's keywords (samples, rate and its plateau decay, the
+    stopping rule and its cap, final samples): one place, so the batched fit, the probe's
+    continuation and the bench's per-point loop run the same algorithm. budget multiplies the
+    step cap and the patience."""
+    return dict(n_samples=cfg.qstar_samples, lr=cfg.qstar_lr, check_every=cfg.qstar_check_every,
+                patience=cfg.qstar_patience * budget, max_steps=cfg.qstar_max_steps * budget,
+                eval_samples=cfg.k_eval, lr_decay=cfg.qstar_lr_decay, tol=cfg.qstar_tol)
+
+
+def qstar_start(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed: int):
+    """Where a q* fit starts: the best of the encoder's starts, or None (the family's prior
+    start) when cfg.qstar_warm_start is off."""
+    if not cfg.qstar_warm_start:
+        return None
+    starts = encoder_starts(model, x, family, seed)
+    return starts[0] if len(starts) == 1 else best_start(model, x, starts, seed, family)
+
+
 def local_bounds(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed: int,
                  verbose: bool = False, init: dict = None, budget: int = 1):
-    """q* of one local family on x. init: start (default: the encoder's q, or the prior when
-    the config says so); budget: multiplies the step cap and the patience."""
+    """q* of one local family on x. init: start (default: qstar_start's); budget: multiplies
+    the step cap and the patience."""
     local = local_of(model, family)
-    if init is None and cfg.qstar_warm_start:
-        starts = encoder_starts(model, x, family, seed)
-        init = starts[0] if len(starts) == 1 else best_start(model, x, starts, seed, family)
+    if init is None:
+        init = qstar_start(model, x, family, cfg, seed)
     for p in model.decoder.parameters():
         p.requires_grad_(False)
     with unit(f"q* {family} fit"):
-        return optimize_local(BatchLikelihood(model, x), local, x.shape[0],
-                              n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
-                              check_every=cfg.qstar_check_every,
-                              patience=cfg.qstar_patience * budget,
-                              max_steps=cfg.qstar_max_steps * budget, eval_samples=cfg.k_eval,
-                              init=init, seed=seed, verbose=verbose, device=x.device,
-                              lr_decay=cfg.qstar_lr_decay, tol=cfg.qstar_tol)
+        return optimize_local(BatchLikelihood(model, x), local, x.shape[0], init=init, seed=seed,
+                              verbose=verbose, device=x.device, **qstar_rule(cfg, budget))
 
 
 START_SAMPLES = 100  # samples that score the candidate starts of a q*
@@ -323,11 +336,7 @@ def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: 
         return fit(x, seed, budget=2) if fit else fit_qstar(model, x, cfg, seed, budget=2)
     idx = torch.arange(x.shape[0], device=x.device)
     return {f: continue_local(BatchLikelihood(model, x), local_of(model, f), r, idx,
-                              patience=2 * cfg.qstar_patience,
-                              max_steps=2 * cfg.qstar_max_steps, n_samples=cfg.qstar_samples,
-                              lr=cfg.qstar_lr, check_every=cfg.qstar_check_every,
-                              eval_samples=cfg.k_eval, seed=seed + 1,
-                              lr_decay=cfg.qstar_lr_decay, tol=cfg.qstar_tol)
+                              seed=seed + 1, **qstar_rule(cfg, budget=2))
             for f, r in fits.items()}
 
 

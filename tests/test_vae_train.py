@@ -306,6 +306,39 @@ def test_shared_qstar_fits_each_family_once_for_all_encoders_of_one_decoder(monk
     assert sorted(calls) == ["ffg"] * 3 + ["flow"] * 2
 
 
+def test_the_benchs_per_point_loop_runs_the_batched_fits_rule_from_its_starts(monkeypatch):
+    """make bench compares the batched q* with 'the same algorithm one point at a time': the
+    loop must get every keyword of the rule (its plateau decay and tolerance were once left out,
+    so the loop ran at a constant rate) and the batched fit's starts."""
+    import common.bench as bench
+    import common.gaps as gaps
+    import common.local_opt as local_opt
+    model, x = tiny_model("ffg"), synthetic_binary(5)
+    model.eval()
+    cfg = gaps.EvalConfig(k_eval=16, qstar_samples=2, qstar_max_steps=20, qstar_check_every=5,
+                          qstar_patience=1, qstar_lr=1e-2, qstar_lr_decay=0.5, qstar_tol=0.05)
+    calls = []
+
+    def recording(real):
+        def fit(*args, **kwargs):
+            calls.append(kwargs)
+            return real(*args, **kwargs)
+        return fit
+    monkeypatch.setattr(gaps, "optimize_local", recording(gaps.optimize_local))
+    monkeypatch.setattr(local_opt, "optimize_local", recording(local_opt.optimize_local))
+    out = bench.bench_qstar(model, x, 2, cfg, 0)
+    batched, loop = calls[0], calls[1:]
+    assert len(loop) == 2 and out["qstar_loop_points_timed"] == 2
+    rule = gaps.qstar_rule(cfg)
+    assert rule["lr_decay"] == 0.5 and rule["tol"] == 0.05
+    for call in (batched, *loop):
+        assert {k: call[k] for k in rule} == rule
+    for b, call in enumerate(loop):   # the batched fit's start of point b
+        for k, v in call["init"].items():
+            assert torch.equal(v, batched["init"][k][b:b + 1])
+    assert out["L_qstar_diff_sem"] >= 0
+
+
 def test_shared_qstar_starts_from_the_best_encoder_and_refuses_two_decoders():
     import common.gaps as gaps
     models, x = _one_decoder_models(), synthetic_binary(6)
