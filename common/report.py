@@ -129,20 +129,20 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
     rows = markdown_rows(claims)
     header = "| study | claim | column | paper | ours | certified | verdict |"
     if several:
-        header = header[:-1] + " seeds held | across seeds |"
+        header += " seeds held | across seeds |"
         for c, r in zip(claims, rows):
             e = across.get((c["study"], c["claim"], c["column"]))
             r += [f"{e['seeds_held']} of {e['seeds']}", f"{e['mean']:+.2f} ± "
-                  f"{e['between_seed_sem']:.2f} **{e['across_seeds']}**"] if e else ["", ""]
+                  f"{e['combined_sem']:.2f} **{e['across_seeds']}**"] if e else ["", ""]
     md = ["## Did the paper's claims hold?", "",
           f"{held} of {len(claims)} judged claims held. Each row is a difference the claim "
           f"predicts to be positive (nats; the paper's own difference beside ours, mean ± "
           f"s.e.m.): **held** when it exceeds {HOLD_SE:g} s.e. and every estimate involved is "
           f"certified (BDMC gap, q* cap share and convergence probe within target), **not "
           f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed." +
-          (f" Across seeds: held when the mean over seeds exceeds {HOLD_SE:g} between-seed "
-           "s.e. (with 3 or more seeds; with fewer, held in every seed) and every seed is "
-           "certified."
+          (f" Across seeds: held when the mean over seeds exceeds {HOLD_SE:g} combined s.e. "
+           "(between seeds and the points', in quadrature; with 3 or more seeds; with fewer, "
+           "held in every seed) and every seed is certified."
            if several else ""), "",
           *summary, "", header, "|" + "---|" * header.count(" |")] + \
         ["| " + " | ".join(r) + " |" for r in rows]

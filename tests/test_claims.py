@@ -103,12 +103,18 @@ def _seed_row(seed, d, se, certified=True):
 
 def test_a_claim_is_judged_across_seeds():
     """Held in every seed: held across seeds; one seed flipped: the mean over 3 seeds falls within
-    3 between-seed s.e.; one seed uncertified: not certified across seeds."""
+    3 combined s.e.; one seed uncertified: not certified across seeds."""
     from common.seeds import across
     held = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 1.1, 0.1), _seed_row(2, 0.9, 0.1)])
     assert held["seeds_held"] == 3 and held["across_seeds"] == "held"
     assert held["mean"] == pytest.approx(1.0) and held["between_seed_sem"] == pytest.approx(
         0.1 / 3 ** 0.5)
+    assert held["combined_sem"] == pytest.approx((0.1 ** 2 / 3 + 0.1 ** 2) ** 0.5)
+    # every seed on the same points: a spread across seeds far below each seed's per-point s.e.
+    # does not make a claim that no seed holds (exp53's CFlow vs FFG at quick) held across seeds
+    tight = across([_seed_row(0, 0.18, 0.32), _seed_row(1, 0.26, 0.33), _seed_row(2, 0.28, 0.31)])
+    assert tight["between_seed_sem"] < 0.04 and tight["seeds_held"] == 0
+    assert tight["across_seeds"] == "not held" and tight["combined_sem"] > 0.3
     flipped = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 1.2, 0.1), _seed_row(2, -0.8, 0.1)])
     assert flipped["seeds_held"] == 2 and flipped["across_seeds"] == "not held"
     uncertified = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 1.1, 0.1),
