@@ -204,7 +204,8 @@ exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE 
 # exp55 34, exp66 21, exp52_large_encoder 16, exp52_no_annealing 13, exp53 8.1, exp_refit 7.8,
 # exp54 4.3, exp51 2.7
 STUDIES := exp52 exp55 exp66 exp52_large_encoder exp52_no_annealing exp53 exp_refit exp54 exp51
-all: setup  ## every experiment, then the report (JOBS=N: N at once; SEEDS=0,1,2: per seed); timed as make_all
+all: check  ## every experiment, then the report (JOBS=N: N at once; SEEDS=0,1,2: per seed); timed as make_all
+	$(PY) -m common.machine   # how fast this machine is, measured before anything runs (TIMES.md)
 ifeq ($(SEEDS),)
 	$(TIME) make_all $(MAKE) --no-print-directory studies
 else

@@ -334,9 +334,12 @@ def main(argv=None) -> int:
     seed = int(args.seed)
     cfg = study("exp52").presets["quick"]
     result = {"provenance": provenance(args.preset, seed, device), "qstar_config": {
-        k: getattr(cfg, k) for k in ("qstar_samples", "qstar_lr", "qstar_check_every",
-                                     "qstar_patience", "qstar_max_steps", "k_eval",
-                                     "qstar_warm_start")}}
+        k: getattr(cfg, k) for k in ("qstar_samples", "qstar_lr", "qstar_lr_decay", "qstar_tol",
+                                     "qstar_check_every", "qstar_patience", "qstar_max_steps",
+                                     "k_eval", "qstar_warm_start")}}
+    if device.type == "cpu":   # the machine's speed at this project's training step (TIMES.md's)
+        from .machine import measure
+        result["machine"] = measure()
     x_train = load_dataset("mnist", "train", device)
     x_valid = load_dataset("mnist", "valid", device)
     x_test = load_dataset("mnist", "test", device)

@@ -248,9 +248,10 @@ def _duration(seconds: float) -> str:
         f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
-def times_table(steps: dict, top: int = 12) -> list:
-    """Markdown lines: `make all` as one command (its last run, step make_all) and the slowest
-    steps (each step's last run; in a fresh results folder every step ran once, inside it)."""
+def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
+    """Markdown lines: `make all` as one command (its last run, step make_all), the machine it
+    ran on (machine.json, common/machine.py) and the slowest steps (each step's last run; in a
+    fresh results folder every step ran once, inside it)."""
     last = {k: (runs if isinstance(runs, list) else [runs])[-1] for k, runs in steps.items()
             if runs}
     total = last.pop("make_all", None)
@@ -258,6 +259,9 @@ def times_table(steps: dict, top: int = 12) -> list:
     if total:
         lines += [f"`make all` as one command: **{_duration(total['wall_s'])}** (finished "
                   f"{total['finished']}; the report after it takes seconds).", ""]
+    from .machine import describe
+    if describe(machine):
+        lines += [describe(machine), ""]
     lines += ["| step (slowest first) | wall time | share of make all | finished |",
               "|---|---|---|---|"]
     for name, r in sorted(last.items(), key=lambda kv: -kv[1]["wall_s"])[:top]:
@@ -325,7 +329,8 @@ def main(argv=None) -> int:
             return 0
         from .config import portable
         for f in ("bench/bench.json", "bench/profile.json", "REPORT.md", "report.html",
-                  "step_times.json", "CLAIMS_BY_LENGTH.md", "claims_by_length.json",
+                  "step_times.json", "machine.json", "CLAIMS_BY_LENGTH.md",
+                  "claims_by_length.json",
                   "CLAIMS_ACROSS_SEEDS.md", "claims_across_seeds.json"):
             if (root / f).exists():
                 atomic_write_text(dest / f, portable((root / f).read_text()))
@@ -333,7 +338,9 @@ def main(argv=None) -> int:
             if (root / f).exists():
                 shutil.copyfile(root / f, dest / f)
         if all_steps:   # the README quotes this file
-            atomic_write_text(dest / "TIMES.md", "\n".join(times_table(all_steps)) + "\n")
+            machine = read_json_or(root / "machine.json", None, "TIMES.md names no machine")
+            atomic_write_text(dest / "TIMES.md",
+                              "\n".join(times_table(all_steps, machine=machine)) + "\n")
         print(f"[report] snapshot in {dest}")
     return 0
 

@@ -360,6 +360,27 @@ def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
     assert rows == ["| a | 60.0 min | 50% | t2 |", "| b | 60 s | 1% | t1 |"]
 
 
+def test_make_all_names_its_machine_and_how_fast_it_trains(tmp_path):
+    """A make all time depends on the machine (session machines differed 2.4x at training):
+    common.machine writes machine.json with the training step's time, TIMES.md quotes it."""
+    from common.report import times_table
+    env = dict(os.environ, RESULTS_DIR=str(tmp_path / "r"))
+    proc = subprocess.run([sys.executable, "-m", "common.machine"], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    machine = json.loads((tmp_path / "r" / "machine.json").read_text())
+    cores = machine["cores"]
+    assert machine["ffg_step_ms_1_thread"] > 0 and machine[f"ffg_step_ms_{cores}_threads"] > 0
+    run = {"wall_s": 60.0, "finished": "t", "command": "cmd"}
+    lines = times_table({"make_all": [run]}, machine=machine)
+    assert lines[2].startswith("Machine: ") and f"{machine['ffg_step_ms_1_thread']:.2f} ms" in \
+        lines[2] and "[machine]" in proc.stdout
+    assert not any(x.startswith("Machine") for x in times_table({"make_all": [run]}))
+    bad = subprocess.run([sys.executable, "-m", "common.machine", "--fast"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("makeflags, dry", [("n", True), ("n -j2 --jobserver-auth=3,4", True),
                                             ("ks", False), ("-j2 --jobserver-auth=3,4", False),
                                             ("", False), (" --no-print-directory", False)])
