@@ -45,17 +45,21 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def bare_step(model, opt, xb):
+    """One step of the simplest correct PyTorch loop: the negative ELBO (one sample), Adam."""
+    z, log_q = model.encoder.sample_and_log_prob(xb, 1)
+    loss = -(model.log_joint(xb, z) - log_q).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def bare_epoch(model, x, batch_size, seed):
     """The reference: the simplest correct PyTorch loop for one epoch of the same objective."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
     for start in range(0, x.shape[0], batch_size):
-        xb = x[order[start:start + batch_size].to(x.device)]
-        z, log_q = model.encoder.sample_and_log_prob(xb, 1)
-        loss = -(model.log_joint(xb, z) - log_q).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        bare_step(model, opt, x[order[start:start + batch_size].to(x.device)])
 
 
 def _timed(fn, device) -> float:

@@ -37,6 +37,7 @@ def step_ms(threads: int, seed: int = 0) -> float:
     """Median wall time (ms) of one bare ffg training step on `threads` torch threads."""
     import torch
 
+    from .bench import bare_step
     from .families import GAUSSIAN
     from .vae import VAE, model_config
     before = torch.get_num_threads()
@@ -50,11 +51,7 @@ def step_ms(threads: int, seed: int = 0) -> float:
         times = []
         for i in range(WARMUP + STEPS):
             t0 = time.perf_counter()
-            z, log_q = model.encoder.sample_and_log_prob(x, 1)
-            loss = -(model.log_joint(x, z) - log_q).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            bare_step(model, opt, x)
             if i >= WARMUP:
                 times.append(time.perf_counter() - t0)
         return 1000 * statistics.median(times)
