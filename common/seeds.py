@@ -155,7 +155,7 @@ def forest(entries: list, stem: Path) -> Path:
                         for e in reversed(entries)], fontsize=6)
     ax.set_xlabel("difference the claim predicts positive (nats); bars: 3 s.e.")
     ax.set_title("Claims: each seed (green held, red not held, orange not certified; hollow: a "
-                 "certificate missed), diamond: mean over seeds (3 combined s.e.), star: the "
+                 "certificate missed)\ndiamond: mean over seeds (3 combined s.e.), star: the "
                  "paper", fontsize=8)
     save(fig, stem)
     return stem.with_suffix(".png")
