@@ -16,7 +16,7 @@ import torch
 from common.claims import claim, mean_sem, write_claims
 from common.config import guarded
 from common.experiment import Experiment
-from common.gaps import CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds
+from common.gaps import CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds, qstar_rule
 from common.families import local_family
 from common.local_opt import LocalOptResult, optimize_local
 from common.tables import pm, write_csv, write_tables
@@ -112,11 +112,8 @@ def main(argv=None):
                             for f in ("ffg", "flow"))
     start = flow_local.from_gaussian(ffg.params["mu"], ffg.params["logvar"],
                                      torch.Generator().manual_seed(exp.seed))
-    flow = optimize_local(BatchLikelihood(model, x), flow_local, len(x),
-                          n_samples=cfg.qstar_samples, lr=cfg.qstar_lr,
-                          check_every=cfg.qstar_check_every, patience=cfg.qstar_patience,
-                          max_steps=cfg.qstar_max_steps, eval_samples=cfg.k_eval, init=start,
-                          seed=exp.seed, device=x.device, lr_decay=cfg.qstar_lr_decay)
+    flow = optimize_local(BatchLikelihood(model, x), flow_local, len(x), init=start,
+                          seed=exp.seed, device=x.device, **qstar_rule(cfg))
     ais, stats = ais_logpx(model, x, cfg, exp.seed, ffg.params)
     g = {"logpx": logpx.cpu(), "ais": ais, "iwae_q": iwae_q.cpu(), "L_q": l_q.cpu(),
          "L_qstar_ffg": ffg.elbo.cpu(), "L_qstar_flow": flow.elbo.cpu(),
