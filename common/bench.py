@@ -114,10 +114,10 @@ def bench_qstar(model, x, loop_points, cfg: EvalConfig, seed):
     """The batched q* fit against the same algorithm (qstar_rule) run one point at a time from
     the same starts; the points differ only in their noise."""
     from .gaps import qstar_rule, qstar_start
+    init = qstar_start(model, x, GAUSSIAN, cfg, seed)   # both fits' starts, chosen once
     t0 = time.perf_counter()
-    batched = local_bounds(model, x, GAUSSIAN, cfg, seed)
+    batched = local_bounds(model, x, GAUSSIAN, cfg, seed, init=init)
     t_batched = time.perf_counter() - t0
-    init = qstar_start(model, x, GAUSSIAN, cfg, seed)   # the batched fit's starts (seconds)
     sub = x[:loop_points]
     init = {k: v[:loop_points] for k, v in init.items()} if init is not None else None
     t0 = time.perf_counter()

@@ -55,19 +55,18 @@ def mean_and_sem(values: list) -> tuple:
     return mean, math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1) / n)
 
 
-def combined_sem(values: list, sems: list) -> float:
+def combined_sem(between: float, sems: list) -> float:
     """The s.e. of the mean over seeds of per-seed estimates on the same points: the between-
     seed s.e. and the mean per-seed (points') s.e. in quadrature (module docstring); NaN for
-    one seed."""
-    between = mean_and_sem(values)[1]
-    return math.sqrt(between ** 2 + (sum(sems) / len(sems)) ** 2)
+    one seed (its between-seed s.e. is NaN)."""
+    return math.hypot(between, sum(sems) / len(sems))
 
 
 def across(rows: list) -> dict:
     """The across-seed judgement of one claim and column from its per-seed rows."""
     n = len(rows)
     mean, between = mean_and_sem([r["difference"] for r in rows])
-    combined = combined_sem([r["difference"] for r in rows], [r["sem"] for r in rows])
+    combined = combined_sem(between, [r["sem"] for r in rows])
     certified = all(r["certified"] for r in rows)
     held = sum(r["verdict"] == "held" for r in rows)
     if n >= 3:
@@ -173,7 +172,7 @@ def seed_mean_and_sem(rows: list, column: str) -> tuple:
     sems = [r.get(f"{column}_sem") for r in rows]
     mean, between = mean_and_sem(values)
     if all(x not in (None, "") for x in sems):
-        return mean, combined_sem(values, [float(x) for x in sems])
+        return mean, combined_sem(between, [float(x) for x in sems])
     return mean, between
 
 
