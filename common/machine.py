@@ -5,8 +5,9 @@ RESULTS_DIR/machine.json: the CPU, its cores, and the time of one bare training 
 MNIST ffg VAE (batch 100, Adam: the step of `common/bench.py`'s bare loop) on one torch thread
 and on every core, the median of STEPS steps after WARMUP. TIMES.md quotes it beside `make all`'s
 time. This project's session machines differed 2.4x at its training (exp52's base model, 30
-epochs on one thread: 65 s on one, 158 s on another) while their plain matmul rate differed 1.4x,
-so a `make all` time is comparable only between machines of a similar step time.
+epochs on one thread: 65 s on one, 158 s on another) while their plain matmul rate differed less
+than 2x (215 against 119 GFLOP/s), so a `make all` time is comparable only between machines of a
+similar step time.
 """
 import json
 import os
