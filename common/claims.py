@@ -10,12 +10,14 @@ A claim predicts that a difference d of two estimates (nats, on the same points)
 """
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
 from .config import atomic_write_text
 
 HOLD_SE = 3.0
+OLD_EPOCH_IN_TEXT = re.compile(r"at the last epoch \(\d+\)")
 FIELDS = ("study", "claim", "column", "paper", "difference", "sem", "certified", "verdict")
 
 
@@ -101,7 +103,10 @@ def read_claims(folder: Path) -> list:
         print(f"warning: {path} is unreadable ({str(err)[:60]}); {aside}; rerun its study to "
               f"judge its claims again", file=sys.stderr)
         return []
-    return claims
+    # exp55's claims.json written before 2026-12-03 named the last epoch in the claim's text
+    # ("at the last epoch (30) ..."): one claim would be a row per training length
+    return [{**c, "claim": OLD_EPOCH_IN_TEXT.sub("at the last epoch", c["claim"])}
+            for c in claims]
 
 
 def markdown_rows(claims: list) -> list:

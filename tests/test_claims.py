@@ -125,3 +125,25 @@ def test_a_claim_is_judged_across_seeds():
     assert across([_seed_row(0, 1.0, 0.1), _seed_row(1, 0.9, 0.1)])["across_seeds"] == "held"
     assert across([_seed_row(0, 1.0, 0.1), _seed_row(1, 0.9, 0.1, certified=False)])[
         "across_seeds"] == "not certified"   # beyond 3 s.e. in both, a certificate missed
+
+
+def test_a_claim_is_one_row_across_training_lengths(tmp_path):
+    """common/ladder.py joins a claim's lengths by (study, text, column): exp55's claims.json of
+    before 2026-12-03 named the last epoch in its text ("at the last epoch (30)"); read_claims
+    drops it, so it joins the same claim judged at 100 epochs."""
+    import json
+
+    from common import ladder
+    from common.claims import claim
+    text = "the amortization gap is larger on validation than on training data (the encoder overfits)"
+    for folder, epochs, said, d in (("exp55_dynamics", 30, "at the last epoch (30) ", 0.2),
+                                    ("exp55_dynamics_long_e100", 100, "at the last epoch ", 1.5)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "provenance.json").write_text(
+            json.dumps({"preset": "quick", "config": {"epochs": epochs}}))
+        write_claims(tmp_path / folder, [claim("exp55 §5.5", said + text, "ffg", d, 0.1, True)])
+    rows = [r for r in ladder.collect(tmp_path) if r["results"] == "exp55_dynamics"]
+    joined = ladder.by_claim(rows)
+    assert list(joined) == [("exp55 §5.5", "at the last epoch " + text, "ffg")]
+    at = joined[("exp55 §5.5", "at the last epoch " + text, "ffg")]
+    assert sorted(at) == [30, 100] and ladder.trend(at, None).startswith("up (+1.30")

@@ -148,6 +148,12 @@ def test_ladder_judges_every_claim_at_each_length_from_its_own_runs(dirs, smoke)
     lengths = {(r["results"], r["epochs"]) for r in by_length}
     assert {("exp52_testgap", 2), ("exp52_testgap", 4), ("exp55_dynamics", 2),
             ("exp55_dynamics", 4)} <= lengths
+    # one claim is one row across lengths: every claim and column is judged at both
+    at = {}
+    for r in by_length:
+        at.setdefault((r["results"], r["claim"], r["column"]), set()).add(r["epochs"])
+    assert at and all(e == {2, 4} for (results, *_), e in at.items()
+                      if results in ("exp52_testgap", "exp55_dynamics")), at
     md = (root / "CLAIMS_BY_LENGTH.md").read_text()
     assert "2 epochs" in md and "4 epochs" in md and "trend" in md
     assert (root / "ladder" / "exp52_5_2.png").exists() and (root / "ladder" / "exp55_5_5.png").exists()
