@@ -6,6 +6,7 @@ listed, never invented. `--snapshot DIR` also copies the report, tables and PNGs
 first screen, from the claims.json files in DIR."""
 import argparse
 import base64
+import datetime
 import re
 import shutil
 import sys
@@ -79,10 +80,11 @@ def collect(root: Path) -> list:
     return sections
 
 
-def steps_of(folder: str, steps: dict) -> dict:
-    """The step_times.json entries of one results folder's make steps (common/studies.py)."""
+def steps_of(folder: str, steps: dict, provenance: dict = None) -> dict:
+    """The step_times.json entries of one results folder's make steps (common/studies.py); with
+    a provenance, only the runs made for it."""
     from .studies import steps_of as study_steps
-    return study_steps(folder, steps)
+    return study_steps(folder, steps, provenance)
 
 
 def computed_by(folder: Path) -> list:
@@ -248,13 +250,27 @@ def _duration(seconds: float) -> str:
         f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
+def _clock(text):
+    """A step's `finished` time (common/steptime.py), or None where it is not one."""
+    try:
+        return datetime.datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
 def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
     """Markdown lines: `make all` as one command (its last run, step make_all), the machine it
-    ran on (machine.json, common/machine.py) and the slowest steps (each step's last run; in a
-    fresh results folder every step ran once, inside it)."""
-    last = {k: (runs if isinstance(runs, list) else [runs])[-1] for k, runs in steps.items()
-            if runs}
-    total = last.pop("make_all", None)
+    ran on (machine.json, common/machine.py) and the slowest steps (each step's last run inside
+    make all's time: a results folder also keeps the runs of a later `make ladder` or seed)."""
+    steps = {k: runs if isinstance(runs, list) else [runs] for k, runs in steps.items() if runs}
+    total = steps.pop("make_all", [None])[-1]
+    if total:   # a step's runs inside make all's time (not a later `make ladder`'s or a seed's)
+        end = _clock(total["finished"])
+        start = end and end - datetime.timedelta(seconds=total["wall_s"] + 1)
+        if start:
+            steps = {k: [r for r in runs if (_clock(r["finished"]) or start) >= start and
+                         (_clock(r["finished"]) or end) <= end] for k, runs in steps.items()}
+    last = {k: runs[-1] for k, runs in steps.items() if runs}
     lines = []
     if total:
         lines += [f"`make all` as one command: **{_duration(total['wall_s'])}** (finished "
@@ -320,10 +336,15 @@ def main(argv=None) -> int:
 
         from .steptime import read_times
         all_steps = read_times(root / "step_times.json")
-        for folder in only or [f for f, *_ in experiments()]:   # each folder's make steps
-            mine = steps_of(folder, all_steps)
-            if mine and (dest / folder).exists():
-                write_json(dest / folder / "step_times.json", mine)
+        # each folder's make steps, and each of its lengths' and seeds': the runs made for it
+        # (a results folder also keeps the runs of other lengths and seeds)
+        for folder in only or [f for f, *_ in experiments()]:
+            for src in [root / folder] + [p for _, _, p in rungs(root, folder)] + \
+                    [p for seeds in seed_folders(root, folder).values() for p in seeds.values()]:
+                prov = read_json_or(src / "provenance.json", None, "its step times are left out")
+                mine = steps_of(folder, all_steps, prov if isinstance(prov, dict) else {})
+                if mine and (dest / src.name).exists():
+                    write_json(dest / src.name / "step_times.json", mine)
         if only:
             print(f"[report] snapshot of {', '.join(only)} in {dest}")
             return 0

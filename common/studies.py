@@ -70,14 +70,33 @@ def results_of(s: Study) -> tuple:
     return s.results or (Results(s.folder, s.name, ""),)
 
 
-def steps_of(results_folder: str, steps: dict) -> dict:
+def steps_of(results_folder: str, steps: dict, provenance: dict = None) -> dict:
     """The step_times.json entries of one results folder's make steps: its study's name as the
-    prefix, and the folder's own tag (exp52's variants) or no variant's."""
+    prefix, and the folder's own tag (exp52's variants) or no variant's. With the provenance of
+    one length or seed of the folder (a rung of the ladder, a seed's folder), only the runs made
+    for it: their --preset, --seed and --epochs (absent: the preset's) are its own."""
     for s in studies().values():
         for r in results_of(s):
             if r.folder != results_folder:
                 continue
             tags = tuple(f"_{x.step_tag}" for x in results_of(s) if x.step_tag)
-            return {k: v for k, v in steps.items() if k.startswith(f"{s.name}_") and
+            mine = {k: v for k, v in steps.items() if k.startswith(f"{s.name}_") and
                     (k.endswith(f"_{r.step_tag}") if r.step_tag else not k.endswith(tags))}
+            if provenance is None:
+                return mine
+            made_for = {k: [run for run in runs if _made_for(run, s, provenance)]
+                        for k, runs in mine.items()}
+            return {k: runs for k, runs in made_for.items() if runs}
     return {}
+
+
+def _made_for(run: dict, s: Study, provenance: dict) -> bool:
+    """Whether a step's run (its command) made the results of this provenance."""
+    args = str(run.get("command", "")).split()
+    flag = lambda name: args[args.index(name) + 1] if name in args[:-1] else None  # noqa: E731
+    preset, epochs = provenance.get("preset"), provenance.get("config", {}).get("epochs")
+    if flag("--preset") != preset or flag("--seed") not in (None, str(provenance.get("seed"))):
+        return False
+    given = flag("--epochs")
+    default = getattr(s.presets.get(preset), "epochs", None)
+    return (int(given) if given and given.isdigit() else default) == epochs

@@ -230,6 +230,10 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     # each study's own make steps beside its tables (the experiment READMEs link them)
     own = json.loads((full / "exp52_testgap" / "step_times.json").read_text())
     assert "exp52_evaluate" in own and not any(k.startswith("exp53") for k in own)
+    assert not any("--epochs 4" in r["command"] for runs in own.values() for r in runs)
+    if (full / "exp52_testgap_e4").exists():   # the ladder's test ran first on these results:
+        e4 = json.loads((full / "exp52_testgap_e4" / "step_times.json").read_text())  # its own
+        assert e4 and all("--epochs 4" in r["command"] for runs in e4.values() for r in runs)
     refit = json.loads((full / "exp_refit" / "step_times.json").read_text())
     assert sorted(refit) == ["exp_refit_evaluate", "exp_refit_plot", "exp_refit_train"]
     assert not list(full.rglob("*.pt")) and not list(full.rglob("per_point.csv"))
@@ -359,11 +363,36 @@ def test_bad_flags_are_one_line_errors_with_exit_2_and_nothing_written(tmp_path,
 def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
     from common.report import times_table
     run = lambda s, t: {"wall_s": s, "finished": t, "command": "cmd"}  # noqa: E731
-    lines = times_table({"b": [run(60.0, "t1")], "make_all": [run(7200.0, "t3")],
-                         "a": [run(5000.0, "t0"), run(3600.0, "t2")]})   # a's last run counts
-    assert "**2.00 h**" in lines[0] and "t3" in lines[0]
-    rows = [line for line in lines if line.startswith(("| a", "| b"))]
-    assert rows == ["| a | 60.0 min | 50% | t2 |", "| b | 60 s | 1% | t1 |"]
+    t = {k: f"2026-12-03 {h}" for k, h in (("t0", "09:30:00"), ("t1", "10:01:00"),
+                                            ("t2", "11:00:00"), ("t3", "12:00:00"),
+                                            ("t4", "13:00:00"))}
+    lines = times_table({"b": [run(60.0, t["t1"])], "make_all": [run(7200.0, t["t3"])],
+                         # a's last run inside make all counts; one before make all began and
+                         # one after it (a later `make ladder` in the same folder) do not
+                         "a": [run(20.0, t["t0"]), run(5000.0, t["t1"]), run(3600.0, t["t2"]),
+                               run(9000.0, t["t4"])], "c": [run(30.0, t["t4"])]})
+    assert "**2.00 h**" in lines[0] and t["t3"] in lines[0]
+    rows = [line for line in lines if line.startswith(("| a", "| b", "| c"))]
+    assert rows == [f"| a | 60.0 min | 50% | {t['t2']} |", f"| b | 60 s | 1% | {t['t1']} |"]
+
+
+def test_a_length_or_seed_of_a_folder_keeps_the_step_times_of_its_own_runs():
+    """A results folder's step_times.json in a snapshot: only the runs made for its preset,
+    seed and length (make ladder and SEEDS= add runs of the same steps to one results folder)."""
+    from common.studies import steps_of
+    cmd = "python -m exp55_dynamics.evaluate --preset {} --device auto --seed {}{}"
+    runs = [{"wall_s": 1.0, "finished": "f", "command": cmd.format("quick", 0, "")},
+            {"wall_s": 2.0, "finished": "f", "command": cmd.format("long", 0, " --epochs 100")},
+            {"wall_s": 3.0, "finished": "f", "command": cmd.format("quick", 1, "")},
+            {"wall_s": 4.0, "finished": "f", "command": cmd.format("long", 0, "")}]
+    steps = {"exp55_evaluate": runs, "exp52_evaluate": runs[:1]}
+    prov = lambda preset, seed, epochs: {"preset": preset, "seed": seed,  # noqa: E731
+                                         "config": {"epochs": epochs}}
+    of = lambda p: [r["wall_s"] for r in steps_of("exp55_dynamics", steps, p)["exp55_evaluate"]]  # noqa: E731
+    assert of(prov("quick", 0, 30)) == [1.0] and of(prov("long", 0, 100)) == [2.0]
+    assert of(prov("quick", 1, 30)) == [3.0] and of(prov("long", 0, 300)) == [4.0]
+    assert steps_of("exp55_dynamics", steps, prov("paper", 0, 3280)) == {}
+    assert [r["wall_s"] for r in steps_of("exp55_dynamics", steps)["exp55_evaluate"]] == [1, 2, 3, 4]
 
 
 def test_make_all_names_its_machine_and_how_fast_it_trains(tmp_path):
