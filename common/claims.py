@@ -18,6 +18,7 @@ from .config import atomic_write_text
 
 HOLD_SE = 3.0
 OLD_EPOCH_IN_TEXT = re.compile(r"at the last epoch \(\d+\)")
+OLD_DETAIL_IN_COLUMN = re.compile(r"^(?P<column>.+) \((?P<detail>best: epoch \d+)\)$")
 FIELDS = ("study", "claim", "column", "paper", "difference", "sem", "certified", "verdict")
 
 
@@ -32,11 +33,19 @@ def verdict(d: float, se: float, certified: bool) -> str:
 
 
 def claim(study: str, text: str, column: str, d: float, se: float, certified: bool,
-          paper: float = None) -> dict:
-    """One judged claim; paper: the same difference in the paper's tables (None: not given)."""
+          paper: float = None, detail: str = None) -> dict:
+    """One judged claim; paper: the same difference in the paper's tables (None: not given).
+    (study, text, column) is the claim's identity across seeds and training lengths, so none of
+    them may name what differs between runs; detail (e.g. "best: epoch 97") is shown beside
+    the column, never matched."""
     return {"study": study, "claim": text, "column": column, "paper": paper,
             "difference": d, "sem": se, "certified": bool(certified),
-            "verdict": verdict(d, se, certified)}
+            "verdict": verdict(d, se, certified), **({"detail": detail} if detail else {})}
+
+
+def shown_column(c: dict) -> str:
+    """The column as tables show it: with the claim's detail, if any."""
+    return c["column"] + (f" ({c['detail']})" if c.get("detail") else "")
 
 
 def mean_sem(differences) -> tuple:
@@ -57,11 +66,11 @@ def row_difference(a: dict, b: dict, field: str, field_b: str = None) -> tuple:
 
 
 def compare_rows(study: str, text: str, column: str, a: dict, b: dict, field: str,
-                 field_b: str = None, paper: float = None) -> dict:
+                 field_b: str = None, paper: float = None, detail: str = None) -> dict:
     """The claim "a[field] > b[field_b]" from two summary rows (gaps.csv rows or summaries)."""
     d, se = row_difference(a, b, field, field_b)
     return claim(study, text, column, d, se, truthy(a.get("certified")) and
-                 truthy(b.get("certified")), paper)
+                 truthy(b.get("certified")), paper, detail)
 
 
 def write_claims(out_dir: Path, claims: list) -> None:
@@ -77,6 +86,7 @@ def valid_claim(c) -> bool:
         math.isfinite(v)  # noqa: E731
     return isinstance(c, dict) and set(FIELDS) <= set(c) and \
         all(isinstance(c[k], str) for k in ("study", "claim", "column")) and \
+        isinstance(c.get("detail", ""), str) and \
         number(c["difference"]) and number(c["sem"]) and c["sem"] >= 0 and \
         (c["paper"] is None or number(c["paper"])) and isinstance(c["certified"], bool) and \
         c["verdict"] in VERDICTS
@@ -103,10 +113,16 @@ def read_claims(folder: Path) -> list:
         print(f"warning: {path} is unreadable ({str(err)[:60]}); {aside}; rerun its study to "
               f"judge its claims again", file=sys.stderr)
         return []
-    # exp55's claims.json written before 2026-12-03 named the last epoch in the claim's text
-    # ("at the last epoch (30) ..."): one claim would be a row per training length
-    return [{**c, "claim": OLD_EPOCH_IN_TEXT.sub("at the last epoch", c["claim"])}
-            for c in claims]
+    return [identified(c) for c in claims]
+
+
+def identified(c: dict) -> dict:
+    """A claim of a claims.json written before 2026-12-03, whose identity named what differs
+    between runs (exp55's text its last epoch, "at the last epoch (30) ..."; exp66's column its
+    best epoch, "ffg (best: epoch 97)"): one claim would have been a row per length or seed."""
+    c = {**c, "claim": OLD_EPOCH_IN_TEXT.sub("at the last epoch", c["claim"])}
+    old = OLD_DETAIL_IN_COLUMN.match(c["column"])
+    return {**c, "column": old["column"], "detail": old["detail"]} if old else c
 
 
 def markdown_rows(claims: list) -> list:
@@ -114,7 +130,7 @@ def markdown_rows(claims: list) -> list:
     rows = []
     for c in claims:
         paper = "–" if c["paper"] is None else f"{c['paper']:+.2f}"
-        rows.append([c["study"], c["claim"], c["column"], paper,
+        rows.append([c["study"], c["claim"], shown_column(c), paper,
                      f"{c['difference']:+.2f} ± {c['sem']:.2f}",
                      "yes" if c["certified"] else "no", f"**{c['verdict']}**"])
     return rows

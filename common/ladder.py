@@ -83,7 +83,8 @@ def trend(lengths: dict, paper) -> str:
 
 
 def cell(r: dict) -> str:
-    return f"{r['difference']:+.2f} ± {r['sem']:.2f} **{r['verdict']}**"
+    return f"{r['difference']:+.2f} ± {r['sem']:.2f} **{r['verdict']}**" + \
+        (f" ({r['detail']})" if r.get("detail") else "")
 
 
 def paper_of(at: dict):

@@ -106,7 +106,8 @@ def markdown(entries: list) -> str:
     for e in entries:
         by_seed = {x["seed"]: x for x in e["per_seed"]}
         cells = [f"{by_seed[k]['difference']:+.2f} ± {by_seed[k]['sem']:.2f} "
-                 f"({by_seed[k]['verdict']})" if k in by_seed else "" for k in seeds]
+                 f"({'; '.join(filter(None, (by_seed[k]['verdict'], by_seed[k].get('detail'))))})"
+                 if k in by_seed else "" for k in seeds]
         sem = "" if math.isnan(e["combined_sem"]) else f" ± {e['combined_sem']:.2f}"
         column = e["column"] + (f" [{e['length'].strip('_')}]" if e["length"] else "")
         lines.append("| " + " | ".join(

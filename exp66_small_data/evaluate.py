@@ -101,8 +101,8 @@ def claims_of(rows: list, cfg, last: int) -> list:
             best = max(test, key=lambda r: r["logpx"])
             out.append(compare_rows(
                 "exp66 §6.6", "the test log p̂ falls late in training (overfitting): its best "
-                "checkpoint above the last", f"{family} (best: epoch {best['epoch']})", best,
-                final[(family, "test")], "logpx"))
+                "checkpoint above the last", family, best, final[(family, "test")], "logpx",
+                detail=f"best: epoch {best['epoch']}"))
     if all((f, "test") in final for f in cfg.families[:2]) and len(cfg.families) > 1:
         a, b = (final[(f, "test")] for f in cfg.families[:2])
         d, se = a["logpx"] - b["logpx"], math.hypot(a["logpx_sem"], b["logpx_sem"])

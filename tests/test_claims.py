@@ -147,3 +147,26 @@ def test_a_claim_is_one_row_across_training_lengths(tmp_path):
     assert list(joined) == [("exp55 §5.5", "at the last epoch " + text, "ffg")]
     at = joined[("exp55 §5.5", "at the last epoch " + text, "ffg")]
     assert sorted(at) == [30, 100] and ladder.trend(at, None).startswith("up (+1.30")
+
+
+def test_a_claim_whose_runs_differ_in_a_detail_is_one_row_across_seeds(tmp_path):
+    """exp66's overfitting claim differs between seeds in its best epoch: shown beside the
+    column (detail), never part of the claim's identity; a claims.json written before that
+    (column "ffg (best: epoch 97)") reads back the same way."""
+    import json
+
+    from common import seeds
+    from common.claims import claim, markdown_rows
+    text = "the test log p̂ falls late in training (overfitting): its best checkpoint above the last"
+    old = claim("exp66 §6.6", text, "ffg (best: epoch 97)", 5.0, 1.0, True)
+    new = claim("exp66 §6.6", text, "ffg", 7.0, 1.0, True, detail="best: epoch 181")
+    for folder, c in (("exp66_small_data", old), ("exp66_small_data_seed1", new)):
+        write_claims(tmp_path / folder, [c])
+    (entry,) = [e for e in seeds.collect(tmp_path) if e["results"] == "exp66_small_data"]
+    assert entry["column"] == "ffg" and entry["seeds"] == 2 and entry["seeds_held"] == 2
+    assert "(held; best: epoch 97)" in seeds.markdown([entry])
+    assert [r[2] for r in markdown_rows(read_claims(tmp_path / "exp66_small_data_seed1"))] == \
+        ["ffg (best: epoch 181)"]
+    bad = {**new, "detail": 3}
+    (tmp_path / "exp66_small_data_seed1" / "claims.json").write_text(json.dumps([bad]))
+    assert read_claims(tmp_path / "exp66_small_data_seed1") == []   # not of the schema
