@@ -94,7 +94,9 @@ def _made_for(run: dict, s: Study, provenance: dict) -> bool:
     """Whether a step's run (its command) made the results of this provenance."""
     args = str(run.get("command", "")).split()
     flag = lambda name: args[args.index(name) + 1] if name in args[:-1] else None  # noqa: E731
-    preset, epochs = provenance.get("preset"), provenance.get("config", {}).get("epochs")
+    config = provenance.get("config")
+    preset, epochs = provenance.get("preset"), config.get("epochs") if isinstance(config, dict) \
+        else None
     if flag("--preset") != preset or flag("--seed") not in (None, str(provenance.get("seed"))):
         return False
     given = flag("--epochs")

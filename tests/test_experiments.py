@@ -392,6 +392,7 @@ def test_a_length_or_seed_of_a_folder_keeps_the_step_times_of_its_own_runs():
     assert of(prov("quick", 0, 30)) == [1.0] and of(prov("long", 0, 100)) == [2.0]
     assert of(prov("quick", 1, 30)) == [3.0] and of(prov("long", 0, 300)) == [4.0]
     assert steps_of("exp55_dynamics", steps, prov("paper", 0, 3280)) == {}
+    assert steps_of("exp55_dynamics", steps, {"preset": "quick", "config": [30]}) == {}
     assert [r["wall_s"] for r in steps_of("exp55_dynamics", steps)["exp55_evaluate"]] == [1, 2, 3, 4]
 
 
