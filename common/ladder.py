@@ -127,7 +127,7 @@ def plot(rows: list, out: Path) -> list:
     claims = by_claim(rows)
     for study in dict.fromkeys(k[0] for k in claims):
         texts = list(dict.fromkeys(k[1] for k in claims if k[0] == study))
-        fig, axes = plt.subplots(len(texts), 1, figsize=(7, 2.6 * len(texts)), squeeze=False)
+        fig, axes = plt.subplots(len(texts), 1, figsize=(8.5, 2.6 * len(texts)), squeeze=False)
         for ax, text in zip(axes[:, 0], texts):
             for i, ((_, _, column), at) in enumerate((k, v) for k, v in claims.items()
                                                      if k[0] == study and k[1] == text):
@@ -143,9 +143,15 @@ def plot(rows: list, out: Path) -> list:
                     ax.scatter([PAPER_EPOCHS], [paper], marker="*", s=90, color=color, zorder=3)
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xscale("log")
+            ticks = sorted({e for k, at in claims.items() if k[0] == study and k[1] == text
+                            for e in at} | ({PAPER_EPOCHS} if any(
+                                paper_of(at) is not None for k, at in claims.items()
+                                if k[0] == study and k[1] == text) else set()))
+            ax.set_xticks(ticks, [str(e) for e in ticks])   # the lengths measured, not 10^k
+            ax.minorticks_off()
             ax.set_title(text, fontsize=9)
             ax.set_ylabel("difference (nats)")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
         axes[-1, 0].set_xlabel(f"training epochs (star: the paper's value at {PAPER_EPOCHS})")
         fig.suptitle(f"{study}: claims by training length (bars: {HOLD_SE:g} s.e.; hollow: a "
                      f"certificate missed)", fontsize=9)
