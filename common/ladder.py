@@ -129,9 +129,11 @@ def plot(rows: list, out: Path) -> list:
         texts = list(dict.fromkeys(k[1] for k in claims if k[0] == study))
         fig, axes = plt.subplots(len(texts), 1, figsize=(8.5, 2.6 * len(texts)), squeeze=False)
         for ax, text in zip(axes[:, 0], texts):
+            ticks = set()   # the lengths measured (and the paper's), not 10^k
             for i, ((_, _, column), at) in enumerate((k, v) for k, v in claims.items()
                                                      if k[0] == study and k[1] == text):
                 ep = sorted(at)
+                ticks.update(ep)
                 d = [at[e]["difference"] for e in ep]
                 color = f"C{i % 10}"
                 ax.errorbar(ep, d, yerr=[HOLD_SE * at[e]["sem"] for e in ep], color=color,
@@ -141,13 +143,10 @@ def plot(rows: list, out: Path) -> list:
                 paper = paper_of(at)
                 if paper is not None:
                     ax.scatter([PAPER_EPOCHS], [paper], marker="*", s=90, color=color, zorder=3)
+                    ticks.add(PAPER_EPOCHS)
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xscale("log")
-            ticks = sorted({e for k, at in claims.items() if k[0] == study and k[1] == text
-                            for e in at} | ({PAPER_EPOCHS} if any(
-                                paper_of(at) is not None for k, at in claims.items()
-                                if k[0] == study and k[1] == text) else set()))
-            ax.set_xticks(ticks, [str(e) for e in ticks])   # the lengths measured, not 10^k
+            ax.set_xticks(sorted(ticks), [str(e) for e in sorted(ticks)])
             ax.minorticks_off()
             ax.set_title(text, fontsize=9)
             ax.set_ylabel("difference (nats)")

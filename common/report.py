@@ -267,9 +267,9 @@ def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
     if total:   # a step's runs inside make all's time (not a later `make ladder`'s or a seed's)
         end = _clock(total["finished"])
         start = end and end - datetime.timedelta(seconds=total["wall_s"] + 1)
-        if start:
-            steps = {k: [r for r in runs if (_clock(r["finished"]) or start) >= start and
-                         (_clock(r["finished"]) or end) <= end] for k, runs in steps.items()}
+        if start:   # a run whose time does not parse is kept
+            inside = lambda r: start <= (_clock(r["finished"]) or end) <= end  # noqa: E731
+            steps = {k: [r for r in runs if inside(r)] for k, runs in steps.items()}
     last = {k: runs[-1] for k, runs in steps.items() if runs}
     lines = []
     if total:

@@ -98,6 +98,12 @@ def collect(root: Path) -> list:
     return out
 
 
+def seed_cell(r: dict) -> str:
+    """One seed's difference, s.e. and verdict (and the claim's detail, e.g. its best epoch)."""
+    said = r["verdict"] + (f"; {r['detail']}" if r.get("detail") else "")
+    return f"{r['difference']:+.2f} ± {r['sem']:.2f} ({said})"
+
+
 def markdown(entries: list) -> str:
     seeds = sorted({x["seed"] for e in entries for x in e["per_seed"]})
     head = ["study", "claim", "column", *[f"seed {k}" for k in seeds], "paper", "seeds held",
@@ -105,9 +111,7 @@ def markdown(entries: list) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in entries:
         by_seed = {x["seed"]: x for x in e["per_seed"]}
-        cells = [f"{by_seed[k]['difference']:+.2f} ± {by_seed[k]['sem']:.2f} "
-                 f"({'; '.join(filter(None, (by_seed[k]['verdict'], by_seed[k].get('detail'))))})"
-                 if k in by_seed else "" for k in seeds]
+        cells = [seed_cell(by_seed[k]) if k in by_seed else "" for k in seeds]
         sem = "" if math.isnan(e["combined_sem"]) else f" ± {e['combined_sem']:.2f}"
         column = e["column"] + (f" [{e['length'].strip('_')}]" if e["length"] else "")
         lines.append("| " + " | ".join(
