@@ -343,11 +343,11 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
         return {n: s["summary"] for n, s in summaries.items()}
     source = ais_source or next(iter(models))
     bounds, qstar_params = {}, None
-    fit = SharedQstar(models, cfg) if shared_qstar else None
+    fit = SharedQstar(models, cfg, verbose=True) if shared_qstar else None
     for name, model in models.items():
         t0 = time.time()
         model.eval()
-        bounds[name], params = encoder_bounds(model, x, cfg, seed, fit=fit)
+        bounds[name], params = encoder_bounds(model, x, cfg, seed, fit=fit, verbose=True)
         if name == source:
             qstar_params = params
         b = bounds[name]

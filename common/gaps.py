@@ -209,7 +209,8 @@ def best_start(model: VAE, x: torch.Tensor, starts: list, seed: int, family: str
             for k in starts[0]}
 
 
-def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: int = 1) -> dict:
+def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: int = 1,
+              verbose: bool = False) -> dict:
     """{local family: LocalOptResult}: the Gaussian q* (GAUSSIAN, for every model unless
     cfg.qstar_ffg_fit is off for a non-Gaussian one) and the model's own family's. The own q*
     starts, per point, from the better of the Gaussian q* written as a member of it and the
@@ -218,7 +219,8 @@ def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: i
     out = {}
     own = own_family(model)
     if GAUSSIAN in row_fits(model, cfg):
-        out[GAUSSIAN] = local_bounds(model, x, GAUSSIAN, cfg, seed, budget=budget)
+        out[GAUSSIAN] = local_bounds(model, x, GAUSSIAN, cfg, seed, budget=budget,
+                                     verbose=verbose)
     if own != GAUSSIAN:
         starts = [s for s in [gaussian_member(model, out[GAUSSIAN], seed)] if s is not None] \
             if GAUSSIAN in out else []
@@ -226,7 +228,8 @@ def fit_qstar(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, budget: i
             starts.append(encoder_init(model, x, own, seed))
         init = best_start(model, x, starts, seed, own) if len(starts) > 1 else \
             (starts[0] if starts else None)
-        out[own] = local_bounds(model, x, own, cfg, seed, init=init, budget=budget)
+        out[own] = local_bounds(model, x, own, cfg, seed, init=init, budget=budget,
+                                verbose=verbose)
     return out
 
 
@@ -244,10 +247,11 @@ class SharedQstar:
     fraction of the cost. Each family's fit starts, per point, from the best of every encoder's
     q (and, for a non-Gaussian family, of the Gaussian q* written as a member). Called like
     fit_qstar on a chunk; results are kept per (seed, budget, size), so each chunk is fitted
-    once."""
+    once. verbose: the fits print their progress."""
 
-    def __init__(self, models: dict, cfg: EvalConfig):
+    def __init__(self, models: dict, cfg: EvalConfig, verbose: bool = False):
         self.models, self.cfg, self.fits = list(models.values()), cfg, {}
+        self.verbose = verbose
         first = self.models[0].decoder.state_dict()
         for m in self.models[1:]:
             other = m.decoder.state_dict()
@@ -279,7 +283,8 @@ class SharedQstar:
         start = best_start(model, x, [s for m in self.models
                                       for s in encoder_starts(m, x, GAUSSIAN, seed)],
                            seed, GAUSSIAN) if cfg.qstar_warm_start else None
-        out = {GAUSSIAN: local_bounds(model, x, GAUSSIAN, cfg, seed, init=start, budget=budget)}
+        out = {GAUSSIAN: local_bounds(model, x, GAUSSIAN, cfg, seed, init=start, budget=budget,
+                                      verbose=self.verbose)}
         for family, models in self.by_family.items():
             model = models[0]
             starts = [s for s in [gaussian_member(model, out[GAUSSIAN], seed)] if s is not None]
@@ -287,7 +292,8 @@ class SharedQstar:
                 starts += [encoder_init(m, x, family, seed) for m in models]
             out[family] = local_bounds(model, x, family, cfg, seed,
                                        init=best_start(model, x, starts, seed, family)
-                                       if len(starts) > 1 else starts[0], budget=budget)
+                                       if len(starts) > 1 else starts[0], budget=budget,
+                                       verbose=self.verbose)
         return out
 
 
@@ -356,14 +362,16 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
     proposal. (The ffg q*
     is a poor one for a flow-trained decoder, whose posterior has adapted to the flow: on MNIST
     quick, AIS from it gave -94.02 against -93.14 from the flow q*, and a BDMC gap of 2.8 nats.)
-    fit: a SharedQstar of the decoder, in place of this model's own q* fits."""
+    fit: a SharedQstar of the decoder, in place of this model's own q* fits. verbose: the q*
+    fits print their progress (fit's own setting where one is given)."""
     out, params = {}, []
     families = row_fits(model, cfg)
     for start in range(0, x.shape[0], cfg.point_chunk):
         xc = x[start:start + cfg.point_chunk]
         torch.manual_seed(seed + start)
         l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
-        fits = fit(xc, seed + start) if fit else fit_qstar(model, xc, cfg, seed + start)
+        fits = fit(xc, seed + start) if fit else fit_qstar(model, xc, cfg, seed + start,
+                                                           verbose=verbose)
         columns = {"L_q": l_q, "iwae_q": i_q}
         # other members of the own family found, each with its parameters (the AIS proposal of
         # a point where it beats the fitted q*); the encoder's q first

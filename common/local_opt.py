@@ -18,6 +18,7 @@ ELBO over `eval_samples` samples, and IWAE of q* is computed on the same samples
 best: a per-point plateau schedule.
 """
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +108,7 @@ def _adam_fused_or_foreach(params, grads, m, v, t, lr, beta1, beta2, eps):
     torch._foreach_addcdiv_(params, m, denom, value=-lr / (1 - beta1 ** t))
 
 
+PROGRESS_EVERY_S = 30.0   # a verbose fit prints its progress at most this often (and at its end)
 _FUSED_ADAM = {}  # device type -> False once the fused kernel failed there
 
 
@@ -175,6 +177,7 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
     reached max_steps (each point's own step count); then the final L[q*] and IWAE."""
     n_points = steps.shape[0]
     names = list(params)
+    t_start = t_printed = time.time()
     m, v2, best, bad_checks, t = state.m, state.v, state.best, state.bad_checks, state.t
     point_lr = state.lr
     if point_lr is None and lr_decay != 1:
@@ -188,6 +191,7 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
         window = torch.zeros(len(active), device=steps.device)
         before = None if point_lr is None else [torch.empty_like(work[k]) for k in names]
         n_inner = max(1, min(check_every, max_steps - int(steps[active].min())))
+        t_check = time.time()
         count(steps=n_inner, grad_rows=n_inner * len(active) * n_samples)
         for _ in range(n_inner):
             t += 1
@@ -220,9 +224,10 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
                                                point_lr[active] * lr_decay)
             keep = finite & (bad_checks[active] <= patience) & (steps[active] < max_steps)
             active = active[keep]
-        if verbose:
-            print(f"[q* {label}] step {t}: {n_points - len(active)}/{n_points} converged, "
-                  f"mean loss {best.mean().item():.3f}", flush=True)
+        if verbose and (not len(active) or time.time() - t_printed >= PROGRESS_EVERY_S):
+            t_printed = time.time()
+            print(progress_line(label, n_points, active, steps, best, max_steps,
+                                t_printed - t_start, (t_printed - t_check) / n_inner), flush=True)
     # still improving when the cap stopped them: a point stopped by its step cap whose checks
     # were within the patience
     capped = (bad_checks <= patience) & (steps >= max_steps)
@@ -234,6 +239,20 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
                                      eval_samples, eval_chunk)
     return LocalOptResult(elbo=elbo.float(), iwae=iwae.float(), steps=steps, params=params,
                           capped=capped, state=FitState(m, v2, best, bad_checks, t, point_lr))
+
+
+def progress_line(label: str, n_points: int, active, steps, best, max_steps: int,
+                  elapsed_s: float, step_s: float) -> str:
+    """One line of a fit's progress: points stopped, the mean best loss window, time so far and
+    a bound on the time left: the step cap of the least advanced active point at the last
+    check's time per step (the batch only shrinks, so steps get no slower)."""
+    line = (f"[q* {label}] step {int(steps.max())}: {n_points - len(active)}/{n_points} "
+            f"stopped, mean loss {best[torch.isfinite(best)].mean().item():.3f}; "
+            f"{elapsed_s / 60:.1f} min")
+    if not len(active):
+        return line
+    left = (max_steps - int(steps[active].min())) * step_s
+    return line + f", at most {left / 60:.1f} min more (step cap {max_steps})"
 
 
 def optimize_local_loop(log_likelihood, local, n_points: int, **kwargs) -> LocalOptResult:

@@ -234,6 +234,23 @@ def test_stopping_rule_freezes_points_and_respects_the_cap():
     assert (result.steps % 20 == 0).all()
 
 
+def test_a_verbose_fit_reports_progress_with_a_bound_on_the_time_left(capsys, monkeypatch):
+    import common.local_opt as local_opt
+    monkeypatch.setattr(local_opt, "PROGRESS_EVERY_S", 0.0)   # a line at every check
+    result = optimize_local(LL, GAUSS, X.shape[0], n_samples=10, lr=1e-2, check_every=20,
+                            patience=2, max_steps=200, eval_samples=100, seed=1, verbose=True)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[q* ffg]")]
+    checks = int(result.steps.max()) // 20
+    assert len(lines) == checks, lines   # one per check, none after the fit
+    assert all("at most" in l and "step cap 200" in l for l in lines[:-1]), lines
+    assert lines[-1].startswith(f"[q* ffg] step {int(result.steps.max())}: "
+                                f"{X.shape[0]}/{X.shape[0]} stopped") and "at most" not in lines[-1]
+    monkeypatch.setattr(local_opt, "PROGRESS_EVERY_S", 1e9)   # quiet but for the last line
+    optimize_local(LL, GAUSS, X.shape[0], n_samples=10, lr=1e-2, check_every=20, patience=2,
+                   max_steps=200, eval_samples=100, seed=1, verbose=True)
+    assert len([l for l in capsys.readouterr().out.splitlines() if l.startswith("[q*")]) == 1
+
+
 def test_warm_start_from_a_given_proposal():
     post = MODEL.posterior(X)
     init = {"mu": post.mean, "logvar": post.covariance_matrix.diagonal(dim1=-2, dim2=-1).log()}

@@ -366,8 +366,9 @@ def test_a_flow_models_ffg_fit_has_its_own_certificate(monkeypatch):
                               steps=torch.full((n,), 100), params=gaps.encoder_init(model, x, "flow"),
                               capped=torch.tensor(capped))
 
-    def fit_qstar(model, x, cfg, seed, budget=1):   # the ffg fit capped on points 0 and 3 and
-        gain = 0.5 if budget == 2 else 0.0           # 0.5 nats short; the flow fit converged
+    # the ffg fit capped on points 0 and 3 and 0.5 nats short; the flow fit converged
+    def fit_qstar(model, x, cfg, seed, budget=1, verbose=False):
+        gain = 0.5 if budget == 2 else 0.0
         return {"ffg": fake(-120.0 + gain, [True, False, False, True, False, False][:len(x)]),
                 "flow": fake(-100.0 + gain / 10, [False] * len(x))}
     monkeypatch.setattr(gaps, "fit_qstar", fit_qstar)
@@ -393,7 +394,7 @@ def test_the_ais_proposal_of_a_point_whose_qstar_lost_is_the_member_that_won(mon
     q = gaps.encoder_init(model, x, "flow")
     odd = {k: v + 1.0 for k, v in q.items()}          # the fitted q*'s parameters
 
-    def fit_qstar(model, x, cfg, seed, budget=1):
+    def fit_qstar(model, x, cfg, seed, budget=1, verbose=False):
         n = x.shape[0]
         elbo = torch.full((n,), 0.0)                  # above every L[q] ...
         elbo[0] = float("nan")                        # ... but point 0 diverged
