@@ -41,7 +41,8 @@ def panels_by_split(rows, panel_width: float, draw, height: float = 3.8):
 
 
 def save(fig, stem: Path) -> None:
-    """stem.png and stem.pdf."""
+    """stem.png and stem.pdf, the same bytes for the same figure (the PDF carries no creation
+    date: a snapshot that redraws a figure changes its file only where the figure changed)."""
     from .config import write_error
     stem = Path(stem)
     fig.tight_layout()
@@ -50,7 +51,8 @@ def save(fig, stem: Path) -> None:
         for ext in ("png", "pdf"):
             tmp = stem.with_name(f"{stem.name}.{os.getpid()}.part.{ext}")
             try:
-                fig.savefig(tmp, dpi=130)
+                fig.savefig(tmp, dpi=130,
+                            metadata={"CreationDate": None} if ext == "pdf" else None)
                 tmp.replace(stem.with_suffix(f".{ext}"))
             except (OSError, RuntimeError, ValueError) as err:
                 tmp.unlink(missing_ok=True)
