@@ -270,6 +270,8 @@ def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
         if start:   # a run whose time does not parse is kept
             inside = lambda r: start <= (_clock(r["finished"]) or end) <= end  # noqa: E731
             steps = {k: [r for r in runs if inside(r)] for k, runs in steps.items()}
+    if not total:   # no make all: what each step cost, over every run of it
+        return times_summed(steps, top, machine)
     last = {k: runs[-1] for k, runs in steps.items() if runs}
     lines = []
     if total:
@@ -283,6 +285,24 @@ def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
     for name, r in sorted(last.items(), key=lambda kv: -kv[1]["wall_s"])[:top]:
         share = f"{r['wall_s'] / total['wall_s']:.0%}" if total else ""
         lines.append(f"| {name} | {_duration(r['wall_s'])} | {share} | {r['finished']} |")
+    return lines
+
+
+def times_summed(steps: dict, top: int = 12, machine: dict = None) -> list:
+    """Markdown lines for results made without one `make all` (seeds, lengths, steps run by
+    hand): each step's wall time summed over its runs, with their count (a run that found its
+    work cached is counted, at its few seconds)."""
+    from .machine import describe
+    lines = ["No `make all` made these results: each step's wall time is the sum over its runs "
+             "(one per seed, length or subset of the work).", ""]
+    if describe(machine):
+        lines += [describe(machine), ""]
+    lines += ["| step (most time first) | wall time, all runs | runs | last finished |",
+              "|---|---|---|---|"]
+    summed = {k: (sum(r["wall_s"] for r in runs), runs) for k, runs in steps.items() if runs}
+    for name, (wall, runs) in sorted(summed.items(), key=lambda kv: -kv[1][0])[:top]:
+        lines.append(f"| {name} | {_duration(wall)} | {len(runs)} | "
+                     f"{max(str(r['finished']) for r in runs)} |")
     return lines
 
 
@@ -336,6 +356,7 @@ def main(argv=None) -> int:
 
         from .steptime import read_times
         all_steps = read_times(root / "step_times.json")
+        kept = {}   # the runs of every folder copied: TIMES.md's where no make all ran
         # each folder's make steps, and each of its lengths' and seeds': the runs made for it
         # (a results folder also keeps the runs of other lengths and seeds)
         for folder in only or [f for f, *_ in experiments()]:
@@ -345,6 +366,9 @@ def main(argv=None) -> int:
                 mine = steps_of(folder, all_steps, prov if isinstance(prov, dict) else {})
                 if mine and (dest / src.name).exists():
                     write_json(dest / src.name / "step_times.json", mine)
+                    for step, runs in mine.items():
+                        kept.setdefault(step, []).extend(r for r in runs
+                                                         if r not in kept.get(step, []))
         if only:
             print(f"[report] snapshot of {', '.join(only)} in {dest}")
             return 0
@@ -360,8 +384,8 @@ def main(argv=None) -> int:
                 shutil.copyfile(root / f, dest / f)
         if all_steps:   # the README quotes this file
             machine = read_json_or(root / "machine.json", None, "TIMES.md names no machine")
-            atomic_write_text(dest / "TIMES.md",
-                              "\n".join(times_table(all_steps, machine=machine)) + "\n")
+            atomic_write_text(dest / "TIMES.md", "\n".join(times_table(
+                all_steps if "make_all" in all_steps else kept, machine=machine)) + "\n")
         print(f"[report] snapshot in {dest}")
     return 0
 

@@ -376,6 +376,20 @@ def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
     assert rows == [f"| a | 60.0 min | 50% | {t['t2']} |", f"| b | 60 s | 1% | {t['t1']} |"]
 
 
+def test_times_without_make_all_sum_each_step_over_its_runs():
+    """Seeds or lengths run step by step (no make all): a step's last run may be a cached re-run
+    of seconds, so the table gives each step's total over its runs and their count."""
+    from common.report import times_table
+    run = lambda s, t: {"wall_s": s, "finished": f"2026-12-03 {t}", "command": "cmd"}  # noqa: E731
+    lines = times_table({"exp52_evaluate": [run(600.0, "10:00:00"), run(900.0, "11:00:00"),
+                                            run(4.0, "12:00:00")],
+                         "exp52_train": [run(2000.0, "09:00:00")]})
+    assert lines[0].startswith("No `make all` made these results")
+    rows = [line for line in lines if line.startswith("| exp52")]
+    assert rows == ["| exp52_train | 33.3 min | 1 | 2026-12-03 09:00:00 |",
+                    "| exp52_evaluate | 25.1 min | 3 | 2026-12-03 12:00:00 |"]
+
+
 def test_a_length_or_seed_of_a_folder_keeps_the_step_times_of_its_own_runs():
     """A results folder's step_times.json in a snapshot: only the runs made for its preset,
     seed and length (make ladder and SEEDS= add runs of the same steps to one results folder)."""
