@@ -264,27 +264,25 @@ def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
     make all's time: a results folder also keeps the runs of a later `make ladder` or seed)."""
     steps = {k: runs if isinstance(runs, list) else [runs] for k, runs in steps.items() if runs}
     total = steps.pop("make_all", [None])[-1]
-    if total:   # a step's runs inside make all's time (not a later `make ladder`'s or a seed's)
-        end = _clock(total["finished"])
-        start = end and end - datetime.timedelta(seconds=total["wall_s"] + 1)
-        if start:   # a run whose time does not parse is kept
-            inside = lambda r: start <= (_clock(r["finished"]) or end) <= end  # noqa: E731
-            steps = {k: [r for r in runs if inside(r)] for k, runs in steps.items()}
     if not total:   # no make all: what each step cost, over every run of it
         return times_summed(steps, top, machine)
+    # a step's runs inside make all's time (not a later `make ladder`'s or a seed's)
+    end = _clock(total["finished"])
+    start = end and end - datetime.timedelta(seconds=total["wall_s"] + 1)
+    if start:   # a run whose time does not parse is kept
+        inside = lambda r: start <= (_clock(r["finished"]) or end) <= end  # noqa: E731
+        steps = {k: [r for r in runs if inside(r)] for k, runs in steps.items()}
     last = {k: runs[-1] for k, runs in steps.items() if runs}
-    lines = []
-    if total:
-        lines += [f"`make all` as one command: **{_duration(total['wall_s'])}** (finished "
-                  f"{total['finished']}; the report after it takes seconds).", ""]
+    lines = [f"`make all` as one command: **{_duration(total['wall_s'])}** (finished "
+             f"{total['finished']}; the report after it takes seconds).", ""]
     from .machine import describe
     if describe(machine):
         lines += [describe(machine), ""]
     lines += ["| step (slowest first) | wall time | share of make all | finished |",
               "|---|---|---|---|"]
     for name, r in sorted(last.items(), key=lambda kv: -kv[1]["wall_s"])[:top]:
-        share = f"{r['wall_s'] / total['wall_s']:.0%}" if total else ""
-        lines.append(f"| {name} | {_duration(r['wall_s'])} | {share} | {r['finished']} |")
+        lines.append(f"| {name} | {_duration(r['wall_s'])} | {r['wall_s'] / total['wall_s']:.0%} "
+                     f"| {r['finished']} |")
     return lines
 
 
