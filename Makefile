@@ -80,6 +80,10 @@ endif
 endif
 
 comma := ,
+define NL
+
+
+endef
 RUN_ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)$(if $(EPOCHS), --epochs $(EPOCHS))
 VARIANT_TAG := $(if $(filter standard,$(VARIANT)),,_$(VARIANT))
 DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
@@ -104,6 +108,7 @@ help:  ## list targets and variables
 	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
 	@echo "  JOBS=$(JOBS)            make all: studies run at once (torch threads = cores / JOBS)"
 	@echo "  SEEDS=$(SEEDS)           make all: every study once per seed, claims judged across seeds (e.g. 0,1,2)"
+	@echo "  STUDIES=...      make all: the studies to run (default all: $(ALL_STUDIES))"
 	@echo "  EPOCHS=$(EPOCHS)          training length of every step (a rung of the ladder; empty = the preset's)"
 	@echo "  EVAL_ARGS=$(EVAL_ARGS)       flags for the evaluate steps only, e.g. EVAL_ARGS='--n-points 100'"
 	@echo "  DATA_DIR=$(DATA_DIR)"
@@ -203,7 +208,18 @@ exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE 
 # Train + evaluate in the timed run of 2c63564 (min): exp52 96 (AF on 500 points; ~65 on 150),
 # exp55 34, exp66 21, exp52_large_encoder 16, exp52_no_annealing 13, exp53 8.1, exp_refit 7.8,
 # exp54 4.3, exp51 2.7
-STUDIES := exp52 exp55 exp66 exp52_large_encoder exp52_no_annealing exp53 exp_refit exp54 exp51
+ALL_STUDIES := exp52 exp55 exp66 exp52_large_encoder exp52_no_annealing exp53 exp_refit exp54 exp51
+STUDIES     ?= $(ALL_STUDIES)# e.g. STUDIES='exp52 exp55': make all runs only these
+ifneq ($(filter-out $(ALL_STUDIES),$(STUDIES)),)
+$(error STUDIES='$(STUDIES)' names $(filter-out $(ALL_STUDIES),$(STUDIES)), not a study of make all; use some of: $(ALL_STUDIES))
+endif
+ifeq ($(strip $(STUDIES)),)
+$(error STUDIES is empty; use some of: $(ALL_STUDIES), or leave it unset for all)
+endif
+BASE_USERS  := exp52 exp53 exp54 exp_refit# the studies that read the shared unit `base`
+# phase 3: exp_gradients reads exp55's runs; exp52_compare compares the variants run here
+AFTER_STUDIES := $(if $(filter exp55,$(STUDIES)),exp_gradients) \
+                 $(if $(filter exp52_large_encoder exp52_no_annealing,$(STUDIES)),exp52_compare)
 all: check  ## every experiment, then the report (JOBS=N: N at once; SEEDS=0,1,2: per seed); timed as make_all
 	$(PY) -m common.machine   # how fast this machine is, measured before anything runs (TIMES.md)
 ifeq ($(SEEDS),)
@@ -215,13 +231,12 @@ endif
 	$(MAKE) --no-print-directory report
 
 studies: check data  ## every experiment and the variants' comparison, no report
-	$(MAKE) --no-print-directory base
+	$(if $(filter $(BASE_USERS),$(STUDIES)),$(MAKE) --no-print-directory base)
 	$(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) SHARED_BUILT=1 $(STUDIES)
-	$(MAKE) --no-print-directory SHARED_BUILT=1 exp_gradients exp52_compare
+	$(if $(strip $(AFTER_STUDIES)),$(MAKE) --no-print-directory SHARED_BUILT=1 $(strip $(AFTER_STUDIES)))
 
 exp52_compare: setup  ## Table 3: each variant against the standard exp52 models (seconds; after both)
-	$(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant large_encoder
-	$(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant no_annealing
+	$(foreach v,$(patsubst exp52_%,%,$(filter exp52_large_encoder exp52_no_annealing,$(STUDIES))),$(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(v)$(NL))
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
 	$(PY) -m common.report $(RUN_ARGS)
