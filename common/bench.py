@@ -26,8 +26,8 @@ import time
 import torch
 from tabulate import tabulate
 
-from .config import (ConfigError, fail, portable, provenance, resolve_device, results_dir,
-                     write_json)
+from .config import (ConfigError, atomic_write_text, fail, portable, provenance, resolve_device,
+                     results_dir, write_json)
 from .data import load_dataset
 from .estimators import ais
 from .experiment import trained_epochs
@@ -320,6 +320,61 @@ def bench_cost_model(model, x_train, x_test, device, small: bool, stacked: dict)
                if isinstance(v, dict)}}
 
 
+def summary_markdown(r: dict) -> str:
+    """The README's speed table, from one bench.json (tools/sync_readmes.py quotes it, so no
+    number is typed by hand)."""
+    q = r["qstar_config"]
+    families = [f for f in ("ffg", "flow", "cflow", "af") if f"alone_step_ms_{f}" in r]
+    prov, machine = r.get("provenance", {}), r.get("machine", {})
+    rows = [
+        ("one MNIST epoch, trainer / bare PyTorch loop (ffg, fastest of the alternated runs)",
+         f"{r['epoch_s_ffg']:.2f} s / {r['epoch_s_bare_ffg']:.2f} s = "
+         f"**{r['trainer_over_bare_ffg']:.2f}x** (target 1.10x)"),
+        ("one MNIST epoch, " + " / ".join(f for f in families[1:]) + " (one run each)",
+         " / ".join(f"{r[f'epoch_s_{f}']:.2f} s" for f in families[1:])),
+        (f"ffg q*, {r['qstar_points']} test points, batched (quick rule: S = {q['qstar_samples']}, "
+         f"lr {q['qstar_lr']:g}" + (f" decayed x{q['qstar_lr_decay']:g} per point after each "
+                                   f"window of {q['qstar_check_every']} steps without a "
+                                   f"{q['qstar_tol']:g}-nat gain"
+                                   if {"qstar_lr_decay", "qstar_tol"} <= set(q) else
+                                   f", window {q['qstar_check_every']}")
+         + f", patience {q['qstar_patience']}, cap {q['qstar_max_steps']})",
+         f"{r['qstar_batched_s']:.1f} s, {r['qstar_mean_steps_batched']:.0f} steps on average"),
+        (f"the same algorithm one point at a time (timed on {r['qstar_loop_points_timed']}, "
+         f"scaled)", f"{r['qstar_loop_s_scaled']:.0f} s: **{r['qstar_speedup']:.1f}x** slower"),
+        (f"mean L[q*] on those {r['qstar_loop_points_timed']} points, batched vs loop",
+         f"{r['L_qstar_batched_subset']:.2f} vs {r['L_qstar_loop_subset']:.2f} (difference "
+         f"{r['L_qstar_batched_subset'] - r['L_qstar_loop_subset']:+.3f} ± "
+         f"{r.get('L_qstar_diff_sem', float('nan')):.3f} nats)"),
+        ("AIS decoder forward/backward FLOP/s / plain matmul FLOP/s (same shapes)",
+         f"{r['ais_gflops']:.0f} / {r['matmul_gflops_same_shapes']:.0f} GFLOP/s = "
+         f"**{r['ais_flop_fraction']:.2f}**"),
+        (f"IWAE, k = {r['iwae_k']}", f"{r['iwae_points_per_s']:.1f} points/s")]
+    for f in families:
+        ms = [r[f"alone_step_ms_{f}"]] + [r[f"stacked_x{m}_step_ms_{f}"] for m in (2, 3, 4)]
+        speed = [r[f"stacked_x{m}_speedup_{f}"] for m in (2, 3, 4)]
+        rows.append((f"a model's training step (real trainer), alone / stacked x2 / x3 / x4, {f}",
+                     " / ".join(f"{v:.2f}" for v in ms) + " ms ("
+                     + " / ".join(f"{v:.2f}x" for v in speed) + ")"))
+    rows.append((f"`make all PRESET=paper` predicted on this machine by the cost model (q* steps "
+                 f"{r['cost_qstar_steps_source']})",
+                 f"{r['paper_preset_predicted_h_unstacked']:.0f} h unstacked, "
+                 f"{r['paper_preset_predicted_h_stacked']:.0f} h with exp52 stacked"))
+    per_study = sorted(((k, v) for k, v in r.get("cost_model_paper_s", {}).items()
+                        if isinstance(v, dict)), key=lambda kv: kv[1]["total"])
+    if per_study:
+        rows.append(("the same per study, training + evaluation (h), cheapest first",
+                     ", ".join(f"{k} {v['train'] / 3600:.1f} + {v['evaluate'] / 3600:.1f}"
+                               for k, v in per_study)))
+    head = (f"`make bench` on commit {str(prov.get('git_commit', '?'))[:12]}, "
+            f"{prov.get('time', '?')}, device {prov.get('device', '?')}"
+            + (f"; this machine: {machine['cpu']}, {machine['cores']} cores, one MNIST ffg "
+               f"training step {machine['ffg_step_ms_2_threads']:.1f} ms on 2 threads"
+               if {"cpu", "cores", "ffg_step_ms_2_threads"} <= set(machine) else "") + ".")
+    return head + "\n\n" + tabulate(rows, headers=["measure", "value"],
+                                      tablefmt="github") + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", default="quick")
@@ -369,10 +424,12 @@ def main(argv=None) -> int:
     print("[bench] 6/6 cost model: per-unit costs -> paper preset wall time", flush=True)
     result.update(bench_cost_model(model, x_train, x_test, device, small, stacked))
     write_json(results_dir() / "bench" / "bench.json", result)
+    atomic_write_text(results_dir() / "bench" / "summary.md", summary_markdown(result))
     table = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in result.items()
              if not isinstance(v, dict)]
     print(tabulate(table, headers=["measure", "value"], tablefmt="github"))
-    print(f"[bench] wrote {results_dir() / 'bench' / 'bench.json'}")
+    print(f"[bench] wrote {results_dir() / 'bench' / 'bench.json'} and summary.md (the README's "
+          f"table)")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The READMEs say only what the committed files say: every relative link resolves, and the
 README's main table is the committed snapshot's table, copied (a hand edit fails here)."""
+import json
 import re
 from pathlib import Path
 
@@ -41,6 +42,18 @@ def test_every_quoted_snapshot_block_is_the_committed_file():
     assert not stale, f"run tools/sync_readmes.py: {stale}"
     text = "<!-- snapshot: docs/results/exp52_testgap/table.md -->\nhand-typed 1.23\n<!-- /snapshot -->"
     assert "hand-typed" not in sync.synced(text)   # the check can fail
+
+
+def test_the_committed_speed_table_renders_the_committed_bench_json():
+    """The README's speed table (docs/results/bench_cpu/summary.md, quoted) is summary_markdown
+    of the bench.json beside it: no number in it is typed by hand."""
+    from common.bench import summary_markdown
+    folder = ROOT / "docs/results/bench_cpu"
+    bench = json.loads((folder / "bench.json").read_text())
+    assert (folder / "summary.md").read_text() == summary_markdown(bench)
+    assert "<!-- snapshot: docs/results/bench_cpu/summary.md -->" in (ROOT / "README.md").read_text()
+    bench["qstar_speedup"] += 1.0
+    assert summary_markdown(bench) != (folder / "summary.md").read_text()   # it can fail
 
 
 def test_the_committed_snapshot_names_no_machine_path():
