@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state
 
-from .train import (NonFiniteLoss, TrainConfig, _progress, end_epoch, epoch_order,
+from .train import (NonFiniteLoss, TrainConfig, _progress, end_epoch, epoch_order, eta_minutes,
                     epoch_settings, maybe_compile, metrics_row, non_finite_message, prepare_run,
                     roll_back, run_lock)
 from .vae import VAE
@@ -146,7 +146,7 @@ def _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, run
     x_all = _stack_data(x_trains, n)
     monitors = [x[:cfg.n_valid_monitor] for x in x_valids]
     bs, arange = cfg.batch_size, torch.arange(M, device=device).unsqueeze(1)
-    t_run = time.time()
+    epoch_ends = [time.time()]   # for the ETA
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         lr, entropy_weight = epoch_settings(cfg, epoch)
@@ -209,10 +209,10 @@ def _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, run
             identity, config_for_ckpt = runs[m][4], runs[m][5]
             end_epoch(run_dirs[m], model, optimizers[m], gens[m], epoch, cfg, config_for_ckpt,
                       identity, rows[m])
-        done = epoch + 1 - start_epoch
-        eta = (time.time() - t_run) / done * (cfg.epochs - epoch - 1)
+        epoch_ends.append(time.time())
+        eta = eta_minutes(epoch_ends, cfg.epochs - epoch - 1)
         _progress(f"[stacked x{M}] epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train elbo "
-                  f"{' '.join(f'{e:.2f}' for e in elbos)} ({wall:.1f}s, eta {eta / 60:.1f} min)")
+                  f"{' '.join(f'{e:.2f}' for e in elbos)} ({wall:.1f}s, eta {eta:.1f} min)")
     if sys.stdout.isatty() and cfg.epochs > start_epoch:
         print()
     for model in models:

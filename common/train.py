@@ -17,6 +17,7 @@ import fcntl
 import math
 import os
 import socket
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -212,6 +213,17 @@ def _write_metrics(path: Path, rows: list) -> None:
         writer.writerows(rows)
 
 
+def eta_minutes(epoch_ends: list, epochs_left: int) -> float:
+    """Minutes left: the median of the last (up to 10) epochs' whole durations times the epochs
+    left. The median, not the run's mean, so that one long epoch (a suspended process, a laptop
+    asleep, a neighbour's job) does not inflate every later estimate."""
+    recent = epoch_ends[-11:]
+    durations = [b - a for a, b in zip(recent, recent[1:])]
+    if not durations:
+        return float("nan")
+    return statistics.median(durations) * epochs_left / 60
+
+
 def _progress(line: str) -> None:
     end = "\r" if sys.stdout.isatty() else "\n"
     print(line, end=end, flush=True)
@@ -404,7 +416,7 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
     x_monitor = x_valid[:cfg.n_valid_monitor]
     n, bs = x_train.shape[0], cfg.batch_size
     terms = maybe_compile(model, cfg.compile, device, log_prefix)
-    t_run = time.time()
+    epoch_ends = [time.time()]   # for the ETA
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         lr, entropy_weight = epoch_settings(cfg, epoch)
@@ -458,11 +470,11 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
                           n_enc, n_dec)
         rows.append(row)
         end_epoch(run_dir, model, optimizer, gen, epoch, cfg, config_for_ckpt, identity, rows)
-        done = epoch + 1 - start_epoch
-        eta = (time.time() - t_run) / done * (cfg.epochs - epoch - 1)
+        epoch_ends.append(time.time())
+        eta = eta_minutes(epoch_ends, cfg.epochs - epoch - 1)
         _progress(f"{log_prefix}epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train elbo "
                   f"{row['train_elbo']:.2f} valid elbo {valid_elbo:.2f} "
-                  f"({row['wall_s']:.1f}s, eta {eta / 60:.1f} min)")
+                  f"({row['wall_s']:.1f}s, eta {eta:.1f} min)")
     if sys.stdout.isatty() and cfg.epochs > start_epoch:
         print()
     model.eval()

@@ -1,5 +1,6 @@
 """VAE bounds and the trainer: ordering of bounds, resume bit-identical, non-finite guard."""
 import csv
+import math
 
 import pytest
 import torch
@@ -425,3 +426,15 @@ def test_the_ffg_start_of_a_flow_model_is_the_best_of_its_shrunk_moments():
     scores = torch.stack([gaps.start_score(model, x, s, 0, "ffg") for s in starts])
     assert torch.allclose(gaps.start_score(model, x, best, 0, "ffg"), scores.max(0).values)
     assert len(gaps.encoder_starts(_one_decoder_models()["ffg"], x, "ffg")) == 1  # its own q
+
+
+def test_the_eta_is_not_inflated_by_one_long_epoch():
+    """Training's ETA: the median of the last epochs' durations times the epochs left. A run
+    suspended for ten minutes (kill -STOP, a laptop asleep) said 'eta 92 min' for 17 min of work
+    when the ETA was the run's mean epoch time."""
+    from common.train import eta_minutes
+    ends = [0, 10, 20, 30, 630, 640]            # one epoch of 600 s among epochs of 10 s
+    assert eta_minutes(ends, 6) == pytest.approx(1.0)       # 6 epochs x 10 s
+    assert eta_minutes(ends, 0) == 0
+    assert math.isnan(eta_minutes([0.0], 5))                 # no epoch measured yet
+    assert eta_minutes(list(range(0, 300, 10)) + [900], 3) == pytest.approx(0.5)  # last 10 only
