@@ -15,6 +15,7 @@ JOBS        ?= 1
 SEEDS       ?=
 EPOCHS      ?=
 EVAL_ARGS   ?=
+STACK       ?=
 export DATA_DIR RESULTS_DIR
 export PYTHONUNBUFFERED := 1
 
@@ -44,6 +45,11 @@ endif
 # JOBS=N: `make all` runs N studies at once, each torch process on (cores / N) threads, so that
 # they never oversubscribe the cores (two torch processes of 2 threads each on 2 cores ran
 # training 5-25x slower: the threads spin waiting for each other)
+ifeq ($(filter $(STACK),on off auto),)
+ifneq ($(STACK),)
+$(error STACK=$(STACK) is not allowed; use one of: on off auto (empty = the preset's: auto, on a GPU only))
+endif
+endif
 ifneq ($(JOBS),1)
 export OMP_NUM_THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 endif
@@ -111,6 +117,7 @@ help:  ## list targets and variables
 	@echo "  STUDIES=...      make all: the studies to run (default all: $(ALL_STUDIES))"
 	@echo "  EPOCHS=$(EPOCHS)          training length of every step (a rung of the ladder; empty = the preset's)"
 	@echo "  EVAL_ARGS=$(EVAL_ARGS)       flags for the evaluate steps only, e.g. EVAL_ARGS='--n-points 100'"
+	@echo "  STACK=$(STACK)           exp52: train a family's data sets (and SEEDS) as one computation: on | off | auto (GPU only)"
 	@echo "  DATA_DIR=$(DATA_DIR)"
 	@echo "  RESULTS_DIR=$(RESULTS_DIR)"
 
@@ -136,7 +143,7 @@ base: check data  ## the standard MNIST ffg VAE of exp52 (base of exp53, exp54, 
 	$(TIME) exp52_train_base $(PY) -m exp52_testgap.train $(RUN_ARGS) --families ffg --datasets mnist$(if $(filter fashion,$(DATASET)),$(comma)fashion)
 
 exp52: check data $(if $(VARIANT_TAG),,$(BASE_PREREQ))  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
-	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)$(if $(SEEDS), --seeds $(SEEDS))
+	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)$(if $(SEEDS), --seeds $(SEEDS))$(if $(STACK), --stack $(STACK))
 	$(TIME) exp52_evaluate$(VARIANT_TAG) $(PY) -m exp52_testgap.evaluate $(RUN_ARGS) --variant $(VARIANT) $(EVAL_ARGS)
 	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(VARIANT)
 

@@ -273,6 +273,7 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     (["JOBS=two"], "JOBS=two is not allowed"),
     (["STUDIES=exp52 exp99"], "names exp99, not a study of make all"),
     (["STUDIES= "], "STUDIES is empty"),
+    (["STACK=yes"], "STACK=yes is not allowed"),
 ])
 def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
     proc = make("exp_refit", (tmp_path / "d", tmp_path / "r"), *variables, check=False)
