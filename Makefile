@@ -39,17 +39,15 @@ endif
 ifeq ($(filter $(VARIANT),standard large_encoder no_annealing),)
 $(error VARIANT=$(VARIANT) is not allowed; use one of: standard large_encoder no_annealing)
 endif
+ifneq ($(STACK),$(filter $(firstword $(STACK)),on off auto))
+$(error STACK=$(STACK) is not allowed; use one of: on off auto (empty = the preset's: auto, on a GPU only))
+endif
 ifneq ($(shell [[ "$(JOBS)" =~ ^[1-9][0-9]{0,2}$$ ]] && echo ok),ok)
 $(error JOBS=$(JOBS) is not allowed; use a whole number >= 1, e.g. JOBS=2)
 endif
 # JOBS=N: `make all` runs N studies at once, each torch process on (cores / N) threads, so that
 # they never oversubscribe the cores (two torch processes of 2 threads each on 2 cores ran
 # training 5-25x slower: the threads spin waiting for each other)
-ifeq ($(filter $(STACK),on off auto),)
-ifneq ($(STACK),)
-$(error STACK=$(STACK) is not allowed; use one of: on off auto (empty = the preset's: auto, on a GPU only))
-endif
-endif
 ifneq ($(JOBS),1)
 export OMP_NUM_THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 endif
@@ -86,10 +84,6 @@ endif
 endif
 
 comma := ,
-define NL
-
-
-endef
 RUN_ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)$(if $(EPOCHS), --epochs $(EPOCHS))
 VARIANT_TAG := $(if $(filter standard,$(VARIANT)),,_$(VARIANT))
 DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
@@ -243,7 +237,8 @@ studies: check data  ## every experiment and the variants' comparison, no report
 	$(if $(strip $(AFTER_STUDIES)),$(MAKE) --no-print-directory SHARED_BUILT=1 $(strip $(AFTER_STUDIES)))
 
 exp52_compare: setup  ## Table 3: each variant against the standard exp52 models (seconds; after both)
-	$(foreach v,$(patsubst exp52_%,%,$(filter exp52_large_encoder exp52_no_annealing,$(STUDIES))),$(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(v)$(NL))
+	for v in $(patsubst exp52_%,%,$(filter exp52_large_encoder exp52_no_annealing,$(STUDIES))); do \
+	  $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $$v || exit $$?; done
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
 	$(PY) -m common.report $(RUN_ARGS)
