@@ -12,8 +12,11 @@
 # checkpoints travel without Adam's moments (the transfer holds 64 MiB; the weights are what
 # evaluation and a rerun of the train step read; the run is complete, so nothing resumes from
 # them), marked "optimizer_state_dropped", and last.pt is left out where epoch_<EPOCHS>.pt holds
-# the same state (on arrival: cp epoch_<EPOCHS>.pt last.pt); an unfinished run comes back as its
-# metrics only.
+# the same state (on arrival: cp epoch_<EPOCHS>.pt last.pt); an unfinished run's last.pt comes
+# back whole, to resume, the furthest first while there is room. Ten processes saturate the H200
+# (measured: about 4 model-epochs/s together; the rung is 4200), so one 10-minute call trains
+# part of the rung: EXP52_FAMILIES="ffg flow" EXP55_MODELS="large_encoder" pick a part (either
+# may be empty).
 # Locally, tiny: PRESET=smoke EPOCHS=2 DEVICE=cpu COMPILE=false DEADLINE=120 OUT=/tmp/o bash ...
 set -u
 PRESET=${PRESET:-long}; EPOCHS=${EPOCHS:-300}; DEVICE=${DEVICE:-cuda}; COMPILE=${COMPILE:-true}
@@ -33,11 +36,11 @@ launch() {  # name, then the shell line; one process group each, so that it can 
   setsid bash -c "$2" > "$logs/$1.log" 2>&1 &
   pids+=($!)
 }
-for f in ffg flow cflow af; do
+for f in ${EXP52_FAMILIES-ffg flow cflow af}; do
   launch "exp52_$f" "$PY -m exp52_testgap.train $ARGS --variant standard --families $f --stack on \
     --compile $COMPILE && $PY -m exp52_testgap.evaluate $ARGS --variant standard --families $f"
 done
-for m in ffg flow cflow af large_encoder large_decoder; do
+for m in ${EXP55_MODELS-ffg flow cflow af large_encoder large_decoder}; do
   launch "exp55_$m" "$PY -m exp55_dynamics.train $ARGS --models $m --compile $COMPILE && \
     $PY -m exp55_dynamics.evaluate $ARGS --models $m"
 done
@@ -55,29 +58,42 @@ sleep 3
 for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 echo "stopped at $((SECONDS - start)) s"
 
-# finished runs: every checkpoint without Adam's moments; unfinished runs: no checkpoint
-$PY - "$EPOCHS" <<'EOF'
+# finished runs: every checkpoint without Adam's moments; unfinished runs: their last.pt whole
+# (resumable: carry it to the next machine, or train on here), the furthest first, while the
+# transfer has room (KEEP_MB), else left behind and said so
+$PY - "$EPOCHS" "${KEEP_MB:-58}" <<'EOF'
 import sys, torch
 from pathlib import Path
 from common.config import results_dir
-epochs = int(sys.argv[1])
+epochs, room = int(sys.argv[1]), float(sys.argv[2]) * 2**20
+runs = []
 for last in sorted(results_dir().glob("*/runs/*/*/last.pt")):
     state = torch.load(last, map_location="cpu", weights_only=False)
-    done = state["epoch"] >= epochs
-    print(f"{last.parent.relative_to(results_dir())}: epoch {state['epoch']}"
-          f"{'' if done else ' (unfinished: checkpoints left behind)'}")
-    for pt in last.parent.glob("*.pt"):
-        if not done:
+    runs.append((state["epoch"] >= epochs, state["epoch"], last))
+for done, epoch, last in sorted(runs, key=lambda r: (not r[0], -r[1])):
+    run = last.parent
+    if done:
+        for pt in run.glob("*.pt"):
+            if pt.name == "last.pt" and (run / f"epoch_{epochs}.pt").exists():
+                continue   # the same state as epoch_<EPOCHS>.pt: left out, copied back on arrival
+            s = torch.load(pt, map_location="cpu", weights_only=False)
+            s["optimizer"]["state"] = {}
+            s["optimizer_state_dropped"] = "finished run; Adam's moments left on the device machine"
+            torch.save(s, pt)
+        if (run / f"epoch_{epochs}.pt").exists():
+            last.unlink()
+    else:
+        for pt in run.glob("epoch_*.pt"):
+            pt.unlink()   # kept checkpoints of an unfinished run: rewritten when it resumes
+    size = sum(pt.stat().st_size for pt in run.glob("*.pt"))
+    keep = size <= room
+    room -= size if keep else 0
+    if not keep:
+        for pt in run.glob("*.pt"):
             pt.unlink()
-            continue
-        if pt.name == "last.pt" and (pt.parent / f"epoch_{epochs}.pt").exists():
-            continue   # the same state as epoch_<EPOCHS>.pt: left out, copied back on arrival
-        s = torch.load(pt, map_location="cpu", weights_only=False)
-        s["optimizer"]["state"] = {}
-        s["optimizer_state_dropped"] = "finished run; Adam's moments left on the device machine"
-        torch.save(s, pt)
-    if done and (last.parent / f"epoch_{epochs}.pt").exists():
-        last.unlink()
+    print(f"{run.relative_to(results_dir())}: epoch {epoch}/{epochs}, "
+          f"{'finished' if done else 'unfinished'}, checkpoints "
+          f"{f'packed ({size / 2**20:.1f} MiB)' if keep else 'left behind: no room'}")
 EOF
 tar czf "$OUT/logs.tgz" -C "$logs" .
 tar czf - -C "$RESULTS_DIR/.." "$(basename "$RESULTS_DIR")" | split -b 15M - "$OUT/results.tgz.part"
