@@ -16,7 +16,7 @@ from .config import ConfigError
 from .data import DATASETS
 from .gaps import AIS_PROPOSALS, PROBE_MODES, EvalConfig
 from .families import FAMILIES
-from .train import TrainConfig
+from .train import COMPILE_MODES, TrainConfig
 from .vae import ModelConfig, model_config
 
 
@@ -52,8 +52,8 @@ class RunConfig(EvalConfig):
     n_valid_monitor: int = 1000     # validation points for the per-epoch ELBO in metrics.csv
     dynamic_binarisation: bool = False  # train on fresh Bernoulli bits each batch (evaluation
                                         # always uses the static bits)
-    compile: bool = False           # torch.compile the training step (CUDA graphs on a GPU);
-                                    # not measured on a GPU yet, so off by default
+    compile: str = "auto"           # torch.compile the training step (CUDA graphs on a GPU):
+                                    # on | off | auto (on a GPU; measured there, common/train.py)
     z_dim: int = 50                 # latent size (paper: 50 on MNIST)
     activation: str = "elu"         # the same for every model
     flow_steps: int = 2             # coupling steps of flow / cflow
@@ -102,6 +102,9 @@ class RunConfig(EvalConfig):
         if self.warmup_fraction > 1:
             raise ConfigError(f"--warmup-fraction={self.warmup_fraction} is not allowed; use a "
                               f"share of the epochs in [0, 1]")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"--compile={self.compile} is not allowed; use one of: "
+                              f"{', '.join(COMPILE_MODES)}")
         if self.qstar_probe_mode not in PROBE_MODES:
             raise ConfigError(f"--qstar-probe-mode={self.qstar_probe_mode} is not allowed; use "
                               f"one of: {', '.join(PROBE_MODES)}")

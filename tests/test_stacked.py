@@ -112,6 +112,9 @@ def test_exp52_trains_a_family_stacked_over_both_data_sets(dirs, tmp_path):
     assert all((runs / f"{d}_ffg" / "last.pt").stat().st_mtime_ns == t for d, t in stamps.items())
     bad = subprocess.run(cmd + ["--stack", "maybe"], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "--stack=maybe is not allowed" in bad.stderr
+    bad = subprocess.run(cmd + ["--compile", "true"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--compile=true is not allowed; use one of: on, off, auto" \
+        in bad.stderr
 
 
 @pytest.mark.parametrize("stacked", [False, True])
@@ -126,7 +129,7 @@ def test_a_compiled_step_trains_the_same_run(tmp_path, monkeypatch, capsys, stac
     cfg = TrainConfig(epochs=2, batch_size=50, warmup_epochs=2, n_valid_monitor=20)
     xs, valid = _data()
     runs = {}
-    for compiled in (False, True):
+    for compiled in ("off", "on"):
         c = dataclasses.replace(cfg, compile=compiled)
         dirs = [tmp_path / str(compiled) / str(s) for s in SEEDS]
         if stacked:
@@ -137,10 +140,18 @@ def test_a_compiled_step_trains_the_same_run(tmp_path, monkeypatch, capsys, stac
         runs[compiled] = dirs
     assert "running the step eagerly" not in capsys.readouterr().out   # it did compile...
     assert counters["frames"]["ok"] >= 1                              # ... through dynamo
-    _assert_same_runs(runs[False], runs[True])
+    _assert_same_runs(runs["off"], runs["on"])
     # how, not what: a compiled run is the same run (resumable either way)
     assert run_identity(tiny_model().config, cfg, 0) == \
-        run_identity(tiny_model().config, dataclasses.replace(cfg, compile=True), 0)
+        run_identity(tiny_model().config, dataclasses.replace(cfg, compile="on"), 0)
+
+
+def test_compile_auto_means_on_a_gpu_only():
+    from common.train import compiles
+    assert not compiles("auto", "cpu") and compiles("auto", "cuda") and compiles("auto", "cuda:0")
+    assert compiles("on", "cpu") and not compiles("off", "cuda")
+    with pytest.raises(ValueError, match="use one of: on, off, auto"):
+        compiles(True, "cpu")
 
 
 def test_a_stacked_run_that_fails_falls_back_to_training_one_by_one(tmp_path, monkeypatch, capsys):

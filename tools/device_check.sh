@@ -2,7 +2,7 @@
 # One prepared run on a lent GPU machine (see the GPU section of README.md). Parts (PARTS=...):
 #   bench    `make bench DEVICE=cuda`'s command: speed ratios, the stacked-training step
 #            (alone vs x2 / x4) and the cost model's paper-preset prediction (issue 16);
-#   compile  one MNIST ffg model, 2 quick epochs, eager then --compile true: the per-epoch wall
+#   compile  one MNIST ffg model, 2 quick epochs, eager then --compile on: the per-epoch wall
 #            time of each (epoch 2 is the steady state; epoch 1 of the compiled run includes
 #            compiling);
 #   tf32     tools/tf32_check.py: the change of log p^ (IWAE) under TF32 matmuls;
@@ -42,7 +42,7 @@ for part in $PARTS; do
              --loop-points 10 > "$OUT/bench.log" 2>&1 ;;
     smoke) RESULTS_DIR=$PWD/results/smoke timeout 100 make all PRESET=smoke DEVICE="$DEVICE" \
              > "$OUT/smoke.log" 2>&1 ;;
-    compile) for c in false true; do
+    compile) for c in off on; do
                RESULTS_DIR=$PWD/results/compile_$c timeout 110 .venv/bin/python -m \
                  exp52_testgap.train --preset quick --device "$DEVICE" --families ffg \
                  --datasets mnist --epochs 2 --compile $c > "$OUT/compile_$c.log" 2>&1

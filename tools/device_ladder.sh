@@ -17,9 +17,9 @@
 # (measured: about 4 model-epochs/s together; the rung is 4200), so one 10-minute call trains
 # part of the rung: EXP52_FAMILIES="ffg flow" EXP55_MODELS="large_encoder" pick a part (either
 # may be empty).
-# Locally, tiny: PRESET=smoke EPOCHS=2 DEVICE=cpu COMPILE=false DEADLINE=120 OUT=/tmp/o bash ...
+# Locally, tiny: PRESET=smoke EPOCHS=2 DEVICE=cpu COMPILE=off DEADLINE=120 OUT=/tmp/o bash ...
 set -u
-PRESET=${PRESET:-long}; EPOCHS=${EPOCHS:-300}; DEVICE=${DEVICE:-cuda}; COMPILE=${COMPILE:-true}
+PRESET=${PRESET:-long}; EPOCHS=${EPOCHS:-300}; DEVICE=${DEVICE:-cuda}; COMPILE=${COMPILE:-on}
 DEADLINE=${DEADLINE:-470}; PY=${PY:-python3}; OUT=${OUT:?set OUT to the folder that comes back}
 export OMP_NUM_THREADS=1 TORCHINDUCTOR_COMPILE_THREADS=1 PYTHONUNBUFFERED=1
 export RESULTS_DIR=${RESULTS_DIR:-$PWD/results}
