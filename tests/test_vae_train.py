@@ -256,10 +256,12 @@ def test_run_config_passes_every_training_and_model_field_it_has():
     from common.vae import ModelConfig
     cfg = study("exp52").presets["smoke"]
     mine = {f.name for f in dataclasses.fields(cfg)}
-    changed = dataclasses.replace(cfg, **{
-        f.name: (not getattr(cfg, f.name) if isinstance(getattr(cfg, f.name), bool)
-                 else getattr(cfg, f.name) + 1)
-        for f in dataclasses.fields(TrainConfig) if f.name in mine})
+    def other(value):
+        return not value if isinstance(value, bool) else \
+            value + "-changed" if isinstance(value, str) else value + 1
+    changed = dataclasses.replace(cfg, **{f.name: other(getattr(cfg, f.name))
+                                          for f in dataclasses.fields(TrainConfig)
+                                          if f.name in mine})
     train_cfg = changed.train_config()
     for f in dataclasses.fields(TrainConfig):
         if f.name in mine:
