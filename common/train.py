@@ -293,9 +293,9 @@ def maybe_compile(fn, mode: str, device, label: str = ""):
     line."""
     if not compiles(mode, device):
         return fn
-    mode = "reduce-overhead" if torch.device(device).type == "cuda" and \
+    graph_mode = "reduce-overhead" if torch.device(device).type == "cuda" and \
         COMPILE_BACKEND == "inductor" else None
-    state = {"fn": torch.compile(fn, backend=COMPILE_BACKEND, mode=mode, dynamic=False),
+    state = {"fn": torch.compile(fn, backend=COMPILE_BACKEND, mode=graph_mode, dynamic=False),
              "first": True}
 
     def call(*args):

@@ -73,15 +73,13 @@ for last in sorted(results_dir().glob("*/runs/*/*/last.pt")):
 for done, epoch, last in sorted(runs, key=lambda r: (not r[0], -r[1])):
     run = last.parent
     if done:
+        if (run / f"epoch_{epochs}.pt").exists():
+            last.unlink()   # the same state as epoch_<EPOCHS>.pt: copied back on arrival
         for pt in run.glob("*.pt"):
-            if pt.name == "last.pt" and (run / f"epoch_{epochs}.pt").exists():
-                continue   # the same state as epoch_<EPOCHS>.pt: left out, copied back on arrival
             s = torch.load(pt, map_location="cpu", weights_only=False)
             s["optimizer"]["state"] = {}
             s["optimizer_state_dropped"] = "finished run; Adam's moments left on the device machine"
             torch.save(s, pt)
-        if (run / f"epoch_{epochs}.pt").exists():
-            last.unlink()
     else:
         for pt in run.glob("epoch_*.pt"):
             pt.unlink()   # kept checkpoints of an unfinished run: rewritten when it resumes
