@@ -67,8 +67,9 @@ def by_claim(rows: list) -> dict:
 
 def trend(lengths: dict, paper) -> str:
     """How the difference moves from the shortest to the longest length: toward the paper's
-    value, away from it, or flat (within TREND_SE combined s.e.); up/down without a paper
-    value. With one length: "–"."""
+    value (the longest length ends nearer to it), away from it (ends farther: a move that
+    passes the paper's value and overshoots it is away), or flat (within TREND_SE combined
+    s.e.); up/down without a paper value. With one length: "–"."""
     if len(lengths) < 2:
         return "–"
     first, last = lengths[min(lengths)], lengths[max(lengths)]
@@ -78,7 +79,7 @@ def trend(lengths: dict, paper) -> str:
         return f"flat ({change:+.2f} ± {se:.2f})"
     if paper is None:
         return f"{'up' if change > 0 else 'down'} ({change:+.2f} ± {se:.2f})"
-    toward = (paper - first["difference"]) * change > 0
+    toward = abs(last["difference"] - paper) < abs(first["difference"] - paper)
     return f"{'toward the paper' if toward else 'away from the paper'} ({change:+.2f} ± {se:.2f})"
 
 

@@ -170,3 +170,17 @@ def test_a_claim_whose_runs_differ_in_a_detail_is_one_row_across_seeds(tmp_path)
     bad = {**new, "detail": 3}
     (tmp_path / "exp66_small_data_seed1" / "claims.json").write_text(json.dumps([bad]))
     assert read_claims(tmp_path / "exp66_small_data_seed1") == []   # not of the schema
+
+
+def test_a_trend_that_passes_the_papers_value_and_overshoots_it_is_away():
+    """exp52's MNIST AF approximation-gap claim moved -0.03 -> +0.38 with the paper at -0.01:
+    the right direction at first, but it ends farther from the paper, so "away"; a move that
+    crosses the paper's value and ends nearer is "toward"; within 2 s.e. is "flat"."""
+    from common import ladder
+    at = lambda a, b: {30: {"difference": a, "sem": 0.05}, 300: {"difference": b, "sem": 0.05}}  # noqa: E731
+    assert ladder.trend(at(-0.03, 0.38), -0.01).startswith("away from the paper (+0.41")
+    assert ladder.trend(at(-0.39, 0.74), 0.93).startswith("toward the paper (+1.13")
+    assert ladder.trend(at(-1.0, 0.5), 0.0).startswith("toward the paper")
+    assert ladder.trend(at(1.06, 0.43), -0.09).startswith("toward the paper")
+    assert ladder.trend(at(2.26, 2.89), 1.16).startswith("away from the paper")
+    assert ladder.trend(at(0.10, 0.15), 1.0).startswith("flat")
