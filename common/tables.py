@@ -37,6 +37,7 @@ CERTIFICATE_ROWS = [("BDMC gap (nats)", "bdmc_gap", "{:.3f}"),
                     ("AIS sets log p̂ (share)", "ais_sets_logpx", "{:.0%}"),
                     ("max rule − pooled log p̂ (nats)", "max_rule_excess", "{:.3f}"),
                     ("q* stopped by cap (share)", "qstar_capped", "{:.1%}"),
+                    ("q* fallback (share)", "qstar_fallback", "{:.1%}"),
                     ("q* probe, 2x steps (nats)", "qstar_probe", "{:+.3f}"),
                     ("Certified", "certified", "{}")]
 
@@ -64,7 +65,9 @@ def certificate_caption() -> str:
     return (f"Certified: BDMC gap <= {t['bdmc_gap']} nat, q* cap share <= {t['qstar_capped']:.0%}, "
             f"|probe| <= {t['qstar_probe']} nat. Max rule − pooled: log p̂ (the paper's max over "
             f"AIS and the IWAEs) minus the same estimates pooled with fixed equal weights (no "
-            f"selection); an upper bound on how far the max's selection lifts log p̂.")
+            f"selection); an upper bound on how far the max's selection lifts log p̂. q* fallback "
+            f"(reported): share of points whose fitted q* ended below another member of its "
+            f"family (the encoder's q; for flows also the Gaussian q*), whose L[q*] is used there.")
 
 
 EXTRA_LABELS = {"L_qstar_ffg": ("L[q*_FFG] (Gaussian q* of the same decoder)",

@@ -184,3 +184,19 @@ def test_a_trend_that_passes_the_papers_value_and_overshoots_it_is_away():
     assert ladder.trend(at(1.06, 0.43), -0.09).startswith("toward the paper")
     assert ladder.trend(at(2.26, 2.89), 1.16).startswith("away from the paper")
     assert ladder.trend(at(0.10, 0.15), 1.0).startswith("flat")
+
+
+def test_every_gap_table_shows_the_q_star_fallback_share(tmp_path):
+    """The README's certificate table says every gap table reports q* fallback (the share of
+    points whose fitted q* lost to another member of its family: AF's fits did on 4-8% of
+    points); a summary written before the field existed shows n/a, not 0."""
+    from common.tables import gap_table
+    summary = {q: 1.0 for q in ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap",
+                                "total_gap")}
+    summary.update({f"{q}_sem": 0.1 for q in list(summary)})
+    gap_table(tmp_path / "t", {"MNIST AF": {**summary, "qstar_fallback": 0.06},
+                               "old": summary})
+    row = next(line for line in (tmp_path / "t.md").read_text().splitlines()
+               if line.startswith("| q* fallback (share)"))
+    assert [c.strip() for c in row.strip("|").split("|")][1:] == ["6.0%", "n/a"]
+    assert "q* fallback (share)" in (tmp_path / "t.tex").read_text()
