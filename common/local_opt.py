@@ -243,11 +243,12 @@ def _fit(log_likelihood, params, state: FitState, steps, active, sample, *, n_sa
 
 def progress_line(label: str, n_points: int, active, steps, best, max_steps: int,
                   elapsed_s: float, step_s: float) -> str:
-    """One line of a fit's progress: points stopped, the mean best loss window, time so far and
-    a bound on the time left: the step cap of the least advanced active point at the last
-    check's time per step (the batch only shrinks, so steps get no slower)."""
+    """One line of a fit's progress: points stopped, the median best loss window (a mean let a
+    few diverged fits print 7.7e8 for AF's q* on MNIST), time so far and a bound on the time
+    left: the step cap of the least advanced active point at the last check's time per step
+    (the batch only shrinks, so steps get no slower)."""
     line = (f"[q* {label}] step {int(steps.max())}: {n_points - len(active)}/{n_points} "
-            f"stopped, mean loss {best[torch.isfinite(best)].mean().item():.3f}; "
+            f"stopped, median loss {best[torch.isfinite(best)].median().item():.3f}; "
             f"{elapsed_s / 60:.1f} min")
     if not len(active):
         return line

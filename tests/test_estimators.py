@@ -466,3 +466,16 @@ def test_a_continued_fit_runs_on_from_where_it_stopped():
     sub = continue_local(MODEL.likelihood(X[:5]), GAUSS, short, idx[:5], patience=8,
                          max_steps=100_000, seed=1, **rule)
     assert sub.elbo.shape == (5,) and (sub.elbo - best[:5]).abs().mean() < 0.05
+
+
+def test_a_fits_progress_line_is_not_swamped_by_a_diverged_point():
+    """AF's q* on MNIST at 300 epochs printed "mean loss 771751104" while L[q*] was -88.6: a
+    few points' best windows were astronomically large. The line shows the median."""
+    import torch
+
+    from common.local_opt import progress_line
+    best = torch.tensor([90.0, 91.0, 92.0, 7e11, float("inf")])
+    line = progress_line("af", 5, torch.tensor([0, 1]), torch.tensor([300] * 5), best, 6000,
+                         60.0, 0.01)
+    # the finite windows 90, 91, 92, 7e11: torch's median is the lower middle value
+    assert "3/5 stopped, median loss 91.000" in line and "at most" in line
