@@ -7,6 +7,15 @@ A claim predicts that a difference d of two estimates (nats, on the same points)
     verdict:   "held" when d > 3 s.e. and every evaluation involved is certified,
                "not certified" when d > 3 s.e. but a certificate was missed,
                "not held" otherwise.
+
+A claim on a quantity that involves log p^ (the approximation or total gap, log p^ itself) is
+judged under log p^ = AIS (common/gaps.LOGPX_RULE) and again under the paper's max rule
+(`paper_rule`: its difference, s.e. and verdict), so a verdict that rests on the rule shows.
+Rows made before the AIS rule (no `logpx_rule` column) were made by the paper's rule: their
+claims say so (`logpx_rule` "paper").
+
+source: "paper" (Cremer, Li & Duvenaud, 2018) or "brief" (the user's own findings,
+../shared/seed/project-brief-fr.md).
 """
 import json
 import math
@@ -20,6 +29,9 @@ HOLD_SE = 3.0
 OLD_EPOCH_IN_TEXT = re.compile(r"at the last epoch \(\d+\)")
 OLD_DETAIL_IN_COLUMN = re.compile(r"^(?P<column>.+) \((?P<detail>best: epoch \d+)\)$")
 FIELDS = ("study", "claim", "column", "paper", "difference", "sem", "certified", "verdict")
+SOURCES = ("paper", "brief")
+# the quantities whose value depends on how log p^ is estimated (each has a `_paper` twin)
+LOGPX_QUANTITIES = ("logpx", "approx_gap", "total_gap", "gap")
 
 
 def truthy(value) -> bool:
@@ -33,14 +45,32 @@ def verdict(d: float, se: float, certified: bool) -> str:
 
 
 def claim(study: str, text: str, column: str, d: float, se: float, certified: bool,
-          paper: float = None, detail: str = None) -> dict:
+          paper: float = None, detail: str = None, source: str = "paper",
+          logpx_rule: str = None, paper_rule: tuple = None) -> dict:
     """One judged claim; paper: the same difference in the paper's tables (None: not given).
     (study, text, column) is the claim's identity across seeds and training lengths, so none of
     them may name what differs between runs; detail (e.g. "best: epoch 97") is shown beside
-    the column, never matched."""
-    return {"study": study, "claim": text, "column": column, "paper": paper,
-            "difference": d, "sem": se, "certified": bool(certified),
-            "verdict": verdict(d, se, certified), **({"detail": detail} if detail else {})}
+    the column, never matched. logpx_rule: the rule that set log p^ where the claim involves it
+    ("ais" or "paper"); paper_rule: (difference, s.e.) under the paper's max rule."""
+    if source not in SOURCES:
+        raise ValueError(f"claim source {source!r}; allowed: {', '.join(SOURCES)}")
+    out = {"study": study, "claim": text, "column": column, "paper": paper,
+           "difference": d, "sem": se, "certified": bool(certified),
+           "verdict": verdict(d, se, certified), "source": source,
+           **({"detail": detail} if detail else {}),
+           **({"logpx_rule": logpx_rule} if logpx_rule else {})}
+    if paper_rule is not None:
+        pd, pse = paper_rule
+        out["paper_rule"] = {"difference": pd, "sem": pse, "verdict": verdict(pd, pse, certified)}
+    return out
+
+
+def rule_of(row: dict, field: str):
+    """How log p^ entered row[field]: None (it does not), "ais" (the row has the paper's rule
+    beside it) or "paper" (a row made by the paper's rule alone)."""
+    if field not in LOGPX_QUANTITIES:
+        return None
+    return "ais" if row.get(f"{field}_paper") not in (None, "") else "paper"
 
 
 def shown_column(c: dict) -> str:
@@ -66,11 +96,19 @@ def row_difference(a: dict, b: dict, field: str, field_b: str = None) -> tuple:
 
 
 def compare_rows(study: str, text: str, column: str, a: dict, b: dict, field: str,
-                 field_b: str = None, paper: float = None, detail: str = None) -> dict:
+                 field_b: str = None, paper: float = None, detail: str = None,
+                 source: str = "paper") -> dict:
     """The claim "a[field] > b[field_b]" from two summary rows (gaps.csv rows or summaries)."""
+    field_b = field_b or field
     d, se = row_difference(a, b, field, field_b)
+    rules = {rule_of(a, field), rule_of(b, field_b)} - {None}
+    rule = "paper" if "paper" in rules else ("ais" if rules else None)
+    twin = lambda row, f: f"{f}_paper" if rule_of(row, f) == "ais" else f  # noqa: E731
+    paper_rule = row_difference(a, b, twin(a, field), twin(b, field_b)) if rule == "ais" \
+        else None
     return claim(study, text, column, d, se, truthy(a.get("certified")) and
-                 truthy(b.get("certified")), paper, detail)
+                 truthy(b.get("certified")), paper, detail, source=source,
+                 logpx_rule=rule, paper_rule=paper_rule)
 
 
 def write_claims(out_dir: Path, claims: list) -> None:
@@ -84,12 +122,16 @@ def valid_claim(c) -> bool:
     """A claims.json entry of the schema `claim` writes."""
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and \
         math.isfinite(v)  # noqa: E731
+    rule = c.get("paper_rule") if isinstance(c, dict) else None
     return isinstance(c, dict) and set(FIELDS) <= set(c) and \
         all(isinstance(c[k], str) for k in ("study", "claim", "column")) and \
         isinstance(c.get("detail", ""), str) and \
         number(c["difference"]) and number(c["sem"]) and c["sem"] >= 0 and \
         (c["paper"] is None or number(c["paper"])) and isinstance(c["certified"], bool) and \
-        c["verdict"] in VERDICTS
+        c["verdict"] in VERDICTS and c.get("source", "paper") in SOURCES and \
+        c.get("logpx_rule", "ais") in ("ais", "paper") and \
+        (rule is None or (isinstance(rule, dict) and number(rule.get("difference")) and
+                          number(rule.get("sem")) and rule["sem"] >= 0))
 
 
 def read_claims(folder: Path) -> list:
@@ -113,7 +155,22 @@ def read_claims(folder: Path) -> list:
         print(f"warning: {path} is unreadable ({str(err)[:60]}); {aside}; rerun its study to "
               f"judge its claims again", file=sys.stderr)
         return []
-    return [identified(c) for c in claims]
+    return [rejudged(identified(c), path) for c in claims]
+
+
+def rejudged(c: dict, path: Path) -> dict:
+    """A claim as read: its verdicts recomputed from its numbers (a verdict edited by hand, or
+    written by older rules, never reaches a table), said where the file's differs; a claim from
+    before sources were recorded is the paper's."""
+    judged = verdict(c["difference"], c["sem"], c["certified"])
+    if judged != c["verdict"]:
+        print(f"warning: {path}: {c['study']} / {c['column']} says {c['verdict']!r} but its "
+              f"numbers give {judged!r}; shown as {judged!r}", file=sys.stderr)
+    c = {"source": "paper", **c, "verdict": judged}
+    if "paper_rule" in c:
+        r = c["paper_rule"]
+        c["paper_rule"] = {**r, "verdict": verdict(r["difference"], r["sem"], c["certified"])}
+    return c
 
 
 def identified(c: dict) -> dict:
@@ -125,12 +182,43 @@ def identified(c: dict) -> dict:
     return {**c, "column": old["column"], "detail": old["detail"]} if old else c
 
 
+def paper_rule_cell(c: dict) -> str:
+    """The verdict under the paper's max rule for log p^: "same", the differing verdict with its
+    difference, "made by it" (rows computed before log p^ = AIS), or "–" (no log p^ involved)."""
+    if c.get("logpx_rule") == "paper":
+        return "made by it"
+    r = c.get("paper_rule")
+    if not r:
+        return "–"
+    if r["verdict"] == c["verdict"]:
+        return "same"
+    return f"**differs**: {r['difference']:+.2f} ± {r['sem']:.2f}, {r['verdict']}"
+
+
+def verdict_differs(c: dict) -> bool:
+    """Whether the claim's verdict changes when log p^ is the paper's max rule."""
+    return bool(c.get("paper_rule")) and c["paper_rule"]["verdict"] != c["verdict"]
+
+
+def cell(text: str) -> str:
+    """Text safe in a markdown table cell: a `|` would end the cell (exp66's "1 - |flow - ffg|"
+    shifted every cell after it)."""
+    return str(text).replace("|", "\\|")
+
+
+MARKDOWN_HEADER = ("source", "study", "claim", "column", "paper", "ours", "certified", "verdict",
+                   "paper's max rule")
+
+
 def markdown_rows(claims: list) -> list:
-    """Rows for the report's table: study, claim, column, paper, ours, certified, verdict."""
+    """Rows for the report's table (MARKDOWN_HEADER): source, study, claim, column, paper, ours,
+    certified, verdict, and the verdict under the paper's max rule for log p^."""
     rows = []
     for c in claims:
         paper = "–" if c["paper"] is None else f"{c['paper']:+.2f}"
-        rows.append([c["study"], c["claim"], shown_column(c), paper,
+        rows.append([c.get("source", "paper"), cell(c["study"]), cell(c["claim"]),
+                     cell(shown_column(c)), paper,
                      f"{c['difference']:+.2f} ± {c['sem']:.2f}",
-                     "yes" if c["certified"] else "no", f"**{c['verdict']}**"])
+                     "yes" if c["certified"] else "no", f"**{c['verdict']}**",
+                     paper_rule_cell(c)])
     return rows

@@ -362,13 +362,13 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
     bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent /
                         f"bdmc_{model_hash(decoder_model, 'decoder')[:10]}.json") \
         if with_bdmc else {}
-    logpx = logpx_from(ais_values, bounds.values())
+    paper_rule = logpx_from(ais_values, bounds.values())
     pooled = pooled_logpx_from(ais_values, bounds.values())
     computed = {"computed_commit": git_commit(), "computed_command": command_line(),
                 "computed_time": time.strftime("%Y-%m-%d %H:%M:%S")}
     result = {}
     for name, b in bounds.items():
-        per_point = add_gaps(b, logpx, ais_values, pooled)
+        per_point = add_gaps(b, ais_values, paper_rule, pooled)
         summary = summarise(per_point)
         summary.update({"ais": ais_values.mean().item(),
                         "iwae_q": per_point["iwae_q"].mean().item(),

@@ -110,7 +110,8 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
     the seeds where it holds and the verdict across seeds; then the claims figure (a forest
     plot: each seed's difference with its 3-s.e. bar and the paper's mark)."""
     from . import seeds as seeds_mod
-    from .claims import HOLD_SE, markdown_rows, read_claims
+    from .claims import (HOLD_SE, MARKDOWN_HEADER, SOURCES, markdown_rows, read_claims,
+                         verdict_differs)
     claims = [c for s in sections for c in read_claims(root / s["folder"])]
     if not claims:
         return ["## Did the paper's claims hold?", "", "No experiment has judged a claim yet "
@@ -125,11 +126,18 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
     for st in studies_seen:
         mine = [c for c in claims if c["study"] == st]
         counts = {v: sum(c["verdict"] == v for c in mine) for v in VERDICT_CLASSES}
+        differ = sum(verdict_differs(c) for c in mine)
         summary.append(f"- **{st}**: {counts['held']} of {len(mine)} held" +
                        "".join(f", {counts[v]} {v}" for v in ("not held", "not certified")
-                               if counts[v]))
+                               if counts[v]) +
+                       (f"; **{differ} verdict{'s' if differ > 1 else ''} differ{'' if differ > 1 else 's'} under the paper's max "
+                        f"rule for log p̂**" if differ else ""))
+    by_source = "; ".join(
+        f"{sum(c['verdict'] == 'held' for c in claims if c.get('source', 'paper') == src)} of "
+        f"{sum(c.get('source', 'paper') == src for c in claims)} of the {src}'s"
+        for src in SOURCES if any(c.get("source", "paper") == src for c in claims))
     rows = markdown_rows(claims)
-    header = "| study | claim | column | paper | ours | certified | verdict |"
+    header = "| " + " | ".join(MARKDOWN_HEADER) + " |"
     if several:
         header += " seeds held | across seeds |"
         for c, r in zip(claims, rows):
@@ -137,22 +145,70 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
             r += [f"{e['seeds_held']} of {e['seeds']}", f"{e['mean']:+.2f} ± "
                   f"{e['combined_sem']:.2f} **{e['across_seeds']}**"] if e else ["", ""]
     md = ["## Did the paper's claims hold?", "",
-          f"{held} of {len(claims)} judged claims held. Each row is a difference the claim "
+          f"{held} of {len(claims)} judged claims held ({by_source}). Each row is a difference "
+          f"the claim "
           f"predicts to be positive (nats; the paper's own difference beside ours, mean ± "
           f"s.e.m.): **held** when it exceeds {HOLD_SE:g} s.e. and every estimate involved is "
           f"certified (BDMC gap, q* cap share and convergence probe within target), **not "
-          f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed." +
+          f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed. log p̂ "
+          f"is AIS (no per-point selection); the last column judges the claim again with the "
+          f"paper's log p̂ = max(AIS, IWAEs) per point (\"–\": the claim involves no log p̂; "
+          f"\"made by it\": numbers computed before log p̂ = AIS). Source: the paper, or the "
+          f"brief (the user's own findings)." +
           (f" Across seeds: held when the mean over seeds exceeds {HOLD_SE:g} combined s.e. "
            "(between seeds and the points', in quadrature; with 3 or more seeds; with fewer, "
            "held in every seed) and every seed is certified."
            if several else ""), "",
-          *summary, "", header, "|" + "---|" * header.count(" |")] + \
-        ["| " + " | ".join(r) + " |" for r in rows]
+          *summary, "", *paper_rule_notice(root, sections), header,
+          "|" + "---|" * header.count(" |")] + ["| " + " | ".join(r) + " |" for r in rows]
     md.append("")
     if figures and entries:
         png = seeds_mod.forest(entries, root / "claims_forest")
         md += [f"![claims_forest]({png.relative_to(root).as_posix()})", ""]
     return md
+
+
+def paper_rule_folders(root: Path, folders) -> list:
+    """[(folder, [max_rule_excess of its rows])] of the results folders whose gap CSVs were made
+    by the paper's max rule for log p^ (a `logpx` column and no `logpx_rule`: computed before
+    log p^ = AIS and not re-made since)."""
+    from .tables import read_csv
+    out = []
+    for folder in folders:
+        for path in sorted((root / folder).glob("*.csv")):
+            try:
+                rows = read_csv(path)
+            except Exception:  # noqa: BLE001 - an unreadable CSV is reported by its own step
+                continue
+            if rows and "logpx" in rows[0] and "logpx_rule" not in rows[0]:
+                excess = []
+                for r in rows:
+                    try:
+                        excess.append(float(r.get("max_rule_excess", "")))
+                    except ValueError:
+                        pass
+                out.append((folder, excess))
+                break
+    return out
+
+
+def paper_rule_notice(root: Path, sections: list) -> list:
+    """The first screen's warning where some numbers were made by the paper's max rule."""
+    from .ladder import rungs
+    from .seeds import seed_folders
+    names = []
+    for s in sections:
+        names += [s["folder"]] + [p.name for _, _, p in rungs(root, s["folder"])] + \
+            [p.name for seeds in seed_folders(root, s["folder"]).values() for p in seeds.values()]
+    old = paper_rule_folders(root, list(dict.fromkeys(names)))
+    if not old:
+        return []
+    cells = [f"{f}" + (f" (max rule − pooled {min(e):.2f}–{max(e):.2f} nats)" if e else
+                       " (max rule − pooled not recorded)") for f, e in old]
+    return [f"**log p̂ by the paper's max rule in {len(old)} folder{'s' if len(old) > 1 else ''}** "
+            f"(computed before log p̂ = AIS, not re-made since; their approximation and total "
+            f"gaps carry the max's upward selection, of up to the max rule − pooled excess "
+            f"shown): " + "; ".join(cells) + ".", ""]
 
 
 def ladder_screen(root: Path, figures: bool = True) -> list:

@@ -93,6 +93,7 @@ def collect(root: Path) -> list:
                 for (study, text, column), rows in per_claim.items():
                     paper = next((x["paper"] for x in rows if x.get("paper") is not None), None)
                     out.append({"study": study, "claim": text, "column": column,
+                                "source": rows[0].get("source", "paper"),
                                 "length": length or "", "results": r.folder, "paper": paper,
                                 "per_seed": rows, **across(rows)})
     return out
@@ -130,37 +131,63 @@ def markdown(entries: list) -> str:
             + "\n")
 
 
+FOREST_RANGE = (-12.0, 24.0)   # the forest plot's x-axis, in s.e. of each claim's difference
+
+
+def in_se(d: float, se: float) -> float:
+    """A difference in units of its s.e. (infinite where the s.e. is 0)."""
+    return d / se if se > 0 else math.copysign(math.inf, d) if d else 0.0
+
+
 def forest(entries: list, stem: Path) -> Path:
-    """One row per claim and column: each seed's difference (dot, 3-s.e. bar; hollow if not
-    certified), the across-seed mean (diamond, 3 combined s.e.), the paper's difference (star),
-    zero drawn."""
+    """One row per claim and column, each difference in units of its own s.e. (so every claim
+    can be read on one axis: the differences run from hundredths of a nat to 200 nats): each
+    seed's difference/s.e. (dot; hollow if not certified), the across-seed mean over its
+    combined s.e. (diamond), the paper's difference over our s.e. (star); the dashed line at 3
+    is the verdict's threshold. A value beyond the axis sits at its edge as a triangle, with
+    its number."""
     import matplotlib.pyplot as plt
 
     from .plots import save
+    lo, hi = FOREST_RANGE
     n = len(entries)
-    fig, ax = plt.subplots(figsize=(9, 0.32 * n + 1.2))
+    fig, ax = plt.subplots(figsize=(10, 0.3 * n + 1.4))
+
+    def mark(x, y, **style):
+        shown = min(max(x, lo), hi)
+        if shown != x:   # beyond the axis: a triangle at the edge and the value
+            style = {**style, "marker": ">" if x > hi else "<"}
+            ax.annotate(f"{x:+.0f}", (shown, y), fontsize=5, ha="right" if x > hi else "left",
+                        va="bottom")
+        ax.plot([shown], [y], ls="none", **style)
     for i, e in enumerate(entries):
         y = n - 1 - i
         for j, x in enumerate(sorted(e["per_seed"], key=lambda r: r["seed"])):
             off = (j - (len(e["per_seed"]) - 1) / 2) * 0.12
             color = "C2" if x["verdict"] == "held" else "C3" if x["verdict"] == "not held" \
                 else "C1"
-            ax.errorbar(x["difference"], y + off, xerr=HOLD_SE * x["sem"], fmt="o", ms=4,
-                        color=color, mfc=color if x["certified"] else "white", capsize=2,
-                        lw=0.8)
-        if len(e["per_seed"]) > 1:   # the mean over seeds, bar: 3 combined s.e.
-            ax.errorbar([e["mean"]], [y - 0.3], xerr=HOLD_SE * e["combined_sem"], fmt="D",
-                        ms=4, color="k", capsize=2, lw=0.8, zorder=3)
+            mark(in_se(x["difference"], x["sem"]), y + off, marker="o", ms=4, color=color,
+                 mfc=color if x["certified"] else "white")
+        if len(e["per_seed"]) > 1 and math.isfinite(e["combined_sem"]):
+            mark(in_se(e["mean"], e["combined_sem"]), y - 0.3, marker="D", ms=4, color="k")
         if e["paper"] is not None:
-            ax.scatter([e["paper"]], [y], marker="*", s=80, color="C0", zorder=3)
+            se = sum(x["sem"] for x in e["per_seed"]) / len(e["per_seed"])
+            mark(in_se(e["paper"], se), y, marker="*", ms=7, color="C0", alpha=0.6)
     ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(HOLD_SE, color="k", lw=0.8, ls="--")
+    ax.set_xlim(lo - 0.5, hi + 0.5)
+    ax.set_ylim(-1, n)
     ax.set_yticks(range(n))
-    ax.set_yticklabels([f"{e['study']}: {e['column']}{' ' + e['length'] if e['length'] else ''}"
-                        for e in reversed(entries)], fontsize=6)
-    ax.set_xlabel("difference the claim predicts positive (nats); bars: 3 s.e.")
-    ax.set_title("Claims: each seed (green held, red not held, orange not certified; hollow: a "
-                 "certificate missed)\ndiamond: mean over seeds (3 combined s.e.), star: the "
-                 "paper", fontsize=8)
+    ax.set_yticklabels([f"{'[brief] ' if e.get('source') == 'brief' else ''}{e['study']}: "
+                        f"{e['claim'][:48]}{'…' if len(e['claim']) > 48 else ''} | {e['column']}"
+                        f"{' ' + e['length'] if e['length'] else ''}"
+                        for e in reversed(entries)], fontsize=5.5)
+    ax.set_xlabel(f"difference the claim predicts positive, in s.e. (held: right of the dashed "
+                  f"line at {HOLD_SE:g}, and certified)")
+    ax.set_title("Every judged claim: green held, red not held, orange not certified (hollow: a "
+                 "certificate missed);\ndiamond: mean over seeds; star: the paper's difference "
+                 "in our s.e.", fontsize=8)
+    ax.grid(axis="x", lw=0.3, alpha=0.5)
     save(fig, stem)
     return stem.with_suffix(".png")
 

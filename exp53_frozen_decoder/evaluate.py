@@ -12,7 +12,7 @@ from common.claims import compare_rows, write_claims
 from common.config import guarded
 from common.experiment import Experiment, evaluate_decoder_family
 from common.families import FAMILIES, GAUSSIAN
-from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
+from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
 from common.paper import TABLE4_LINEAR
 from common.tables import gap_table, merge_rows, write_csv
 
@@ -21,7 +21,8 @@ from .train import encoder_run_dir
 FIELDS = ["dataset", "encoder", "model", "split", "n_points", "encoder_params", "logpx", "logpx_sem",
           "L_qstar", "L_qstar_sem", "L_q", "L_q_sem", "approx_gap", "approx_gap_sem",
           "amort_gap", "amort_gap_sem", "total_gap", "total_gap_sem", "ais", "iwae_q",
-          "iwae_qstar", "L_qstar_ffg", "failures"] + CERTIFICATE_FIELDS + COMPUTED_FIELDS
+          "iwae_qstar", "L_qstar_ffg", "failures"] + PAPER_RULE_FIELDS + CERTIFICATE_FIELDS + \
+    COMPUTED_FIELDS
 NAMES = {f: c.display for f, c in FAMILIES.items()}
 STEMS = {"small_encoder": "table", "linear_encoder": "table_linear"}
 TRUNKS = {"small_encoder": "one hidden layer of 100", "linear_encoder": "linear (no hidden layer)"}

@@ -4,7 +4,7 @@ a table of the final-epoch gaps."""
 from common.claims import compare_rows, write_claims
 from common.config import guarded
 from common.experiment import Experiment, evaluate_one
-from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS
+from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
 from common.tables import gap_table, merge_rows, write_csv
 
 from .config import MODELS
@@ -13,7 +13,8 @@ from .train import dynamics_run_dir
 FIELDS = ["model", "split", "epoch", "n_points", "logpx", "logpx_sem", "L_qstar", "L_qstar_sem",
           "L_q", "L_q_sem", "approx_gap", "approx_gap_sem", "amort_gap", "amort_gap_sem",
           "total_gap", "total_gap_sem", "ais", "iwae_q", "iwae_qstar",
-          "failures"] + CERTIFICATE_FIELDS + COMPUTED_FIELDS
+          "failures"] + PAPER_RULE_FIELDS + CERTIFICATE_FIELDS + \
+    COMPUTED_FIELDS
 SPLITS = ("train", "valid")
 
 

@@ -25,7 +25,7 @@ def test_a_row_difference_uses_the_combined_standard_error_and_both_certificates
     assert c["verdict"] == "not certified" and c["paper"] is None
     write_claims(tmp_path, [c])
     assert read_claims(tmp_path) == [c]
-    assert markdown_rows([c])[0][3:] == ["–", "+5.00 ± 0.50", "no", "**not certified**"]
+    assert markdown_rows([c])[0][4:] == ["–", "+5.00 ± 0.50", "no", "**not certified**", "–"]
     (tmp_path / "claims.json").write_text("{garbage")
     assert read_claims(tmp_path) == [] and math.isfinite(c["sem"])
 
@@ -165,7 +165,7 @@ def test_a_claim_whose_runs_differ_in_a_detail_is_one_row_across_seeds(tmp_path)
     (entry,) = [e for e in seeds.collect(tmp_path) if e["results"] == "exp66_small_data"]
     assert entry["column"] == "ffg" and entry["seeds"] == 2 and entry["seeds_held"] == 2
     assert "(held; best: epoch 97)" in seeds.markdown([entry])
-    assert [r[2] for r in markdown_rows(read_claims(tmp_path / "exp66_small_data_seed1"))] == \
+    assert [r[3] for r in markdown_rows(read_claims(tmp_path / "exp66_small_data_seed1"))] == \
         ["ffg (best: epoch 181)"]
     bad = {**new, "detail": 3}
     (tmp_path / "exp66_small_data_seed1" / "claims.json").write_text(json.dumps([bad]))
