@@ -170,8 +170,8 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
 
 def paper_rule_folders(root: Path, folders) -> list:
     """[(folder, [max_rule_excess of its rows])] of the results folders whose gap CSVs were made
-    by the paper's max rule for log p^ (a `logpx` column and no `logpx_rule`: computed before
-    log p^ = AIS and not re-made since)."""
+    by the paper's max rule for log p^ (its `ais_sets_logpx` certificate and no `logpx_rule`:
+    computed before log p^ = AIS and not re-made since; exp51's log p^ is a grid's, exact)."""
     from .tables import read_csv
     out = []
     for folder in folders:
@@ -180,7 +180,7 @@ def paper_rule_folders(root: Path, folders) -> list:
                 rows = read_csv(path)
             except Exception:  # noqa: BLE001 - an unreadable CSV is reported by its own step
                 continue
-            if rows and "logpx" in rows[0] and "logpx_rule" not in rows[0]:
+            if rows and "ais_sets_logpx" in rows[0] and "logpx_rule" not in rows[0]:
                 excess = []
                 for r in rows:
                     try:

@@ -182,8 +182,8 @@ def forest(entries: list, stem: Path) -> Path:
                         f"{e['claim'][:48]}{'…' if len(e['claim']) > 48 else ''} | {e['column']}"
                         f"{' ' + e['length'] if e['length'] else ''}"
                         for e in reversed(entries)], fontsize=5.5)
-    ax.set_xlabel(f"difference the claim predicts positive, in s.e. (held: right of the dashed "
-                  f"line at {HOLD_SE:g}, and certified)")
+    ax.set_xlabel(f"difference / its s.e. (held: right of the dashed line at {HOLD_SE:g}, and "
+                  f"certified)")
     ax.set_title("Every judged claim: green held, red not held, orange not certified (hollow: a "
                  "certificate missed);\ndiamond: mean over seeds; star: the paper's difference "
                  "in our s.e.", fontsize=8)
