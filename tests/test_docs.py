@@ -66,3 +66,17 @@ def test_the_committed_snapshot_names_no_machine_path():
             found += [f"{f.relative_to(ROOT)}: {m}" for m in ("/tmp/", "/work/", "/root/",
                                                                "/home/") if m in text]
     assert not found, found[:10]
+
+
+def test_the_committed_report_shows_the_verdicts_of_the_committed_claims():
+    """report.html and REPORT.md are re-made whenever a snapshot's claims change: every row of
+    CLAIMS.md's tables stands in REPORT.md, and each verdict count line in report.html (the
+    report.html of 2c63564 lacked CLAIMS.md's 100- and 300-epoch columns)."""
+    results = ROOT / "docs" / "results"
+    claims = (results / "CLAIMS.md").read_text().splitlines()
+    report = (results / "REPORT.md").read_text()
+    rows = [line for line in claims if line.startswith("| ")]
+    assert rows and [r for r in rows if r not in report] == []
+    html = (results / "report.html").read_text()
+    counts = re.findall(r"\*\*(exp[^*]+)\*\*: (\d+ of \d+ held)", "\n".join(claims))
+    assert counts and all(f"<strong>{s}</strong>: {n}" in html for s, n in counts)
