@@ -103,9 +103,8 @@ def compare_rows(study: str, text: str, column: str, a: dict, b: dict, field: st
     d, se = row_difference(a, b, field, field_b)
     rules = {rule_of(a, field), rule_of(b, field_b)} - {None}
     rule = "paper" if "paper" in rules else ("ais" if rules else None)
-    twin = lambda row, f: f"{f}_paper" if rule_of(row, f) == "ais" else f  # noqa: E731
-    paper_rule = row_difference(a, b, twin(a, field), twin(b, field_b)) if rule == "ais" \
-        else None
+    twin = lambda f: f"{f}_paper" if f in LOGPX_QUANTITIES else f  # noqa: E731
+    paper_rule = row_difference(a, b, twin(field), twin(field_b)) if rule == "ais" else None
     return claim(study, text, column, d, se, truthy(a.get("certified")) and
                  truthy(b.get("certified")), paper, detail, source=source,
                  logpx_rule=rule, paper_rule=paper_rule)

@@ -556,21 +556,17 @@ def pooled_logpx_from(ais_values: torch.Tensor, bounds_list) -> torch.Tensor:
     return (torch.logsumexp(c, 0) - math.log(c.shape[0])).float()
 
 
-def add_gaps(bounds: dict, ais_values: torch.Tensor, paper: torch.Tensor = None,
+def add_gaps(bounds: dict, ais_values: torch.Tensor, paper: torch.Tensor,
              pooled: torch.Tensor = None) -> dict:
-    """Per-point gaps from log p^ = AIS (LOGPX_RULE) and, given the paper's max rule `paper`,
-    the same gaps under it (`*_paper`) and which estimator set it."""
-    out = dict(bounds, ais=ais_values, logpx=ais_values)
+    """Per-point gaps from log p^ = AIS (LOGPX_RULE), and the same gaps under the paper's max
+    rule `paper` (`*_paper`) with where AIS is that max."""
+    out = dict(bounds, ais=ais_values, logpx=ais_values, logpx_paper=paper)
+    out["ais_sets_logpx"] = (ais_values >= paper).float()
     out["approx_gap"] = ais_values - bounds["L_qstar"]
     out["amort_gap"] = bounds["L_qstar"] - bounds["L_q"]
     out["total_gap"] = ais_values - bounds["L_q"]
-    if paper is not None:
-        out["logpx_paper"] = paper
-        out["ais_sets_logpx"] = (ais_values >= paper).float()
-        out["approx_gap_paper"] = paper - bounds["L_qstar"]
-        out["total_gap_paper"] = paper - bounds["L_q"]
-    else:
-        out["ais_sets_logpx"] = torch.ones_like(ais_values)
+    out["approx_gap_paper"] = paper - bounds["L_qstar"]
+    out["total_gap_paper"] = paper - bounds["L_q"]
     if pooled is not None:
         out["logpx_pooled"] = pooled
     return out

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from common.claims import claim, compare_rows, write_claims
+from common.claims import claim, compare_rows, rule_of, write_claims
 from common.config import guarded, write_json
 from common.experiment import Experiment, cached, decoder_bdmc, eval_key, model_hash
 from common.gaps import LOGPX_RULE, CERTIFICATE_TARGETS, amortised_bounds, ais_logpx
@@ -109,7 +109,7 @@ def claims_of(rows: list, cfg, last: int) -> list:
     if all((f, "test") in final for f in cfg.families[:2]) and len(cfg.families) > 1:
         a, b = (final[(f, "test")] for f in cfg.families[:2])
         d, se = a["logpx"] - b["logpx"], math.hypot(a["logpx_sem"], b["logpx_sem"])
-        both = all(r.get("logpx_paper") not in (None, "") for r in (a, b))
+        both = all(rule_of(r, "logpx") == "ais" for r in (a, b))
         pd = a["logpx_paper"] - b["logpx_paper"] if both else None
         out.append(claim("exp66 §6.6", f"FFG and Flow differ little: their test log p̂ within "
                          f"{cfg.small_gap:g} nat", f"{cfg.small_gap:g} - |{b['family']} - "
