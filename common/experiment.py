@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from .config import (ConfigError, CorruptFile, UserError, check_results_dir, com
                      git_commit, parse_config, portable, provenance, results_dir, to_jsonable,
                      write_json)
 from .data import load_dataset, load_intensities
-from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, bdmc_bound,
+from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, certified_bdmc,
                    certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
                    write_per_point)
 from .presets import EVAL_ONLY
@@ -298,8 +299,10 @@ def eval_key(cfg: EvalConfig, extra: dict = None) -> dict:
 
 
 def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
-    """BDMC of one decoder along the AIS path of cfg, computed once per decoder (and proposal
-    encoder) and reused by every split and encoder that shares it: cached at `path`."""
+    """BDMC of one decoder along the AIS path of cfg, extended until certified or at the cap
+    (gaps.certified_bdmc: its `ais_steps_used` is what the AIS of log p^ runs), computed once
+    per decoder (and proposal encoder) and reused by every split and encoder that shares it:
+    cached at `path`."""
     key = {**{f: getattr(cfg, f) for f in EvalConfig.__dataclass_fields__
               if f.startswith(("ais_", "bdmc_", "qstar_"))}, "eval_version": EVAL_VERSION,
            "seed": seed, "decoder": model_hash(model, "decoder"),
@@ -312,9 +315,10 @@ def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
         print(f"[eval] BDMC cached: gap {hit['bdmc']['bdmc_gap']:.3f} nats", flush=True)
         return hit["bdmc"]
     t0 = time.time()
-    result = bdmc_bound(model, cfg, seed)
-    print(f"[eval] BDMC ({result['bdmc_path']} path): forward {result['bdmc_lower']:.2f}, reverse "
-          f"{result['bdmc_upper']:.2f}, gap {result['bdmc_gap']:.3f} nats "
+    result = certified_bdmc(model, cfg, seed, verbose=True)
+    print(f"[eval] BDMC ({result['bdmc_path']} path, {result['ais_steps_used']} steps): forward "
+          f"{result['bdmc_lower']:.2f}, reverse {result['bdmc_upper']:.2f}, gap "
+          f"{result['bdmc_gap']:.3f} nats{' (at the step cap)' if result['bdmc_at_cap'] else ''} "
           f"({time.time() - t0:.0f}s)", flush=True)
     write_json(path, {"key": key, "bdmc": result})
     return result
@@ -355,13 +359,16 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
               f"(q* capped {b['qstar_capped'].mean():.0%}, mean {b['qstar_steps'].mean():.0f} "
               f"steps, probe {b['qstar_probe'][0]:+.3f}; {time.time() - t0:.0f}s)", flush=True)
     decoder_model = models[source]
-    t0 = time.time()
-    ais_values, ais_stats = ais_logpx(decoder_model, x, cfg, seed, qstar_params, verbose=True)
-    print(f"[eval] AIS {ais_values.mean():.2f} ({time.time() - t0:.0f}s)", flush=True)
-    # one BDMC per decoder: named by its content, so checkpoints of one run never share a file
+    # one BDMC per decoder: named by its content, so checkpoints of one run never share a file;
+    # first, since it sets how many steps the AIS of log p^ needs (certify or extend)
     bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent /
                         f"bdmc_{model_hash(decoder_model, 'decoder')[:10]}.json") \
         if with_bdmc else {}
+    ais_cfg = replace(cfg, ais_steps=bdmc.get("ais_steps_used", cfg.ais_steps))
+    t0 = time.time()
+    ais_values, ais_stats = ais_logpx(decoder_model, x, ais_cfg, seed, qstar_params, verbose=True)
+    print(f"[eval] AIS {ais_values.mean():.2f} ({ais_cfg.ais_steps} steps; "
+          f"{time.time() - t0:.0f}s)", flush=True)
     paper_rule = logpx_from(ais_values, bounds.values())
     pooled = pooled_logpx_from(ais_values, bounds.values())
     computed = {"computed_commit": git_commit(), "computed_command": command_line(),

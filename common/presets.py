@@ -126,7 +126,7 @@ SMOKE = dict(epochs=2, warmup_epochs=1, n_train=1000, n_valid_monitor=100, n_poi
              k_eval=64, qstar_samples=4, qstar_lr=1e-2, qstar_lr_decay=0.5,
              qstar_check_every=10, qstar_patience=1,
              qstar_max_steps=40, ais_chains=2, ais_steps=10, ais_leapfrog=2, ais_warmup=3,
-             bdmc_points=8, qstar_probe_points=8)
+             ais_budget_cap=2, bdmc_points=8, qstar_probe_points=8)
 # quick's q* rule: Adam from lr 1e-2, halved per point at every window of 100 steps without a new
 # best (a gain of more than 0.05 nats), stop after 3 such windows in a row (patience 2), S = 10,
 # cap 6000. Measured on 200 MNIST test points of a 100-epoch flow model against the former rule
@@ -148,7 +148,8 @@ PAPER = dict(epochs=3280, warmup_epochs=400,  # entropy warm-up: the paper's 6.1
              n_points=1000, k_eval=5000, qstar_samples=50,
              qstar_lr=1e-3, qstar_check_every=100, qstar_patience=10, qstar_max_steps=100_000,
              qstar_warm_start=False, ais_chains=100, ais_steps=5000, ais_leapfrog=10,
-             ais_init_step=0.01, ais_proposal="prior", ais_warmup=0, bdmc_points=100,
+             ais_init_step=0.01, ais_proposal="prior", ais_warmup=0, ais_budget_cap=2,
+             bdmc_points=100,
              qstar_probe_points=100)
 
 

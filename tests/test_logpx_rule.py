@@ -139,3 +139,41 @@ def test_a_verdict_edited_in_claims_json_is_recomputed_from_its_numbers(tmp_path
     assert back["verdict"] == "not held"
     assert "says 'held' but its numbers give 'not held'" in capsys.readouterr().err
     assert json.loads((tmp_path / "claims.json").read_text())[0]["verdict"] == "held"
+
+
+def test_certify_or_extend_doubles_ais_steps_until_bdmc_certifies_and_log_p_uses_them(tmp_path):
+    """Certify or extend: a BDMC gap above its target at cfg.ais_steps doubles the steps (same
+    simulated data and seeds) until it is within the target or at ais_budget_cap x; the AIS of
+    log p^ then runs the steps that were certified, so the certificate is its own."""
+    from dataclasses import replace
+    model = sharp_model()
+    cfg = gaps.EvalConfig(n_points=12, k_eval=50, ais_chains=4, ais_steps=2, ais_leapfrog=5,
+                          ais_init_step=0.3, ais_proposal="prior", ais_warmup=0,
+                          ais_budget_cap=64, bdmc_points=10, qstar_max_steps=40,
+                          qstar_check_every=10, qstar_patience=1, qstar_samples=4,
+                          qstar_lr=1e-2, qstar_probe_points=4, qstar_ffg_fit=False)
+    target = gaps.CERTIFICATE_TARGETS["bdmc_gap"]
+    short = gaps.bdmc_bound(model, cfg, 0)
+    assert short["bdmc_gap"] > target                  # 2 steps cannot certify this decoder
+    # (measured: BDMC gap 61.7 at 2 steps, 14.8 at 8, 2.66 at 32, 0.44 at 128)
+    r = gaps.certified_bdmc(model, cfg, 0)
+    used = r["ais_steps_used"]
+    assert used > cfg.ais_steps and used % cfg.ais_steps == 0
+    assert not r["bdmc_at_cap"] and abs(r["bdmc_gap"]) <= target
+    data = gaps.bdmc_data(model, cfg, 0)
+    before = gaps.bdmc_bound(model, replace(cfg, ais_steps=used // 2), 0, data=data)
+    assert before["bdmc_gap"] > target                 # it stopped at the first that certified
+    assert gaps.bdmc_bound(model, replace(cfg, ais_steps=used), 0, data=data) == \
+        {k: v for k, v in r.items() if k not in ("ais_steps_used", "bdmc_at_cap")}
+    capped = gaps.certified_bdmc(model, replace(cfg, ais_budget_cap=1), 0)
+    assert capped["ais_steps_used"] == 2 and capped["bdmc_at_cap"]
+    # the evaluation: AIS of log p^ ran `used` steps, and the row says so
+    x, _ = gaps.simulate(model, 12, seed=3)
+    summary = evaluate_one(model, x, cfg, 0, tmp_path / "eval")
+    assert summary["ais_steps_used"] == used and summary["bdmc_at_cap"] is False
+    assert f"{used} steps" in summary["bdmc_settings"] and summary["certified"] in (True, False)
+    ais, _ = gaps.ais_logpx(model, x, replace(cfg, ais_steps=used), 0)
+    assert summary["ais"] == pytest.approx(ais.mean().item(), abs=1e-5)
+    no_cap = evaluate_one(model, x, replace(cfg, ais_budget_cap=1), 0, tmp_path / "eval1")
+    assert no_cap["ais_steps_used"] == 2 and no_cap["bdmc_at_cap"] is True
+    assert not no_cap["certified"] and "bdmc_gap" in no_cap["certificate_misses"]
