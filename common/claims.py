@@ -87,27 +87,38 @@ def mean_sem(differences) -> tuple:
     return mean, math.sqrt(var / n)
 
 
-def row_difference(a: dict, b: dict, field: str, field_b: str = None) -> tuple:
-    """a[field] - b[field_b or field] and its combined standard error, from two summary rows."""
-    field_b = field_b or field
-    d = float(a[field]) - float(b[field_b])
-    se = math.sqrt(float(a[f"{field}_sem"]) ** 2 + float(b[f"{field_b}_sem"]) ** 2)
-    return d, se
-
-
 def compare_rows(study: str, text: str, column: str, a: dict, b: dict, field: str,
                  field_b: str = None, paper: float = None, detail: str = None,
                  source: str = "paper") -> dict:
     """The claim "a[field] > b[field_b]" from two summary rows (gaps.csv rows or summaries)."""
-    field_b = field_b or field
-    d, se = row_difference(a, b, field, field_b)
-    rules = {rule_of(a, field), rule_of(b, field_b)} - {None}
+    return contrast(study, text, column, [(1, a, field), (-1, b, field_b or field)],
+                    truthy(a.get("certified")) and truthy(b.get("certified")), paper, detail,
+                    source=source)
+
+
+def contrast(study: str, text: str, column: str, terms: list, certified: bool = None,
+             paper: float = None, detail: str = None, source: str = "paper",
+             within: float = None) -> dict:
+    """The claim "sum of sign x row[field] > 0" over terms [(sign, row, field)] of summary
+    rows: d = sum sign x row[field], s.e. = sqrt(sum row[field_sem]^2) (conservative where rows
+    share points). within: an equivalence claim, "|sum| < within", judged as within - |d| > 0
+    (same s.e.). certified: default, every row's `certified` (rows without one certify
+    themselves: no estimator to converge). Under log p^ = AIS a term on a LOGPX_QUANTITIES field
+    is judged again with its `_paper` twin (compare_rows' rule)."""
+    def total(twin: bool) -> tuple:
+        d, var = 0.0, 0.0
+        for sign, row, field in terms:
+            f = f"{field}_paper" if twin and field in LOGPX_QUANTITIES else field
+            d += sign * float(row[f])
+            var += float(row[f"{f}_sem"]) ** 2
+        return (within - abs(d) if within is not None else d), math.sqrt(var)
+    rules = {rule_of(row, field) for _, row, field in terms} - {None}
     rule = "paper" if "paper" in rules else ("ais" if rules else None)
-    twin = lambda f: f"{f}_paper" if f in LOGPX_QUANTITIES else f  # noqa: E731
-    paper_rule = row_difference(a, b, twin(field), twin(field_b)) if rule == "ais" else None
-    return claim(study, text, column, d, se, truthy(a.get("certified")) and
-                 truthy(b.get("certified")), paper, detail, source=source,
-                 logpx_rule=rule, paper_rule=paper_rule)
+    if certified is None:
+        certified = all(truthy(row.get("certified", True)) for _, row, _ in terms)
+    d, se = total(False)
+    return claim(study, text, column, d, se, certified, paper, detail, source=source,
+                 logpx_rule=rule, paper_rule=total(True) if rule == "ais" else None)
 
 
 def write_claims(out_dir: Path, claims: list) -> None:

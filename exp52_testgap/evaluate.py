@@ -4,9 +4,10 @@
 Writes gaps.csv (one row per dataset x model x split), table.tex / table.md (test split, the
 paper's Table-2 layout) and table_train.md/.tex. Finished evaluations are read back, not redone.
 """
+from common import brief
 from common.claims import compare_rows, write_claims
 from common.config import guarded
-from common.experiment import Experiment, evaluate_one
+from common.experiment import Experiment, evaluate_one, read_metrics
 from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
 from common.families import FAMILIES, GAUSSIAN
 from common.paper import TABLE2, TABLE3
@@ -70,9 +71,23 @@ def main(argv=None):
                   (f"; paper rows: Table {2 if table is TABLE2 else 3} of Cremer et al. "
                    f"(2018)" if paper else ""), paper=paper, extra=("L_qstar_ffg",))
     if cfg.variant == "standard":
-        write_claims(exp.out, claims_of([r for r in rows if r["split"] == "test"]))
+        test = [r for r in rows if r["split"] == "test"]
+        write_claims(exp.out, claims_of(test) + brief.exp52_claims(test, training_spreads(exp)))
     exp.write_provenance()
     print(f"[exp52] wrote {exp.out / 'gaps.csv'}")
+
+
+def training_spreads(exp) -> dict:
+    """{(dataset, flow family): the spread of its validation ELBO's epoch-to-epoch changes}
+    (common/brief.epoch_change_spread) of the flows' training runs: the brief's stability."""
+    out = {}
+    for dataset in exp.config.datasets:
+        for family in (f for f in exp.config.families if f in brief.FLOWS):
+            metrics = read_metrics(run_dir(exp, dataset, family), exp.config.epochs, "exp52")
+            spread = brief.epoch_change_spread([m["valid_elbo"] for m in metrics])
+            if spread is not None:
+                out[(dataset, family)] = spread
+    return out
 
 
 CLAIMS = (("flows reduce the approximation gap", "approx_gap"),   # (claim, gap: FFG's minus

@@ -8,6 +8,7 @@ cost two q* fits instead of ten. Writes gaps.csv, table.tex / table.md
 (hidden-100 encoders, test), table_linear.* (linear encoders, test, with the paper's Table 4)
 and their _train versions.
 """
+from common import brief
 from common.claims import compare_rows, write_claims
 from common.config import guarded
 from common.experiment import Experiment, evaluate_decoder_family
@@ -68,16 +69,20 @@ def main(argv=None):
                           f"{exp.preset}, seed {exp.seed}); log p̂ shared by all encoders" +
                           ("; paper rows: Table 4 (its FFG, AF, Flow against our FFG, Flow, "
                            "CFlow)" if paper else ""), paper=paper)
-    write_claims(exp.out, claims_of([r for r in rows if r["split"] == "test"]))
+    test = [r for r in rows if r["split"] == "test"]
+    write_claims(exp.out, claims_of(test) + brief.exp53_claims(test, TRUNKS))
     exp.write_provenance()
     print(f"[exp53] wrote {exp.out / 'gaps.csv'}")
+
+
+TRUNKS = {"small_encoder": "one-hidden-layer", "linear_encoder": "linear"}
 
 
 def claims_of(rows: list) -> list:
     """On one decoder the family alone changes the gaps: per encoder trunk, each flow family's
     amortization gap below FFG's (the paper's Table 4 for linear encoders)."""
     out = []
-    for encoder, trunk in (("small_encoder", "one-hidden-layer"), ("linear_encoder", "linear")):
+    for encoder, trunk in TRUNKS.items():
         by_model = {r["model"]: r for r in rows if r["encoder"] == encoder}
         for model in (m for m in by_model if m != GAUSSIAN):
             if GAUSSIAN in by_model:

@@ -1,6 +1,7 @@
 """At every kept checkpoint of every exp55 model: log p^, L[q*], L[q] and the gaps on a fixed
 training subset and a fixed validation subset of the same size. Writes gaps_over_epochs.csv and
 a table of the final-epoch gaps."""
+from common import brief
 from common.claims import compare_rows, write_claims
 from common.config import guarded
 from common.experiment import Experiment, evaluate_one
@@ -51,7 +52,7 @@ def main(argv=None):
         "exp55 §5.5", "at the last epoch the amortization gap is larger on validation than on "
         "training data (the encoder overfits)", model, final[(model, "valid")],
         final[(model, "train")], "amort_gap") for model in cfg.models
-        if (model, "valid") in final and (model, "train") in final])
+        if (model, "valid") in final and (model, "train") in final] + brief.exp55_claims(final))
     exp.write_provenance()
     print(f"[exp55] wrote {exp.out / 'gaps_over_epochs.csv'}")
 

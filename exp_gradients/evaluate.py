@@ -1,7 +1,10 @@
 """summary.csv and table.tex / table.md: per model, the mean normalised encoder/decoder gradient
-ratio over the last quarter of training, with its spread (std over those epochs)."""
+ratio over the last quarter of training, with its spread (std over those epochs); claims.json: the
+brief's findings on them (common/brief.py)."""
 import math
 
+from common import brief
+from common.claims import write_claims
 from common.config import guarded
 from common.experiment import Experiment, read_metrics
 from exp55_dynamics.train import dynamics_run_dir
@@ -9,7 +12,7 @@ from common.tables import write_csv, write_tables
 
 
 def last_quarter_stats(values):
-    tail = values[-max(1, len(values) // 4):]
+    tail = values[-max(min(2, len(values)), len(values) // 4):]   # 2 at least: an s.e.
     mean = sum(tail) / len(tail)
     std = math.sqrt(sum((v - mean) ** 2 for v in tail) / max(1, len(tail) - 1))
     return mean, std, len(tail)
@@ -40,6 +43,7 @@ def main(argv=None):
                          f"({rows[0]['last_quarter_epochs']} epochs; ± = std over those epochs); "
                          f"ratio = (|g_enc|/sqrt(n_enc)) / (|g_dec|/sqrt(n_dec)). Preset "
                          f"{exp.preset}, seed {exp.seed}, {exp.config.dataset}.")
+    write_claims(exp.out, brief.gradient_claims(rows))
     exp.write_provenance()
     print(f"[exp_gradients] wrote {exp.out / 'summary.csv'}")
 

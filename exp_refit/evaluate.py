@@ -2,11 +2,14 @@
 q* is fitted twice, warm-started from the base and from the refit encoder, and the better fit
 per point is L[q*] for both, since q* depends on the decoder and x only),
 plus curves.csv gathered over noise levels and table.tex / table.md (before, best, final IWAE
-on A and B, and the epoch where B peaks)."""
+on A and B, and the epoch where B peaks); claims.json: the brief's findings on the curves
+(common/brief.py)."""
 import time
 
 import torch
 
+from common import brief
+from common.claims import write_claims
 from common.config import guarded
 from common.experiment import Experiment, trained_epochs
 from exp52_testgap.base import base_run_dir
@@ -73,6 +76,7 @@ def main(argv=None):
                                 f"certified when <= {CERTIFICATE_TARGETS['qstar_capped']:.0%} and "
                                 f"|probe| <= {CERTIFICATE_TARGETS['qstar_probe']} nat. Preset "
                                 f"{exp.preset}, seed {exp.seed}.")
+    write_claims(exp.out, brief.refit_claims(curves))
     exp.write_provenance()
     print(f"[exp_refit] wrote {exp.out / 'table.md'}")
 
