@@ -200,7 +200,10 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     models = len(study_of("exp55").presets["smoke"].models)
     for study, n in (("exp51 §5.1", 2), ("exp52 §5.2", 2 * (1 + 3 * flows)), ("exp53 Table 4", 2),
                      ("exp53 §5.3", 2), ("exp54 Table 5", 2), ("exp55 §5.5", models)):
-        assert first.count(f"| {study} |") == n, study
+        assert first.count(f"| paper | {study} |") == n, study
+    # ... and the brief's own findings (common/brief.py) beside them
+    for study in ("exp52 §5.2", "exp53 §5.3", "exp55 §5.5", "exp_gradients", "exp_refit"):
+        assert first.count(f"| brief | {study} |") >= 1, study
     assert all(line.rstrip(" |").endswith(("**held**", "**not held**", "**not certified**"))
                for line in first.splitlines() if line.startswith("| exp"))
     # a snapshot of two folders carries their claims, and CLAIMS.md judges only what it holds
@@ -211,7 +214,8 @@ def test_report_builds_from_smoke_results(dirs, smoke):
                           text=True)
     assert proc.returncode == 0, proc.stderr
     claims = (dest / "CLAIMS.md").read_text()
-    assert claims.count("| exp53") == 4 and claims.count("| exp54") == 2 and "| exp52" not in claims
+    assert claims.count("| paper | exp53") == 4 and claims.count("| brief | exp53") == 4
+    assert claims.count("| exp54") == 2 and "| exp52" not in claims
     # the whole snapshot: report (md + html), tables (md + tex), figures (png + pdf), CSVs,
     # provenance, step times and TIMES.md; never a checkpoint or a per-point file
     full = dirs[1] / "snapshot_full"
