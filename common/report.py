@@ -159,13 +159,43 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
            "(between seeds and the points', in quadrature; with 3 or more seeds; with fewer, "
            "held in every seed) and every seed is certified."
            if several else ""), "",
-          *summary, "", *paper_rule_notice(root, sections), header,
+          *summary, "", *paper_rule_notice(root, sections), *longest_screen(root, across),
+          header,
           "|" + "---|" * header.count(" |")] + ["| " + " | ".join(r) + " |" for r in rows]
     md.append("")
     if figures and entries:
         png = seeds_mod.forest(entries, root / "claims_forest")
         md += [f"![claims_forest]({png.relative_to(root).as_posix()})", ""]
     return md
+
+
+def longest_screen(root: Path, across: dict) -> list:
+    """Where RESULTS_DIR holds more than one training length (common/ladder.py): per claim, the
+    verdict at the longest length measured, its trend over lengths and the paper's value, and
+    the seeds where it holds (at the quick length, where seeds exist); the quick length's full
+    table follows it."""
+    from . import ladder
+    from .claims import cell
+    rows = ladder.collect(root)
+    if len({r["epochs"] for r in rows}) < 2:
+        return []
+    head = ["claim (study: claim, column)", "longest length", "ours there", "paper", "trend",
+            "seeds held (quick)"]
+    claims = ladder.by_claim(rows)
+    held = sum(at[max(at)]["verdict"] == "held" for at in claims.values())
+    lines = [f"**At the longest training length measured: {held} of {len(claims)} held** (each "
+             "length its own runs and evaluation; the paper trained 3280 epochs; the table "
+             "after it is the quick length's, in full):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, at in claims.items():
+        longest = max(at)
+        paper = ladder.paper_of(at)
+        e = across.get(key)
+        lines.append("| " + " | ".join([
+            cell(f"{key[0]}: {key[1]}, {key[2]}"), f"{longest} epochs" +
+            ("" if len(at) > 1 else " (the only one)"), ladder.cell(at[longest]),
+            "–" if paper is None else f"{paper:+.2f}", ladder.trend(at, paper),
+            f"{e['seeds_held']} of {e['seeds']}" if e and e["seeds"] > 1 else "–"]) + " |")
+    return lines + [""]
 
 
 def paper_rule_folders(root: Path, folders) -> list:

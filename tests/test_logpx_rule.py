@@ -177,3 +177,24 @@ def test_certify_or_extend_doubles_ais_steps_until_bdmc_certifies_and_log_p_uses
     no_cap = evaluate_one(model, x, replace(cfg, ais_budget_cap=1), 0, tmp_path / "eval1")
     assert no_cap["ais_steps_used"] == 2 and no_cap["bdmc_at_cap"] is True
     assert not no_cap["certified"] and "bdmc_gap" in no_cap["certificate_misses"]
+
+
+def test_the_first_screen_answers_at_the_longest_length_with_trend_and_paper(tmp_path):
+    """Where more than one training length is measured, the first screen leads with each
+    claim's verdict at its longest length, its trend and the paper's value."""
+    import json as json_
+    from common.claims import claim
+    from common.report import longest_screen
+    for folder, epochs, d in (("exp52_testgap", 30, 0.1), ("exp52_testgap_long", 300, 2.0)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "provenance.json").write_text(
+            json_.dumps({"preset": "quick", "config": {"epochs": epochs}}))
+        write_claims(tmp_path / folder, [claim("exp52 §5.2", "flows reduce the total gap",
+                                               "MNIST Flow vs FFG", d, 0.2, True, paper=1.5)])
+    lines = longest_screen(tmp_path, {})
+    assert "1 of 1 held" in lines[0]
+    (row,) = [line for line in lines if line.startswith("| exp52")]
+    assert "| 300 epochs |" in row and "+2.00 ± 0.20 **held**" in row and "+1.50" in row
+    assert "toward the paper (+1.90" in row
+    (tmp_path / "exp52_testgap_long" / "claims.json").unlink()
+    assert longest_screen(tmp_path, {}) == []            # one length: the quick table alone
