@@ -15,6 +15,7 @@ said in the claim's text and here:
       and from there to the last ("then"), on A (refit) and B (held out).
 """
 import math
+import statistics
 
 from .claims import contrast
 from .families import FAMILIES, GAUSSIAN
@@ -48,9 +49,8 @@ def exp52_claims(rows: list, spreads: dict = None) -> list:
             out.append(_brief("exp52 §5.2", f"the Contextual Flow reduces the {name} gap more "
                               f"than the Flow", DATA.get(dataset, dataset),
                               [(1, flow, field), (-1, cflow, field)]))
-        for family in (m for d, m in by if d == dataset and m != GAUSSIAN):
-            if (dataset, family) in by:   # (FFG's is the paper's claim)
-                row = by[(dataset, family)]
+        for (d, family), row in by.items():   # (FFG's is the paper's claim)
+            if d == dataset and family != GAUSSIAN:
                 out.append(_brief("exp52 §5.2", "the amortization gap dominates for the flows "
                                   "too (it exceeds the approximation gap)",
                                   f"{DATA.get(dataset, dataset)} {_name(family)}",
@@ -79,12 +79,10 @@ def epoch_change_spread(values: list):
     over its second half, and its s.e. sd / sqrt(2 (n - 1)); None with fewer than 3 changes."""
     tail = [float(v) for v in values[len(values) // 2:]]
     changes = [b - a for a, b in zip(tail, tail[1:])]
-    n = len(changes)
-    if n < 3:
+    if len(changes) < 3:
         return None
-    mean = sum(changes) / n
-    sd = math.sqrt(sum((c - mean) ** 2 for c in changes) / (n - 1))
-    return {"spread": sd, "spread_sem": sd / math.sqrt(2 * (n - 1))}
+    sd = statistics.stdev(changes)
+    return {"spread": sd, "spread_sem": sd / math.sqrt(2 * (len(changes) - 1))}
 
 
 def exp53_claims(rows: list, trunks: dict) -> list:

@@ -51,7 +51,7 @@ from .posteriors import log_standard_normal, log_weight
 from .timing import count, unit
 from .vae import VAE, BatchLikelihood
 
-EVAL_VERSION = 10 # bump when what an evaluation computes changes: cached evaluations are redone
+EVAL_VERSION = 10  # bump when what an evaluation computes changes: cached evaluations are redone
                   # (4: the ffg q* of a flow model starts from shrunk moments, has certificates;
                   # 5: the probe continues each fit, the max rule's pooled certificate;
                   # 6: q*'s non-finite guard, AF's bounded log-variances;
@@ -413,9 +413,9 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
                     if better.any():
                         chosen = per_point_where(better, other_params(), chosen)
                     fallback |= better
-                if fallback.any():   # the fit lost (AF's diverge at quick's lr 1e-2): again
-                    elbo, iwae, chosen, fallback = retry_lost_fits(
-                        model, xc, cfg, seed + start, fallback, elbo, iwae, chosen)
+                # where the fit lost (AF's diverged at quick's lr 1e-2): again, slower
+                elbo, iwae, chosen, fallback = retry_lost_fits(
+                    model, xc, cfg, seed + start, fallback, elbo, iwae, chosen)
                 params.append(chosen)
                 columns["qstar_fallback"] = fallback.float()
                 columns["qstar_capped"] = r.capped.float()

@@ -104,11 +104,13 @@ def computed_by(folder: Path) -> list:
     return [((c, first[c]), n) for c, n in sorted(counts.items(), key=lambda kv: first[kv[0]])]
 
 
-def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
+def claims_screen(root: Path, sections: list, figures: bool = True,
+                  ladder_rows: list = None) -> list:
     """The first screen: did the paper's claims hold? One row per claim and column, from each
     experiment's claims.json (common/claims.py); where several seeds exist (common/seeds.py),
     the seeds where it holds and the verdict across seeds; then the claims figure (a forest
-    plot: each seed's difference with its 3-s.e. bar and the paper's mark)."""
+    plot: each seed's difference with its 3-s.e. bar and the paper's mark). ladder_rows: the
+    claims at every length (common/ladder.collect; read here when not given)."""
     from . import seeds as seeds_mod
     from .claims import (HOLD_SE, MARKDOWN_HEADER, SOURCES, markdown_rows, read_claims,
                          verdict_differs)
@@ -159,7 +161,7 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
            "(between seeds and the points', in quadrature; with 3 or more seeds; with fewer, "
            "held in every seed) and every seed is certified."
            if several else ""), "",
-          *summary, "", *paper_rule_notice(root, sections), *longest_screen(root, across),
+          *summary, "", *paper_rule_notice(root, sections), *longest_screen(root, across, ladder_rows),
           header,
           "|" + "---|" * header.count(" |")] + ["| " + " | ".join(r) + " |" for r in rows]
     md.append("")
@@ -169,14 +171,14 @@ def claims_screen(root: Path, sections: list, figures: bool = True) -> list:
     return md
 
 
-def longest_screen(root: Path, across: dict) -> list:
+def longest_screen(root: Path, across: dict, rows: list = None) -> list:
     """Where RESULTS_DIR holds more than one training length (common/ladder.py): per claim, the
     verdict at the longest length measured, its trend over lengths and the paper's value, and
     the seeds where it holds (at the quick length, where seeds exist); the quick length's full
     table follows it."""
     from . import ladder
     from .claims import cell
-    rows = ladder.collect(root)
+    rows = ladder.collect(root) if rows is None else rows
     if len({r["epochs"] for r in rows}) < 2:
         return []
     head = ["claim (study: claim, column)", "longest length", "ours there", "paper", "trend",
@@ -185,7 +187,8 @@ def longest_screen(root: Path, across: dict) -> list:
     held = sum(at[max(at)]["verdict"] == "held" for at in claims.values())
     lines = [f"**At the longest training length measured: {held} of {len(claims)} held** (each "
              "length its own runs and evaluation; the paper trained 3280 epochs; the table "
-             "after it is the quick length's, in full):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             "after it is the quick length's, in full):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, at in claims.items():
         longest = max(at)
         paper = ladder.paper_of(at)
@@ -241,11 +244,11 @@ def paper_rule_notice(root: Path, sections: list) -> list:
             f"shown): " + "; ".join(cells) + ".", ""]
 
 
-def ladder_screen(root: Path, figures: bool = True) -> list:
+def ladder_screen(root: Path, figures: bool = True, rows: list = None) -> list:
     """Claims by training length (common/ladder.py), when RESULTS_DIR holds more than one length
-    of some study: the table, then one figure per study."""
+    of some study: the table, then one figure per study. rows: ladder.collect's, if read."""
     from . import ladder
-    rows = ladder.collect(root)
+    rows = ladder.collect(root) if rows is None else rows
     if len({r["epochs"] for r in rows}) < 2:
         return []
     md = ["## Claims by training length", "", ladder.markdown(rows)]
@@ -270,8 +273,10 @@ def build(root: Path) -> tuple:
         md += ["**Made from a working tree with uncommitted changes** (`+dirty`: "
                + (", ".join(dirty) if dirty else "the report") + "): the commit named does not "
                "hold the code that made these numbers.", ""]
-    md += claims_screen(root, sections)
-    md += ladder_screen(root)
+    from .ladder import collect as ladder_collect
+    ladder_rows = ladder_collect(root)   # every length's claims, read once for both screens
+    md += claims_screen(root, sections, ladder_rows=ladder_rows)
+    md += ladder_screen(root, rows=ladder_rows)
     if missing:
         md += ["**Missing experiments** (no results under $RESULTS_DIR): " + ", ".join(missing),
                ""]
@@ -434,9 +439,12 @@ def main(argv=None) -> int:
                         copy_folder(src, dest / src.name)
         # the claims of every study in the snapshot, judged there (README quotes this file),
         # then the same claims at every training length the snapshot holds
-        by_length = ladder_screen(dest)
+        from .ladder import collect as ladder_collect
+        ladder_rows = ladder_collect(dest)
+        by_length = ladder_screen(dest, rows=ladder_rows)
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
-            claims_screen(dest, collect(dest))[2:] + by_length).strip() + "\n")
+            claims_screen(dest, collect(dest), ladder_rows=ladder_rows)[2:] + by_length)
+            .strip() + "\n")
 
         from .steptime import read_times
         all_steps = read_times(root / "step_times.json")
