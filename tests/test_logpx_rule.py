@@ -171,7 +171,7 @@ def test_certify_or_extend_doubles_ais_steps_until_bdmc_certifies_and_log_p_uses
     x, _ = gaps.simulate(model, 12, seed=3)
     summary = evaluate_one(model, x, cfg, 0, tmp_path / "eval")
     assert summary["ais_steps_used"] == used and summary["bdmc_at_cap"] is False
-    assert f"{used} steps" in summary["bdmc_settings"] and summary["certified"] in (True, False)
+    assert f"{used} steps" in summary["bdmc_settings"]
     ais, _ = gaps.ais_logpx(model, x, replace(cfg, ais_steps=used), 0)
     assert summary["ais"] == pytest.approx(ais.mean().item(), abs=1e-5)
     no_cap = evaluate_one(model, x, replace(cfg, ais_budget_cap=1), 0, tmp_path / "eval1")
