@@ -6,7 +6,8 @@ A claim predicts that a difference d of two estimates (nats, on the same points)
                sqrt(se_a^2 + se_b^2) (conservative for estimates on the same points);
     verdict:   "held" when d > 3 s.e. and every evaluation involved is certified,
                "not certified" when d > 3 s.e. but a certificate was missed,
-               "not held" otherwise.
+               "not held" otherwise;
+               "too few points" when there is no s.e. (one point or seed: s.e. 0), never held.
 
 A claim on a quantity that involves log p^ (the approximation or total gap, log p^ itself) is
 judged under log p^ = AIS (common/gaps.LOGPX_RULE) and again under the paper's max rule
@@ -23,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import atomic_write_text
+from .config import edited_by_hand, write_checksummed
 
 HOLD_SE = 3.0
 OLD_EPOCH_IN_TEXT = re.compile(r"at the last epoch \(\d+\)")
@@ -39,6 +40,8 @@ def truthy(value) -> bool:
 
 
 def verdict(d: float, se: float, certified: bool) -> str:
+    if not (math.isfinite(se) and se > 0):   # one point (or seed): no s.e., nothing to judge
+        return "too few points"
     if not d > HOLD_SE * se:
         return "not held"
     return "held" if certified else "not certified"
@@ -122,10 +125,11 @@ def contrast(study: str, text: str, column: str, terms: list, certified: bool = 
 
 
 def write_claims(out_dir: Path, claims: list) -> None:
-    atomic_write_text(Path(out_dir) / "claims.json", json.dumps(claims, indent=2) + "\n")
+    """claims.json, with its checksum beside it (a file edited afterwards is set aside)."""
+    write_checksummed(Path(out_dir) / "claims.json", json.dumps(claims, indent=2) + "\n")
 
 
-VERDICTS = ("held", "not held", "not certified")
+VERDICTS = ("held", "not held", "not certified", "too few points")
 
 
 def valid_claim(c) -> bool:
@@ -153,17 +157,20 @@ def read_claims(folder: Path) -> list:
     if not path.exists():
         return []
     try:
+        if edited_by_hand(path):
+            raise ValueError("it differs from the checksum its study recorded: edited by hand")
         claims = json.loads(path.read_text())
         if not isinstance(claims, list) or not all(valid_claim(c) for c in claims):
             raise ValueError("not a list of claims of the schema")
     except (OSError, ValueError, UnicodeDecodeError) as err:
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
         try:
             path.replace(path.with_name("claims.json.corrupt"))
             aside = f"set aside as {path.name}.corrupt"
         except OSError:
             aside = "left in place"
-        print(f"warning: {path} is unreadable ({str(err)[:60]}); {aside}; rerun its study to "
-              f"judge its claims again", file=sys.stderr)
+        print(f"warning: {path} is unreadable ({type(err).__name__}: {reason}); {aside}; rerun "
+              f"its study to judge its claims again", file=sys.stderr)
         return []
     return [rejudged(identified(c), path) for c in claims]
 

@@ -340,6 +340,42 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
+# ---- checksums: a result edited by hand after its step wrote it is never published -------------
+def sha256_text(text: str) -> str:
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def content_checksum(obj) -> str:
+    """sha256 of a JSON value's canonical text (sorted keys): what a cache records of itself."""
+    return sha256_text(json.dumps(to_jsonable(obj), sort_keys=True))
+
+
+def checksum_file(path: Path) -> Path:
+    """Where the checksum of a published file (a table, claims.json) is kept: beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def write_checksummed(path: Path, text: str) -> None:
+    """Write `path` and, after it, its checksum beside it (a kill between leaves the old checksum,
+    which then refuses the new file: the step is rerun, nothing wrong is published)."""
+    atomic_write_text(path, text)
+    atomic_write_text(checksum_file(path), sha256_text(text) + "\n")
+
+
+def edited_by_hand(path: Path) -> bool:
+    """Whether `path` differs from the checksum its step recorded beside it (False where none was
+    recorded: files written before checksums, such as an older committed snapshot)."""
+    record = checksum_file(path)
+    if not record.exists():
+        return False
+    try:
+        return record.read_text().strip() != sha256_text(Path(path).read_text())
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
 def check_main(argv=None) -> int:
     """`python -m common.config DEVICE PRESET`: validate Make variables before anything runs."""
     argv = sys.argv[1:] if argv is None else argv

@@ -183,6 +183,14 @@ def build_binary(name: str) -> dict:
             "test": (to_bits(test_x), test_y)}
 
 
+def data_identity(name: str, dynamic: bool = False) -> dict:
+    """What a model was trained on, recorded in its run identity so that a checkpoint of another
+    data set is refused where this one is expected: the data set, its binarisation, the split."""
+    check_name(name)
+    return {"dataset": name, "split": "train",
+            "binarisation": "dynamic (fresh bits every batch)" if dynamic else "static (make data)"}
+
+
 def checksum_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 

@@ -19,9 +19,9 @@ import torch
 
 from . import studies
 from .config import (ConfigError, CorruptFile, UserError, check_results_dir, command_line, fail,
-                     git_commit, parse_config, portable, provenance, results_dir, to_jsonable,
-                     write_json)
-from .data import load_dataset, load_intensities
+                     git_commit, parse_config, portable, provenance, results_dir, sha256_text,
+                     to_jsonable, write_json, content_checksum)
+from .data import data_identity, load_dataset, load_intensities
 from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, certified_bdmc,
                    certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
                    write_per_point)
@@ -126,6 +126,10 @@ class Experiment:
                                       f"{', '.join(allowed)}); {fix}")
         return rows
 
+    def data_identity(self, dataset: str) -> dict:
+        """What this config's runs on `dataset` are trained on (their identity's `data`)."""
+        return data_identity(dataset, getattr(self.config, "dynamic_binarisation", False))
+
     def train_data(self, dataset: str) -> torch.Tensor:
         """The training split: static bits, or grey levels with --dynamic-binarisation."""
         return train_split(dataset, self.config, self.device)
@@ -180,15 +184,17 @@ def trained_epochs(run_dir: Path) -> int:
 
 
 def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_train, x_valid,
-                  seed: int, device, init_from: Path = None, label: str = "") -> VAE:
+                  seed: int, device, init_from: Path = None, label: str = "",
+                  data: dict = None) -> VAE:
     """Load a finished run, resume an interrupted one, or train from scratch.
 
     init_from: a checkpoint whose decoder is copied in before training (frozen-decoder runs).
+    data: what x_train is (`Experiment.data_identity`), part of the run's identity.
     """
     last = Path(run_dir) / "last.pt"
     state = read_checkpoint(last, device) if last.exists() else None
     if state is not None and state["epoch"] >= train_config.epochs:
-        check_identity(state, run_identity(model_config, train_config, seed), last)
+        check_identity(state, run_identity(model_config, train_config, seed, data), last)
         if state["epoch"] > train_config.epochs:
             raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
                               f"{train_config.epochs}; delete it to retrain")
@@ -203,22 +209,24 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
     print(f"[train] {label or run_dir} ({train_config.epochs} epochs)", flush=True)
     train(model, x_train, x_valid, train_config, run_dir, seed, resume=True,
           extra_config={"init_from": portable(init_from) if init_from else None},
-          log_prefix=f"[{label}] " if label else "")
+          log_prefix=f"[{label}] " if label else "", data_identity=data)
     print(f"[train] {label} done in {time.time() - t0:.0f}s", flush=True)
     return model
 
 
 def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains: list,
-               x_valids: list, seed, device, labels: list, stack: bool) -> list:
+               x_valids: list, seed, device, labels: list, stack: bool, datas: list = None) -> list:
     """train_or_load for several runs of one architecture (e.g. one family on each dataset, and
     on each seed: `seed` is one seed for all or a list, one per run). With stack, the runs still
     to train are trained as ONE batched computation (common/stacked.py; the same weights as
     alone, within float tolerance)."""
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(run_dirs)
+    datas = list(datas) if datas else [None] * len(run_dirs)
     todo = [i for i, d in enumerate(run_dirs) if trained_epochs(d) < train_config.epochs]
     if not stack or len(todo) < 2:
-        return [train_or_load(d, model_config, train_config, xt, xv, s, device, label=lab)
-                for d, xt, xv, s, lab in zip(run_dirs, x_trains, x_valids, seeds, labels)]
+        return [train_or_load(d, model_config, train_config, xt, xv, s, device, label=lab,
+                              data=da)
+                for d, xt, xv, s, lab, da in zip(run_dirs, x_trains, x_valids, seeds, labels, datas)]
     from .stacked import train_stacked
     models = []
     for i in todo:
@@ -230,15 +238,16 @@ def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains
     try:
         train_stacked(models, [x_trains[i] for i in todo], [x_valids[i] for i in todo],
                       train_config, [run_dirs[i] for i in todo], [seeds[i] for i in todo],
-                      [labels[i] for i in todo], extra_config={"init_from": None, "stacked": True})
+                      [labels[i] for i in todo], extra_config={"init_from": None, "stacked": True},
+                      datas=[datas[i] for i in todo])
         print(f"[train] stacked runs done in {time.time() - t0:.0f}s", flush=True)
     except UserError:
         raise
     except RuntimeError as err:   # e.g. an op vmap cannot batch on this device: each run is
         print(f"[train] stacked training failed ({type(err).__name__}: {str(err)[:120]}); "
               f"training the runs one by one (each resumes from its last checkpoint)", flush=True)
-    return [train_or_load(d, model_config, train_config, xt, xv, s, device, label=lab)
-            for d, xt, xv, s, lab in zip(run_dirs, x_trains, x_valids, seeds, labels)]
+    return [train_or_load(d, model_config, train_config, xt, xv, s, device, label=lab, data=da)
+            for d, xt, xv, s, lab, da in zip(run_dirs, x_trains, x_valids, seeds, labels, datas)]
 
 
 def read_metrics(run_dir: Path, epochs: int, target: str) -> list:
@@ -285,12 +294,29 @@ def cached(path: Path, key: dict, with_rows: int = None):
             print(f"[eval] recomputing: {path} was made with another config, code version "
                   f"(EVAL_VERSION) or model", flush=True)
             return None
-        if with_rows is not None and len(read_csv(path.parent / "per_point.csv")) != with_rows:
+        rows = path.parent / "per_point.csv"
+        if with_rows is not None and len(read_csv(rows)) != with_rows:
             raise ValueError(f"per_point.csv has not {with_rows} rows")
+        body = {k: v for k, v in data.items() if k != "checksum"}
+        if data.get("checksum") != content_checksum(body) or (
+                with_rows is not None and body.get("rows_sha256") != sha256_text(rows.read_text())):
+            print(f"[eval] recomputing: {path} (or the per_point.csv beside it) differs from the "
+                  f"checksum its evaluation recorded (edited by hand, or written before "
+                  f"checksums)", flush=True)
+            return None
     except (ValueError, UnicodeDecodeError, OSError, CorruptFile) as err:
         print(f"[eval] recomputing: cache {path} is unreadable ({str(err)[:60]})", flush=True)
         return None
     return data
+
+
+def write_cache(path: Path, key: dict, name: str, value, rows_file: Path = None) -> None:
+    """The cache {key, name: value} with its content checksum (and that of the per-point file
+    it summarises, if any): `cached` recomputes a cache edited after it was written."""
+    body = {"key": key, name: value}
+    if rows_file is not None:
+        body["rows_sha256"] = sha256_text(Path(rows_file).read_text())
+    write_json(path, {**body, "checksum": content_checksum(body)})
 
 
 def eval_key(cfg: EvalConfig, extra: dict = None) -> dict:
@@ -320,7 +346,7 @@ def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
           f"{result['bdmc_lower']:.2f}, reverse {result['bdmc_upper']:.2f}, gap "
           f"{result['bdmc_gap']:.3f} nats{' (at the step cap)' if result['bdmc_at_cap'] else ''} "
           f"({time.time() - t0:.0f}s)", flush=True)
-    write_json(path, {"key": key, "bdmc": result})
+    write_cache(path, key, "bdmc", result)
     return result
 
 
@@ -389,7 +415,8 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
             print(f"[eval] not certified {name}: {summary['certificate_misses']}", flush=True)
         write_per_point(Path(out_dirs[name]) / "per_point.csv", per_point)
         if not summary["failures"]:   # a failed estimate is reported, never cached as a success
-            write_json(Path(out_dirs[name]) / "summary.json", {"key": key, "summary": summary})
+            write_cache(Path(out_dirs[name]) / "summary.json", key, "summary", summary,
+                        Path(out_dirs[name]) / "per_point.csv")
         result[name] = summary
     return result
 

@@ -13,8 +13,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from .config import (ConfigError, atomic_write_text, check_results_dir, git_commit, read_json_or,
-                     results_dir, write_json)
+from .config import (ConfigError, atomic_write_text, check_results_dir, edited_by_hand,
+                     git_commit, read_json_or, results_dir, write_json)
 
 def experiments() -> list:
     """(folder, title, figure stems, the claim it tests) of every study's results folders, in
@@ -37,7 +37,8 @@ def versions() -> dict:
     return out
 
 
-VERDICT_CLASSES = {"held": "held", "not held": "not-held", "not certified": "not-certified"}
+VERDICT_CLASSES = {"held": "held", "not held": "not-held", "not certified": "not-certified",
+                   "too few points": "not-certified"}
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
          "padding:2px 6px;font-size:90%}img{max-width:100%}.toc{font-size:90%}"
@@ -104,6 +105,21 @@ def computed_by(folder: Path) -> list:
     return [((c, first[c]), n) for c, n in sorted(counts.items(), key=lambda kv: first[kv[0]])]
 
 
+def set_aside_claims(root: Path, sections: list) -> list:
+    """A line naming every claims.json set aside as unreadable or edited (claims.read_claims)
+    that its study has not rewritten since: those claims are missing from the screen."""
+    found = []
+    for s in sections:
+        corrupt, claims = root / s["folder"] / "claims.json.corrupt", root / s["folder"] / "claims.json"
+        if corrupt.exists() and not (claims.exists() and
+                                     claims.stat().st_mtime >= corrupt.stat().st_mtime):
+            found.append(f"`{corrupt.relative_to(root).as_posix()}`")
+    if not found:
+        return []
+    return [f"**Claims set aside** (unreadable, or edited after their study wrote them): "
+            f"{', '.join(found)}; their claims are missing here until the study is rerun.", ""]
+
+
 def claims_screen(root: Path, sections: list, figures: bool = True,
                   ladder_rows: list = None) -> list:
     """The first screen: did the paper's claims hold? One row per claim and column, from each
@@ -115,9 +131,10 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
     from .claims import (HOLD_SE, MARKDOWN_HEADER, SOURCES, markdown_rows, read_claims,
                          verdict_differs)
     claims = [c for s in sections for c in read_claims(root / s["folder"])]
+    aside = set_aside_claims(root, sections)
     if not claims:
         return ["## Did the paper's claims hold?", "", "No experiment has judged a claim yet "
-                "(claims.json beside its tables).", ""]
+                "(claims.json beside its tables).", ""] + aside
     entries = [e for e in seeds_mod.collect(root) if not e["length"]]
     across = {(e["study"], e["claim"], e["column"]): e for e in entries}
     several = any(e["seeds"] > 1 for e in entries)
@@ -130,7 +147,7 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
         counts = {v: sum(c["verdict"] == v for c in mine) for v in VERDICT_CLASSES}
         differ = sum(verdict_differs(c) for c in mine)
         summary.append(f"- **{st}**: {counts['held']} of {len(mine)} held" +
-                       "".join(f", {counts[v]} {v}" for v in ("not held", "not certified")
+                       "".join(f", {counts[v]} {v}" for v in ("not held", "not certified", "too few points")
                                if counts[v]) +
                        (f"; **{differ} verdict{'s' if differ > 1 else ''} differ{'' if differ > 1 else 's'} under the paper's max "
                         f"rule for log p̂**" if differ else ""))
@@ -152,7 +169,8 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
           f"predicts to be positive (nats; the paper's own difference beside ours, mean ± "
           f"s.e.m.): **held** when it exceeds {HOLD_SE:g} s.e. and every estimate involved is "
           f"certified (BDMC gap, q* cap share and convergence probe within target), **not "
-          f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed. log p̂ "
+          f"certified** when it exceeds {HOLD_SE:g} s.e. but a certificate was missed, **too few "
+          f"points** where one point (or seed) leaves no s.e. log p̂ "
           f"is AIS (no per-point selection); the last column judges the claim again with the "
           f"paper's log p̂ = max(AIS, IWAEs) per point (\"–\": the claim involves no log p̂; "
           f"\"made by it\": numbers computed before log p̂ = AIS). Source: the paper, or the "
@@ -161,7 +179,7 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
            "(between seeds and the points', in quadrature; with 3 or more seeds; with fewer, "
            "held in every seed) and every seed is certified."
            if several else ""), "",
-          *summary, "", *paper_rule_notice(root, sections), *longest_screen(root, across, ladder_rows),
+          *summary, "", *aside, *paper_rule_notice(root, sections), *longest_screen(root, across, ladder_rows),
           header,
           "|" + "---|" * header.count(" |")] + ["| " + " | ".join(r) + " |" for r in rows]
     md.append("")
@@ -295,6 +313,13 @@ def build(root: Path) -> tuple:
                 f"commit `{c}` ({n} row{'s' if n > 1 else ''}, {t})" for (c, t), n in computed)
                 + " (a cached number keeps the commit that computed it).", ""]
         for t in s["tables"]:
+            if edited_by_hand(t):
+                print(f"warning: {t} differs from the checksum its study recorded (edited by "
+                      f"hand?); left out of the report: rerun its study to rewrite it",
+                      file=sys.stderr)
+                md += [f"**{t.name} left out**: it differs from the checksum its study recorded "
+                       f"(edited after it was written); rerun the study to rewrite it.", ""]
+                continue
             md += [t.read_text().strip(), ""]
         for f in s["figures"]:
             md += [f"![{f.stem}]({f.relative_to(root).as_posix()})", ""]

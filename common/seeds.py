@@ -71,6 +71,8 @@ def across(rows: list) -> dict:
     held = sum(r["verdict"] == "held" for r in rows)
     if n >= 3:
         judged = verdict(mean, combined, certified)
+    elif any(r["verdict"] == "too few points" for r in rows):
+        judged = "too few points"
     else:   # too few seeds for a between-seed s.e.: held only when held in every seed
         judged = "held" if held == n else ("not certified" if all(
             r["verdict"] != "not held" for r in rows) else "not held")

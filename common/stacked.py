@@ -81,7 +81,8 @@ class StackedAdam:
 
 
 def train_stacked(models: list, x_trains: list, x_valids: list, cfg: TrainConfig, run_dirs: list,
-                  seeds: list, labels: list = None, extra_config: dict = None) -> list:
+                  seeds: list, labels: list = None, extra_config: dict = None,
+                  datas: list = None) -> list:
     """Train models (one architecture) in place as one computation; each one's checkpoints and
     metrics.csv go to its run_dirs entry, exactly as train() would write them. A run folder
     with last.pt resumes (identity checked). Runs at different epochs are not stacked: each is
@@ -90,6 +91,7 @@ def train_stacked(models: list, x_trains: list, x_valids: list, cfg: TrainConfig
     if not stackable(models):
         raise ValueError("train_stacked needs models of one architecture (the same ModelConfig)")
     labels = labels or [str(d) for d in run_dirs]
+    datas = list(datas) if datas else [None] * len(run_dirs)
     run_dirs = [Path(d) for d in run_dirs]
     for d in run_dirs:
         d.mkdir(parents=True, exist_ok=True)
@@ -97,8 +99,8 @@ def train_stacked(models: list, x_trains: list, x_valids: list, cfg: TrainConfig
         for d in run_dirs:
             locks.enter_context(run_lock(d))
         device = x_trains[0].device
-        runs = [prepare_run(m, cfg, d, s, True, extra_config, None, device, f"[{lab}] ")
-                for m, d, s, lab in zip(models, run_dirs, seeds, labels)]
+        runs = [prepare_run(m, cfg, d, s, True, extra_config, da, device, f"[{lab}] ")
+                for m, d, s, lab, da in zip(models, run_dirs, seeds, labels, datas)]
         starts = {r[2] for r in runs}
         if len(starts) == 1:
             return _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels,
@@ -106,8 +108,10 @@ def train_stacked(models: list, x_trains: list, x_valids: list, cfg: TrainConfig
     # released: train() takes each run's lock itself
     print(f"[stacked] runs at different epochs ({sorted(starts)}): training each alone",
           flush=True)
-    return [train(m, xt, xv, cfg, d, s, extra_config=extra_config, log_prefix=f"[{lab}] ")
-            for m, xt, xv, d, s, lab in zip(models, x_trains, x_valids, run_dirs, seeds, labels)]
+    return [train(m, xt, xv, cfg, d, s, extra_config=extra_config, log_prefix=f"[{lab}] ",
+                  data_identity=da)
+            for m, xt, xv, d, s, lab, da in zip(models, x_trains, x_valids, run_dirs, seeds,
+                                                labels, datas)]
 
 
 def _stack_data(xs: list, n: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .config import CorruptFile, atomic_file, atomic_write_text
+from .config import CorruptFile, atomic_file, write_checksummed
 
 LABELS = {"logpx": r"log p̂(x)", "L_qstar": "L[q*]", "L_q": "L[q]",
           "approx_gap": "Approximation gap", "amort_gap": "Amortization gap",
@@ -23,13 +23,13 @@ def write_tables(stem: Path, headers: list, rows: list, latex_rows: list = None,
     """stem.md (GitHub Markdown) and stem.tex (booktabs) from the same rows."""
     stem = Path(stem)
     md = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-    atomic_write_text(stem.with_suffix(".md"), (f"{caption}\n\n" if caption else "") + md + "\n")
+    write_checksummed(stem.with_suffix(".md"), (f"{caption}\n\n" if caption else "") + md + "\n")
     latex_rows = latex_rows or [[c.replace("±", r"$\pm$") if isinstance(c, str) else c
                                  for c in r] for r in rows]
     tex = tabulate(latex_rows, headers=headers, tablefmt="latex_booktabs", disable_numparse=True)
     tex = tex.replace(r"\$", "$").replace(r"\textbackslash{}", "\\").replace(r"\{", "{") \
         .replace(r"\}", "}").replace(r"\_", "_").replace(r"\^{}", "^")
-    atomic_write_text(stem.with_suffix(".tex"), tex + "\n")
+    write_checksummed(stem.with_suffix(".tex"), tex + "\n")
 
 
 # certificate rows under every gap table: (label, summary field, format); targets in the caption

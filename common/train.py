@@ -101,13 +101,22 @@ def _first_difference(stored, wanted, prefix=""):
     return None if stored == wanted else (prefix.rstrip("."), stored, wanted)
 
 
+# what a run's identity says about its data since the data set is recorded (data.data_identity);
+# a checkpoint written before then records none of them and is compared without them
+ADDED_DATA_FIELDS = ("dataset", "split", "binarisation")
+
+
 def check_identity(state: dict, identity: dict, path: Path) -> None:
     """Refuse a checkpoint made with another identity, naming the first field that differs."""
     run_dir = Path(path).parent
     if "identity" not in state:
         raise RunMismatch(f"{path} records no run identity (written by an older version); "
                           f"delete {run_dir} to train it anew")
-    diff = _first_difference(state["identity"], identity)
+    stored = state["identity"]
+    if "dataset" not in (stored.get("data") or {}):   # older than the data record: kept loadable
+        identity = {**identity, "data": {k: v for k, v in (identity.get("data") or {}).items()
+                                         if k not in ADDED_DATA_FIELDS}}
+    diff = _first_difference(stored, identity)
     if diff:
         field, stored, wanted = diff
         raise RunMismatch(f"{run_dir} holds a run with {field}={stored!r}, not {wanted!r}; "

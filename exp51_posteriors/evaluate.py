@@ -96,7 +96,8 @@ def choose(gaps: dict) -> list:
 def main(argv=None):
     exp = Experiment("exp51", argv, __doc__)
     cfg = exp.config
-    model = exp.load(run_dir(exp), cfg.model_config("ffg", "exp51"), cfg.train_config())
+    model = exp.load(run_dir(exp), cfg.model_config("ffg", "exp51"), cfg.train_config(),
+                     data=exp.data_identity("mnist"))
     model.eval()
     x = exp.data("mnist", "train", cfg.n_candidates)
     print(f"[exp51] true posteriors on {cfg.fine_grid}^2 grids, {len(x)} training points",

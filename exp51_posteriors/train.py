@@ -12,7 +12,7 @@ def main(argv=None):
     cfg = exp.config
     train_or_load(run_dir(exp), cfg.model_config("ffg", "exp51"), cfg.train_config(),
                   exp.train_data("mnist"), exp.data("mnist", "valid"), exp.seed, exp.device,
-                  label="mnist/ffg 2-D")
+                  label="mnist/ffg 2-D", data=exp.data_identity("mnist"))
     exp.write_provenance("train_provenance.json")
 
 

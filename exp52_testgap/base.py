@@ -4,10 +4,11 @@ once, by whichever study needs it first."""
 import dataclasses
 from pathlib import Path
 
-from common.config import results_dir
-from common.data import load_dataset
+from common.config import CorruptFile, results_dir
+from common.data import data_identity, load_dataset
 from common.experiment import run_tag, train_or_load, train_split
 from common.families import GAUSSIAN
+from common.train import check_identity, model_from_state, read_checkpoint, run_identity
 from common.vae import VAE
 
 from .config import PRESETS
@@ -25,6 +26,19 @@ def base_run_dir(preset: str, seed: int, dataset: str, epochs: int = 0) -> Path:
         f"{dataset}_ffg"
 
 
+def load_base_model(preset: str, seed: int, dataset: str, device, epochs: int = 0) -> VAE:
+    """The base model, checked to be what exp52's config trains on `dataset` (never trains it:
+    a checkpoint of another config or data set is refused in one line)."""
+    cfg = base_config(preset, epochs)
+    path = base_run_dir(preset, seed, dataset, epochs) / "last.pt"
+    if not path.exists():
+        raise CorruptFile(f"{path} is missing; run `make base PRESET={preset}` first")
+    state = read_checkpoint(path, device)
+    check_identity(state, run_identity(cfg.model_config(GAUSSIAN), cfg.train_config(), seed,
+                                       data_identity(dataset, cfg.dynamic_binarisation)), path)
+    return model_from_state(state, device)
+
+
 def base_ffg_model(preset: str, seed: int, dataset: str, device, epochs: int = 0) -> VAE:
     """The standard ffg VAE of exp52 for this preset, seed and dataset (at `epochs`, 0: the
     preset's length). Trained there (once) if it does not exist yet, so `make all` never trains
@@ -34,4 +48,5 @@ def base_ffg_model(preset: str, seed: int, dataset: str, device, epochs: int = 0
     x_train = train_split(dataset, cfg, device)
     x_valid = load_dataset(dataset, "valid", device)
     return train_or_load(run_dir, cfg.model_config(GAUSSIAN), cfg.train_config(), x_train,
-                         x_valid, seed, device, label=f"base {dataset}/ffg")
+                         x_valid, seed, device, label=f"base {dataset}/ffg",
+                         data=data_identity(dataset, cfg.dynamic_binarisation))

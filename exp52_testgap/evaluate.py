@@ -30,7 +30,8 @@ def main(argv=None):
     for dataset in cfg.datasets:
         for family in cfg.families:
             path = run_dir(exp, dataset, family)
-            model = exp.load(path, cfg.model_config(family), cfg.train_config())
+            model = exp.load(path, cfg.model_config(family), cfg.train_config(),
+                             data=exp.data_identity(dataset))
             counts = model.parameter_counts()
             for split in cfg.eval_splits:
                 if split == "train" and family not in cfg.train_split_families:

@@ -27,7 +27,7 @@ def main(argv=None):
                    cfg.model_config(family), cfg.train_config(), [x_train[d] for d, _ in pairs],
                    [x_valid[d] for d, _ in pairs], [s for _, s in pairs], exp.device,
                    [f"{d}/{family}" + (f" seed {s}" if len(seeds) > 1 else "") for d, s in pairs],
-                   cfg.stacks(exp.device))
+                   cfg.stacks(exp.device), [exp.data_identity(d) for d, _ in pairs])
     exp.write_provenance("train_provenance.json")
 
 

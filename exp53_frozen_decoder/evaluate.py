@@ -38,7 +38,8 @@ def main(argv=None):
             name = f"{encoder}/{family}"
             dirs[name] = encoder_run_dir(exp, encoder, family)
             models[name] = exp.load(dirs[name], cfg.model_config(family, encoder),
-                                    cfg.train_config(freeze_decoder=True))
+                                    cfg.train_config(freeze_decoder=True),
+                                    data=exp.data_identity(cfg.dataset))
     rows = []
     for split in cfg.eval_splits:
         x = exp.data(cfg.dataset, split, cfg.n_points)

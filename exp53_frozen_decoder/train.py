@@ -21,7 +21,8 @@ def main(argv=None):
         for family in cfg.families:
             train_or_load(encoder_run_dir(exp, encoder, family), cfg.model_config(family, encoder),
                           cfg.train_config(freeze_decoder=True), x_train, x_valid, exp.seed,
-                          exp.device, init_from=base_checkpoint, label=f"frozen/{encoder}/{family}")
+                          exp.device, init_from=base_checkpoint, label=f"frozen/{encoder}/{family}",
+                          data=exp.data_identity(cfg.dataset))
     exp.write_provenance("train_provenance.json")
 
 

@@ -27,7 +27,8 @@ def main(argv=None):
     rows = []
     for layers in cfg.decoder_layers:
         path = run_dir(exp, layers)
-        model = exp.load(path, model_config(cfg, layers), cfg.train_config())
+        model = exp.load(path, model_config(cfg, layers), cfg.train_config(),
+                         data=exp.data_identity(cfg.dataset))
         for split in cfg.eval_splits:
             print(f"[exp54] decoder with {layers} hidden layers, {split}", flush=True)
             x = exp.data(cfg.dataset, split, cfg.n_points)

@@ -31,7 +31,8 @@ def main(argv=None):
             base_ffg_model(exp.preset, exp.seed, cfg.dataset, exp.device)
         else:
             train_or_load(path, model_config(cfg, layers), cfg.train_config(), x_train, x_valid,
-                          exp.seed, exp.device, label=f"{cfg.dataset}/ffg decoder {layers} hidden")
+                          exp.seed, exp.device, label=f"{cfg.dataset}/ffg decoder {layers} hidden",
+                          data=exp.data_identity(cfg.dataset))
     exp.write_provenance("train_provenance.json")
 
 

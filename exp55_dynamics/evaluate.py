@@ -30,7 +30,7 @@ def main(argv=None):
         for epoch in cfg.checkpoint_epochs():
             model = exp.load(run, cfg.model_config(family, architecture),
                              cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()),
-                             checkpoint=f"epoch_{epoch}.pt")
+                             checkpoint=f"epoch_{epoch}.pt", data=exp.data_identity(cfg.dataset))
             for split in SPLITS:
                 print(f"[exp55] {name} epoch {epoch} {split}", flush=True)
                 summary = evaluate_one(model, points[split], cfg, exp.seed,

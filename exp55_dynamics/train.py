@@ -28,7 +28,8 @@ def train_dynamics_models(exp: Experiment) -> dict:
         dirs[name] = dynamics_run_dir(exp, name)
         train_or_load(dirs[name], cfg.model_config(family, architecture),
                       cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()), x_train,
-                      x_valid, exp.seed, exp.device, label=f"{cfg.dataset}/{name}")
+                      x_valid, exp.seed, exp.device, label=f"{cfg.dataset}/{name}",
+                      data=exp.data_identity(cfg.dataset))
     return dirs
 
 

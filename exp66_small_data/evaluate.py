@@ -10,8 +10,8 @@ from dataclasses import replace
 import torch
 
 from common.claims import claim, compare_rows, rule_of, write_claims
-from common.config import guarded, write_json
-from common.experiment import Experiment, cached, decoder_bdmc, eval_key, model_hash
+from common.config import guarded
+from common.experiment import Experiment, cached, decoder_bdmc, eval_key, model_hash, write_cache
 from common.gaps import LOGPX_RULE, CERTIFICATE_TARGETS, amortised_bounds, ais_logpx
 from common.tables import pm, write_csv, write_tables
 
@@ -43,7 +43,7 @@ def evaluate(model, x, cfg, seed, path) -> dict:
     for q, v in per.items():
         summary[q] = v.double().mean().item()
         summary[f"{q}_sem"] = (v.double().std() / math.sqrt(len(v))).item()
-    write_json(path, {"key": key, "summary": summary})
+    write_cache(path, key, "summary", summary)
     return summary
 
 
@@ -60,7 +60,8 @@ def main(argv=None):
         run = run_dir(exp, family)
         for i, epoch in enumerate(epochs):
             model = exp.load(run, cfg.model_config(family), cfg.train_config(
-                n_train=0, checkpoint_epochs=epochs), checkpoint=f"epoch_{epoch}.pt")
+                n_train=0, checkpoint_epochs=epochs), checkpoint=f"epoch_{epoch}.pt",
+                data=exp.data_identity(cfg.dataset))
             model.eval()
             bdmc = decoder_bdmc(model, cfg, exp.seed,
                                 run / f"bdmc_{model_hash(model, 'decoder')[:10]}.json")

@@ -32,7 +32,8 @@ def main(argv=None):
         write_json(saved, idx.tolist())
         train_or_load(path, cfg.model_config(family), cfg.train_config(
             n_train=0, checkpoint_epochs=cfg.checkpoint_epochs()), x_train, x_valid, exp.seed,
-            exp.device, label=f"{cfg.dataset}/{family} on {len(idx)} points")
+            exp.device, label=f"{cfg.dataset}/{family} on {len(idx)} points",
+            data=exp.data_identity(cfg.dataset))
     exp.write_provenance("train_provenance.json")
 
 

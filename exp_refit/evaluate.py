@@ -12,7 +12,7 @@ from common import brief
 from common.claims import write_claims
 from common.config import guarded
 from common.experiment import Experiment, trained_epochs
-from exp52_testgap.base import base_run_dir
+from exp52_testgap.base import load_base_model
 from common.gaps import (CERTIFICATE_TARGETS, encoder_bounds, qstar_within_targets,
                          summarise)
 from common.tables import pm, read_csv, write_csv, write_tables
@@ -28,7 +28,7 @@ def main(argv=None):
     exp = Experiment("exp_refit", argv, __doc__)
     cfg = exp.config
     curves, gaps, table = [], [], []
-    base = load_model(base_run_dir(exp.preset, exp.seed, "mnist") / "last.pt", exp.device)
+    base = load_base_model(exp.preset, exp.seed, "mnist", exp.device)
     for noise in cfg.noise:
         run = exp.runs / f"noise_{noise}"
         if trained_epochs(run) < cfg.refit_epochs:

@@ -13,9 +13,9 @@ import torch
 from common.config import CorruptFile, guarded
 from common.data import flip_pixels
 from common.experiment import Experiment, trained_epochs
-from exp52_testgap.base import base_ffg_model, base_run_dir
+from exp52_testgap.base import base_ffg_model, load_base_model
 from common.tables import read_csv, write_csv
-from common.train import (TrainConfig, check_identity, load_model, model_from_state,
+from common.train import (TrainConfig, check_identity, model_from_state,
                           read_checkpoint, run_identity, train)
 
 CURVE_FIELDS = ["noise", "epoch", "set", "n_points", "iwae", "iwae_sem", "elbo", "elbo_sem"]
@@ -67,8 +67,9 @@ def refit(exp: Experiment, noise: int) -> list:
         if curves_path.exists() else []
     train_cfg = dict(batch_size=cfg.refit_batch, lr=cfg.refit_lr, warmup_epochs=0,
                      n_valid_monitor=cfg.n_curve_points, freeze_decoder=True, constant_lr=True)
-    data = {"noise": noise, "corruption_seed": cfg.corruption_seed, "n_refit": cfg.n_refit}
-    base = load_model(base_run_dir(exp.preset, exp.seed, "mnist") / "last.pt", exp.device)
+    data = {**exp.data_identity("mnist"), "noise": noise, "corruption_seed": cfg.corruption_seed,
+            "n_refit": cfg.n_refit}
+    base = load_base_model(exp.preset, exp.seed, "mnist", exp.device)
     measure = lambda model, epoch: [  # noqa: E731
         {"noise": noise, "epoch": epoch, "set": s, **curve_point(model, x, cfg.iwae_k)}
         for s, x in (("A", curve_a), ("B", curve_b))]

@@ -400,3 +400,83 @@ def test_a_fit_that_ended_far_below_its_floor_does_not_set_the_probe():
     assert reported_change(fitted, above, floor) == pytest.approx(6.8 / 3, abs=1e-4)
     nan = torch.tensor([float("nan"), -90.0, -80.0])         # a non-finite fit reads as its floor
     assert reported_change(nan, fitted, floor) == pytest.approx(0.0, abs=1e-4)
+
+
+# ---- the faults of issue 42 (a probe of 48 faults and bad inputs), each reproduced ------------
+
+def test_42_1_a_checkpoint_of_another_data_set_is_refused(results):
+    """fashion_ffg/last.pt copied over mnist_ffg/last.pt was evaluated as MNIST (log p^ -396.64
+    where MNIST's is -259.59): a run records what it was trained on, and is refused elsewhere."""
+    runs = results[1] / "exp52_testgap" / RUN
+    shutil.copy(runs / "fashion_ffg" / "last.pt", runs / "mnist_ffg" / "last.pt")
+    for module in ("exp52_testgap.evaluate", "exp52_testgap.train"):
+        one_line_error(script(module, results), "data.dataset='fashion'", "not 'mnist'",
+                       str(runs / "mnist_ffg"))
+
+
+def test_42_1_a_checkpoint_from_before_the_data_record_still_loads(tmp_path):
+    """Checkpoints written before the data set was recorded (identity data {}) stay loadable."""
+    from common.data import data_identity
+    from common.train import RunMismatch, check_identity
+    wanted = {"model": {"z": 2}, "seed": 0, "train": {}, "data": data_identity("mnist")}
+    check_identity({"identity": {**wanted, "data": {}}}, wanted, tmp_path / "last.pt")
+    with pytest.raises(RunMismatch, match="data.dataset='fashion'"):
+        check_identity({"identity": {**wanted, "data": data_identity("fashion")}}, wanted,
+                       tmp_path / "last.pt")
+    refit = {**wanted, "data": {**data_identity("mnist"), "noise": 50}}
+    check_identity({"identity": {**refit, "data": {"noise": 50}}}, refit, tmp_path / "last.pt")
+    with pytest.raises(RunMismatch, match="data.noise"):
+        check_identity({"identity": {**refit, "data": {"noise": 10}}}, refit, tmp_path / "last.pt")
+
+
+def test_42_2_a_difference_without_a_standard_error_is_never_held():
+    """`--n-points 1` gave s.e. 0.0, and verdict(0.01, 0.0, True) was "held"."""
+    from common.claims import claim, contrast, mean_sem, valid_claim, verdict
+    from common.seeds import across
+    assert verdict(0.01, 0.0, True) == "too few points"
+    assert verdict(0.01, float("nan"), True) == "too few points"
+    assert verdict(5.0, 1.0, True) == "held" and verdict(5.0, 1.0, False) == "not certified"
+    assert mean_sem([2.5]) == (2.5, 0.0)
+    one = {"approx_gap": 1.0, "approx_gap_sem": 0.0, "certified": "True"}
+    other = {"approx_gap": 0.5, "approx_gap_sem": 0.0, "certified": "True"}
+    c = contrast("exp52", "a > b", "MNIST", [(1, one, "approx_gap"), (-1, other, "approx_gap")])
+    assert c["verdict"] == "too few points" and valid_claim(c)
+    seed_rows = [claim("s", "t", "c", 1.0, 0.0, True), claim("s", "t", "c", 2.0, 0.0, True)]
+    assert across(seed_rows)["across_seeds"] == "too few points"
+
+
+def test_42_3_hand_edited_results_are_recomputed_or_left_out(results):
+    """An edited summary.json was read back as a cache hit; an edited claims.json verdict and
+    an edited table.md cell reached REPORT.md."""
+    out = results[1] / "exp52_testgap"
+    flags = ("--datasets", "mnist", "--families", "ffg", "--eval-splits", "test")
+    proc = script("exp52_testgap.evaluate", results, *flags)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    true = rows(out / "gaps.csv")
+    summary = out / RUN / "mnist_ffg" / "eval_test" / "summary.json"
+    data = json.loads(summary.read_text())
+    data["summary"].update(approx_gap=99.0, certified=True, bdmc_gap=0.0)
+    summary.write_text(json.dumps(data))
+    proc = script("exp52_testgap.evaluate", results, *flags)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"recomputing: {summary}" in proc.stdout and "checksum" in proc.stdout
+    again = rows(out / "gaps.csv")
+    assert [r["approx_gap"] for r in again] == [r["approx_gap"] for r in true]
+    assert "99.0" not in {r["approx_gap"] for r in again}
+    per_point = summary.parent / "per_point.csv"      # the per-point values are checked too
+    per_point.write_text(per_point.read_text().replace("-", "+", 1))
+    proc = script("exp52_testgap.evaluate", results, *flags)
+    assert f"recomputing: {summary}" in proc.stdout
+    proc = script("exp52_testgap.plot", results)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    claims = json.loads((out / "claims.json").read_text())
+    claims[0].update(verdict="held", certified=True, difference=50.0, sem=1.0)
+    (out / "claims.json").write_text(json.dumps(claims))
+    table = out / "table.md"
+    table.write_text(table.read_text() + "| EDITED CELL |\n")
+    proc = make("report", results, "PRESET=smoke")
+    report = (results[1] / "REPORT.md").read_text()
+    assert "claims.json is unreadable" in proc.stderr and "edited by hand" in proc.stderr
+    assert "+50.00" not in report and "exp52_testgap/claims.json.corrupt" in report
+    assert "EDITED CELL" not in report and "table.md left out" in report
+    assert str(table) in proc.stderr
