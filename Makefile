@@ -24,6 +24,27 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # ---- validation of user variables: one line, exit 2, before anything is written ----------
+# First, before any $(shell) or recipe sees them: no variable may carry shell code. A path
+# (RESULTS_DIR, DATA_DIR, REPORT) is refused where it holds a character that the shell expands
+# inside double quotes (" ` $ \ or a newline), every other variable also where it holds one
+# that ends or joins a command (' ; & | < > ( ) #). $(value ...) reads a value without expanding
+# it, and no message repeats it: `RESULTS_DIR='out"; touch X; echo "'` ran the touch before.
+define NEWLINE
+
+
+endef
+LPAREN := (
+RPAREN := )
+HASH := \#
+user_value = $(if $(filter command line environment%,$(origin $1)),$(value $1))
+quoted_unsafe = $(or $(findstring ",$(call user_value,$1)),$(findstring `,$(call user_value,$1)),$(findstring $$,$(call user_value,$1)),$(findstring \,$(call user_value,$1)),$(findstring $(NEWLINE),$(call user_value,$1)))
+word_unsafe = $(or $(call quoted_unsafe,$1),$(findstring ',$(call user_value,$1)),$(findstring ;,$(call user_value,$1)),$(findstring &,$(call user_value,$1)),$(findstring |,$(call user_value,$1)),$(findstring <,$(call user_value,$1)),$(findstring >,$(call user_value,$1)),$(findstring $(LPAREN),$(call user_value,$1)),$(findstring $(RPAREN),$(call user_value,$1)),$(findstring $(HASH),$(call user_value,$1)))
+PATH_VARIABLES  := RESULTS_DIR DATA_DIR REPORT
+VALUE_VARIABLES := PRESET DEVICE SEED SEEDS NOISE DATASET VARIANT JOBS EPOCHS EVAL_ARGS STACK \
+                   STUDIES LADDER_STUDIES LADDER_EPOCHS
+$(foreach v,$(PATH_VARIABLES),$(if $(call quoted_unsafe,$v),$(error $v holds a character the shell would run or expand (one of " ` $$ \ or a newline); use a path without it)))
+$(foreach v,$(VALUE_VARIABLES),$(if $(call word_unsafe,$v),$(error $v holds a character the shell would run or expand (one of " ' ` $$ \ ; & | < > ( ) \# or a newline); use plain values, e.g. $v= as `make help` shows)))
+$(foreach v,RESULTS_DIR DATA_DIR,$(if $(strip $($v)),,$(error $v is empty; give it a folder (e.g. $v=$$PWD/$(if $(filter DATA_DIR,$v),data,results)) or leave it unset)))
 ifeq ($(filter $(PRESET),smoke quick long paper),)
 $(error PRESET=$(PRESET) is not allowed; use one of: smoke quick long paper)
 endif
@@ -54,7 +75,7 @@ endif
 # SEEDS=0,1,2: make all once per seed (each its own runs and results), exp52's seeds trained
 # together, then the claims judged across seeds (common/seeds.py)
 ifeq ($(origin SEEDS),command line)
-ifneq ($(shell s="$(SEEDS)"; [[ "$$s" =~ ^[0-9]{1,10}(,[0-9]{1,10})*$$ ]] || exit 0; for n in $${s//,/ }; do [ "$$n" -lt 2147483648 ] || exit 0; done; [ $$(echo "$$s" | tr , '\n' | sort -u | wc -l) -eq $$(echo "$$s" | tr , '\n' | wc -l) ] && echo ok),ok)
+ifneq ($(shell s="$(SEEDS)"; [[ "$$s" =~ ^[0-9]{1,10}(,[0-9]{1,10})*$$ ]] || exit 0; for n in $${s//,/ }; do [ "$$n" -lt 2147483648 ] || exit 0; done; [ $$(echo "$$s" | tr , '\n' | sort -n -u | wc -l) -eq $$(echo "$$s" | tr , '\n' | wc -l) ] && echo ok),ok)
 $(error SEEDS=$(SEEDS) is not allowed; use distinct whole numbers in [0, 2147483647], comma-separated, e.g. SEEDS=0,1,2)
 endif
 endif
@@ -187,6 +208,9 @@ exp66: check data  ## Appendix 6.6 Figure 5: FFG and Flow on 1000 MNIST points f
 LADDER_STUDIES ?= exp52 exp55
 LADDER_PRESET  := $(if $(filter smoke,$(PRESET)),smoke,long)
 LADDER_EPOCHS  ?= $(if $(filter smoke,$(PRESET)),2 4,100 300)
+ifneq ($(shell for e in $(LADDER_EPOCHS); do [[ "$$e" =~ ^[1-9][0-9]{0,5}$$ ]] || echo bad; done),)
+$(error LADDER_EPOCHS=$(LADDER_EPOCHS) is not allowed; use training lengths >= 1 separated by spaces, e.g. LADDER_EPOCHS="100 300")
+endif
 ladder: setup  ## claims by training length: LADDER_STUDIES at LADDER_EPOCHS, then the table and figures
 	@for e in $(LADDER_EPOCHS); do \
 	  $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) $(LADDER_STUDIES) \
@@ -262,5 +286,6 @@ profile: check data  ## where one flow model's evaluation spends its time, unit 
 
 # only a RESULTS_DIR this project made (its marker, common/config.RESULTS_MARKER), the path quoted
 clean:  ## delete RESULTS_DIR if this project made it (never data, never .venv, never another folder)
-	@if [ -e "$(RESULTS_DIR)" ]; then rm -rf -- "$(RESULTS_DIR)" && echo "deleted $(RESULTS_DIR)"; \
-	else echo "nothing to clean: $(RESULTS_DIR) does not exist"; fi
+	@if [ ! -e "$$RESULTS_DIR" ]; then echo "nothing to clean: $$RESULTS_DIR does not exist"; \
+	elif err=$$(rm -rf -- "$$RESULTS_DIR" 2>&1); then echo "deleted $$RESULTS_DIR"; \
+	else echo "error: could not delete all of $$RESULTS_DIR ($$(printf '%s\n' "$$err" | wc -l) paths refused, the first: $$(printf '%s\n' "$$err" | head -1 | sed 's/^rm: //')); what remains is listed by: find \"$$RESULTS_DIR\"" >&2; exit 2; fi

@@ -26,7 +26,7 @@ import time
 import torch
 from tabulate import tabulate
 
-from .config import (ConfigError, atomic_write_text, fail, portable, provenance, resolve_device,
+from .config import (ConfigError, atomic_write_text, fail, guarded, portable, provenance, resolve_device,
                      results_dir, write_json)
 from .data import load_dataset
 from .estimators import ais
@@ -431,4 +431,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

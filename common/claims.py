@@ -157,11 +157,11 @@ def read_claims(folder: Path) -> list:
     if not path.exists():
         return []
     try:
-        if edited_by_hand(path):
-            raise ValueError("it differs from the checksum its study recorded: edited by hand")
         claims = json.loads(path.read_text())
         if not isinstance(claims, list) or not all(valid_claim(c) for c in claims):
             raise ValueError("not a list of claims of the schema")
+        if edited_by_hand(path):
+            raise ValueError("it differs from the checksum its study recorded: edited by hand")
     except (OSError, ValueError, UnicodeDecodeError) as err:
         reason = err.msg if isinstance(err, json.JSONDecodeError) else str(err)
         try:

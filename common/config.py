@@ -35,10 +35,11 @@ class CorruptFile(UserError):
     """A result or checkpoint file that cannot be read; the message names it and the fix."""
 
 
-def guarded(main) -> None:
-    """Run a script's main(); a UserError anywhere below ends in one line and exit 2."""
+def guarded(main):
+    """Run a script's main() and return what it returns; a UserError anywhere below ends in one
+    line and exit 2."""
     try:
-        main()
+        return main()
     except UserError as err:
         fail(str(err))
 
@@ -144,8 +145,20 @@ def claim_gpu(n_devices: int, lock_dir: Path, timeout_s: float = None, poll_s: f
         time.sleep(poll_s)
 
 
+def folder_from_env(name: str, default: Path) -> Path:
+    """The folder an environment variable names (default where unset). Set but empty it would be
+    the working directory, the source tree: a ConfigError."""
+    value = os.environ.get(name)
+    if value is None:
+        return Path(default)
+    if not value.strip():
+        raise ConfigError(f"{name} is set but empty (it would write into the working directory); "
+                          f"give it a folder, e.g. {name}=$PWD/{Path(default).name}, or unset it")
+    return Path(value)
+
+
 def results_dir() -> Path:
-    return Path(os.environ.get("RESULTS_DIR", ROOT / "results"))
+    return folder_from_env("RESULTS_DIR", ROOT / "results")
 
 
 def _flag(name: str) -> str:
@@ -264,7 +277,7 @@ def portable(text: str) -> str:
     text = str(text)
     results = results_dir().resolve()
     places = [(str(results), "$RESULTS_DIR"),
-              (str(Path(os.environ.get("DATA_DIR", ROOT / "data")).resolve()), "$DATA_DIR"),
+              (str(folder_from_env("DATA_DIR", ROOT / "data").resolve()), "$DATA_DIR"),
               (str(ROOT), "."), (str(Path(tempfile.gettempdir()).resolve()), "$TMPDIR")]
     if (results.parent / "Makefile").exists():   # the checkout that made RESULTS_DIR
         places.append((str(results.parent), "."))
@@ -302,12 +315,30 @@ class WriteFailed(UserError):
     the temporary file is removed, nothing already written is touched."""
 
 
+LOW_SPACE = 64 * 2 ** 20   # bytes free below which a failed write is put down to a full disk
+
+
+def disk_nearly_full(folder: Path) -> bool:
+    import shutil
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE
+    except OSError:
+        return False
+
+
 def write_error(path: Path, err: Exception) -> WriteFailed:
+    """One line for a failed write. torch.save reports a full disk as "file write failed" or as
+    "[enforce fail at inline_container.cc] . unexpected pos 576 vs 534" (a short write, seen on a
+    full tmpfs): such a failure with little space left is a full disk."""
     text = str(err)
+    torch_writer = "inline_container" in text or "PytorchStreamWriter" in text
     if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in text or \
-            "write failed" in text:   # torch.save reports a full disk as "file write failed"
+            "write failed" in text or (torch_writer and disk_nearly_full(Path(path).parent)):
         return WriteFailed(f"no space left on device writing {path}; free some space (or set "
                            f"RESULTS_DIR to a disk with room) and rerun: finished work is kept")
+    if torch_writer:
+        return WriteFailed(f"cannot write {path} (torch's file writer failed: a short write, as a "
+                           f"full disk or quota gives); check the space and RESULTS_DIR and rerun")
     return WriteFailed(f"cannot write {path} ({getattr(err, 'strerror', None) or text[:80]}); "
                        f"check RESULTS_DIR and rerun")
 
@@ -324,11 +355,12 @@ def atomic_file(path: Path):
         yield tmp
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
+        failure = write_error(path, err)   # judged before the temporary goes: a full disk is full
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise write_error(path, err) from None
+        raise failure from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:

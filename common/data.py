@@ -50,7 +50,8 @@ class DataError(UserError, RuntimeError):
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("DATA_DIR", Path(__file__).resolve().parent.parent / "data"))
+    from .config import folder_from_env
+    return folder_from_env("DATA_DIR", Path(__file__).resolve().parent.parent / "data")
 
 
 def sha256_of(path: Path) -> str:

@@ -8,6 +8,7 @@ folder for smoke and quick, and to <folder>_<preset>[_e<epochs>] for the other p
 lengths (each length of the ladder is a result of its own), with _seed<k> for seeds other than
 0 (common/seeds.py judges the claims across them).
 """
+import contextlib
 import hashlib
 import json
 import math
@@ -135,8 +136,14 @@ class Experiment:
         return train_split(dataset, self.config, self.device)
 
     def data(self, dataset: str, split: str, n: int = 0) -> torch.Tensor:
-        """The first n points of a split (n = 0: all), on the device: fixed evaluation points."""
+        """The first n points of a split (n = 0: all), on the device: fixed evaluation points.
+        More points than the split holds is a ConfigError (a caption would name points never
+        evaluated)."""
         x = load_dataset(dataset, split, self.device)
+        if n > x.shape[0]:
+            raise ConfigError(f"{n} {split} points asked for (--n-points, --train-points or "
+                              f"--af-points) but {dataset}'s {split} split holds "
+                              f"{x.shape[0]}; use at most {x.shape[0]} (0: all)")
         return x[:n] if n else x
 
 
@@ -353,6 +360,19 @@ def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
 def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
                             out_dirs: dict, key_extra: dict = None, ais_source: str = None,
                             with_bdmc: bool = True, shared_qstar: bool = False) -> dict:
+    """evaluate_unlocked with each evaluation folder locked: a second process evaluating the
+    same model stops at once in one line, as a second training does (train.run_lock)."""
+    from .train import run_lock
+    with contextlib.ExitStack() as locks:
+        for d in out_dirs.values():
+            locks.enter_context(run_lock(d, "evaluated"))
+        return evaluate_unlocked(models, x, cfg, seed, out_dirs, key_extra, ais_source,
+                                 with_bdmc, shared_qstar)
+
+
+def evaluate_unlocked(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
+                      out_dirs: dict, key_extra: dict = None, ais_source: str = None,
+                      with_bdmc: bool = True, shared_qstar: bool = False) -> dict:
     """Gaps of several encoders that share ONE decoder, on the same points.
 
     log p^ is computed once (AIS on the decoder of the first model, from that model's q* or q,

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .claims import HOLD_SE, read_claims
-from .config import atomic_write_text, read_json_or, results_dir, write_json
+from .config import atomic_write_text, guarded, read_json_or, results_dir, write_json
 
 PAPER_EPOCHS = 3280
 SUFFIX = re.compile(r"^(?:_(?P<preset>long|paper))?(?:_e(?P<epochs>\d+))?$")
@@ -182,4 +182,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -27,8 +27,14 @@ EVAL_ONLY = tuple(f.name for f in fields(EvalConfig)) + ("eval_splits", "train_s
 
 # whole-number fields where 0 means "all" or "none"; every other one must be >= 1
 MAY_BE_ZERO = {"warmup_fraction", "qstar_tol", "n_points", "n_train", "n_valid_monitor",
-               "warmup_epochs", "ais_warmup", "qstar_probe_points", "bdmc_points",
+               "warmup_epochs", "ais_warmup", "qstar_probe_points",
                "corruption_seed", "train_points", "af_points"}
+LARGEST = 2 ** 31 - 1   # every whole number (a seed too: torch and the make variables take this)
+
+# lists of whole numbers: the smallest each element may be
+WHOLE_NUMBER_LISTS = {"seeds": 0, "checkpoint_epochs": 1, "eval_epochs": 1, "decoder_layers": 0,
+                      "noise": 0, "enc_hidden": 1, "dec_hidden": 1, "family_hidden": 1}
+SPLITS = ("test", "train")   # what --eval-splits may name
 
 
 # tuple fields that may be empty (no hidden layer, no extra seed, the default checkpoints); every
@@ -85,13 +91,15 @@ class RunConfig(EvalConfig):
                     value > 0 or (value == 0 and name in MAY_BE_ZERO))):
                 raise ConfigError(f"{flag}={value} is not allowed; use a finite number "
                                   f"{'>= 0' if name in MAY_BE_ZERO else '> 0'}")
-            if isinstance(value, int) and value < (0 if name in MAY_BE_ZERO else 1):
-                raise ConfigError(f"{flag}={value} is not allowed; use a whole number >= "
-                                  f"{0 if name in MAY_BE_ZERO else 1}")
-            if isinstance(value, tuple) and name.endswith("_hidden") and \
-                    any(not isinstance(v, int) or v < 1 for v in value):
-                raise ConfigError(f"{flag}={','.join(map(str, value))} is not allowed; use "
-                                  f"layer sizes >= 1, e.g. 500,500")
+            if isinstance(value, int) and not (0 if name in MAY_BE_ZERO else 1) <= value <= LARGEST:
+                raise ConfigError(f"{flag}={value} is not allowed; use a whole number in "
+                                  f"[{0 if name in MAY_BE_ZERO else 1}, {LARGEST}]")
+            if isinstance(value, tuple) and name in WHOLE_NUMBER_LISTS and any(
+                    isinstance(v, bool) or not isinstance(v, int) or
+                    not WHOLE_NUMBER_LISTS[name] <= v <= LARGEST for v in value):
+                raise ConfigError(f"{flag}={','.join(map(str, value))} is not allowed; use whole "
+                                  f"numbers in [{WHOLE_NUMBER_LISTS[name]}, {LARGEST}], "
+                                  f"comma-separated")
             if isinstance(value, tuple) and not value and name not in MAY_BE_EMPTY:
                 raise ConfigError(f"{flag} is empty; give at least one value (the preset's: "
                                   f"leave the flag out)")
@@ -99,6 +107,13 @@ class RunConfig(EvalConfig):
                     len(set(value)) != len(value):   # layer sizes may repeat; selections not
                 raise ConfigError(f"{flag}={','.join(map(str, value))} lists a value twice; "
                                   f"give each once")
+        if not 0 < self.qstar_lr_decay <= 1:
+            raise ConfigError(f"--qstar-lr-decay={self.qstar_lr_decay} is not allowed: the q* "
+                              f"rate may only shrink; use a factor in (0, 1] (1: constant)")
+        for split in getattr(self, "eval_splits", ()):
+            if split not in SPLITS:
+                raise ConfigError(f"--eval-splits: {split!r} is not a split; use test, train "
+                                  f"or test,train")
         if self.warmup_fraction > 1:
             raise ConfigError(f"--warmup-fraction={self.warmup_fraction} is not allowed; use a "
                               f"share of the epochs in [0, 1]")

@@ -88,21 +88,27 @@ def steps_of(folder: str, steps: dict, provenance: dict = None) -> dict:
     return study_steps(folder, steps, provenance)
 
 
-def computed_by(folder: Path) -> list:
-    """[((commit, first time), rows)] of the computed_commit column of the folder's CSVs."""
+def computed_by(folder: Path) -> tuple:
+    """([((commit, first time), rows)] of the computed_commit column of the folder's CSVs, [the
+    gap tables (gaps*.csv) whose commit cannot be read: unreadable, or the column renamed])."""
     from .tables import read_csv
-    counts, first = {}, {}
+    counts, first, unknown = {}, {}, []
     for path in sorted(folder.glob("*.csv")):
         try:
-            rows = read_csv(path)
-        except Exception:  # noqa: BLE001 - an unreadable CSV is reported by its own step
+            rows = read_csv(path, ("computed_commit",) if path.name.startswith("gaps") else ())
+        except Exception as err:  # noqa: BLE001 - an unreadable CSV is reported by its own step
+            if path.name.startswith("gaps"):
+                print(f"warning: {str(err).split(';')[0]}; the report cannot say which commit "
+                      f"computed its numbers", file=sys.stderr)
+                unknown.append(path.name)
             continue
         for r in rows:
             c = r.get("computed_commit")
             if c:
                 counts[c] = counts.get(c, 0) + 1
                 first[c] = min(first.get(c, r.get("computed_time", "")), r.get("computed_time", ""))
-    return [((c, first[c]), n) for c, n in sorted(counts.items(), key=lambda kv: first[kv[0]])]
+    return [((c, first[c]), n) for c, n in sorted(counts.items(), key=lambda kv: first[kv[0]])], \
+        unknown
 
 
 def set_aside_claims(root: Path, sections: list) -> list:
@@ -307,7 +313,10 @@ def build(root: Path) -> tuple:
             md += [f"Preset `{p.get('preset')}`, seed {p.get('seed')}, device {p.get('device')}; "
                    f"tables written at commit `{p.get('git_commit')}`, {p.get('time')}, by "
                    f"`{p.get('command')}`.", ""]
-        computed = computed_by(root / s["folder"])
+        computed, unknown = computed_by(root / s["folder"])
+        if unknown:
+            md += [f"**Numbers of unknown commit**: {', '.join(unknown)} has no readable "
+                   f"`computed_commit` column (renamed, or another version); rerun the study.", ""]
         if computed:
             md += ["Numbers computed at " + "; ".join(
                 f"commit `{c}` ({n} row{'s' if n > 1 else ''}, {t})" for (c, t), n in computed)

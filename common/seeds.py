@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from .claims import HOLD_SE, read_claims, verdict
-from .config import atomic_write_text, results_dir, write_json
+from .config import atomic_write_text, guarded, results_dir, write_json
 
 SEED_SUFFIX = re.compile(r"^(?P<length>(?:_(?:long|paper))?(?:_e\d+)?)(?:_seed(?P<seed>\d+))?$")
 
@@ -271,4 +271,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import UserError, atomic_write_text, portable, results_dir
+from .config import UserError, atomic_write_text, guarded, portable, results_dir
 
 
 def main() -> int:
@@ -89,4 +89,4 @@ def _record(path, name: str, cmd: list, wall_s: float) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))

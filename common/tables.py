@@ -168,14 +168,15 @@ def merge_rows(path: Path, rows: list, key: tuple, scope: str) -> list:
     """rows plus the rows already at `path` that they do not replace: an evaluation of a subset
     (`--families ffg`) updates its rows and keeps the others. Old rows are kept only if they
     share `scope` (the `config_id` column: same preset, seed and evaluation settings); rows of
-    another scope, or an unreadable old file, are dropped with a note."""
+    another scope, or an unreadable old file (one without a column the new rows have: renamed,
+    or of another version), are dropped with a note."""
     path = Path(path)
     for r in rows:
         r["config_id"] = scope
     if not path.exists():
         return rows
     try:
-        old = read_csv(path)
+        old = read_csv(path, tuple(dict.fromkeys(k for r in rows for k in r)))
     except CorruptFile as err:
         print(f"[merge] {err.args[0].split(';')[0]}: rewritten from this run's rows only")
         return rows

@@ -241,20 +241,21 @@ def _progress(line: str) -> None:
 
 
 class RunLocked(RunMismatch):
-    """Another process is training in this run folder."""
+    """Another process is training (or evaluating) in this folder."""
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """An exclusive lock on a run folder for as long as a process trains in it; a second
-    process stops at once with one line naming the holder."""
+def run_lock(run_dir: Path, doing: str = "trained"):
+    """An exclusive lock on a run (or evaluation) folder for as long as a process works in it;
+    a second process stops at once with one line naming the holder."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(run_dir) / ".lock", "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise RunLocked(f"{run_dir} is being trained by {holder}; wait for it to finish or "
+            raise RunLocked(f"{run_dir} is being {doing} by {holder}; wait for it to finish or "
                             f"use another RESULTS_DIR") from None
         f.seek(0)
         f.truncate()

@@ -26,6 +26,10 @@ NAMES = {"mnist": "MNIST", "fashion": "Fashion", **{f: c.display for f, c in FAM
 def main(argv=None):
     exp = Experiment("exp52", argv, __doc__)
     cfg = exp.config
+    for dataset in cfg.datasets:   # every size checked before any evaluation
+        for family in cfg.families:
+            for split in cfg.eval_splits:
+                exp.data(dataset, split, cfg.points(split, family))
     rows = []
     for dataset in cfg.datasets:
         for family in cfg.families:

@@ -480,3 +480,229 @@ def test_42_3_hand_edited_results_are_recomputed_or_left_out(results):
     assert "+50.00" not in report and "exp52_testgap/claims.json.corrupt" in report
     assert "EDITED CELL" not in report and "table.md left out" in report
     assert str(table) in proc.stderr
+
+
+def test_42_4_an_empty_results_or_data_dir_is_refused_before_anything_is_written(dirs, tmp_path):
+    """`RESULTS_DIR=` (empty) wrote runs, tables and REPORT.md into the source tree."""
+    before = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT,
+                            capture_output=True, text=True).stdout
+    for var in ("RESULTS_DIR", "DATA_DIR"):
+        proc = subprocess.run(["make", "--no-print-directory", "report", f"{var}="], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and f"{var} is empty" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        env = {**os.environ, "DATA_DIR": str(dirs[0]), "RESULTS_DIR": str(tmp_path), var: ""}
+        modules = [["exp52_testgap.train", "--preset", "smoke"]] + (
+            [["common.report"], ["common.ladder"], ["common.steptime", "probe", "true"]]
+            if var == "RESULTS_DIR" else [])   # these read no data
+        for module in modules:
+            proc = subprocess.run([PY, "-m", *module], cwd=ROOT, env=env, capture_output=True,
+                                  text=True)
+            one_line_error(proc, f"{var} is set but empty")
+    after = subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT,
+                           capture_output=True, text=True).stdout
+    assert after == before
+
+
+@pytest.mark.parametrize("flags, words", [
+    (("--seeds", "-1"), ("--seeds=-1", "[0, 2147483647]")),
+    (("--seeds", "1,abc"), ("--seeds=1,abc",)),
+    (("--seeds", "00,0"), ("lists a value twice",)),
+    (("--seeds", "99999999999999999999"), ("--seeds=99999999999999999999",)),   # 9: overflow
+])
+def test_42_5_9_every_seed_is_checked_before_any_work(results, flags, words):
+    """`--seeds -1` made runs/smoke-seed-1; a seed past 2^63 overflowed in a traceback."""
+    before = snapshot(results[1])
+    one_line_error(script("exp52_testgap.train", results, *flags), *words)
+    assert snapshot(results[1]) == before
+
+
+@pytest.mark.parametrize("variables, words", [
+    (("SEEDS=00,0",), "SEEDS=00,0 is not allowed"),
+    (("LADDER_EPOCHS=2 abc",), "LADDER_EPOCHS=2 abc is not allowed"),
+    (("LADDER_EPOCHS=0",), "LADDER_EPOCHS=0 is not allowed"),
+])
+def test_42_5_make_variables_are_refused_before_any_work(tmp_path, variables, words):
+    """SEEDS=00,0 and LADDER_EPOCHS="2 abc" were refused only after a study had run."""
+    for target in ("all", "ladder"):
+        proc = subprocess.run(["make", "--no-print-directory", "-n", target, *variables,
+                               f"RESULTS_DIR={tmp_path / 'r'}"], cwd=ROOT, capture_output=True,
+                              text=True)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stdout[-500:] + proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_42_6_a_gap_table_without_its_commit_column_is_said_on_the_report(results):
+    """The report dropped its "Numbers computed at commit" line without a word when gaps.csv
+    had renamed columns."""
+    gaps = results[1] / "exp52_testgap" / "gaps.csv"
+    lines = gaps.read_text().split("\n")
+    gaps.write_text("\n".join([lines[0].replace("computed_commit", "commit")] + lines[1:]))
+    proc = make("report", results, "PRESET=smoke")
+    assert f"{gaps} has no column 'computed_commit'" in proc.stderr
+    report = (results[1] / "REPORT.md").read_text()
+    assert "**Numbers of unknown commit**: gaps.csv" in report
+
+
+@pytest.mark.parametrize("flags, words", [
+    (("--bdmc-points", "0"), ("--bdmc-points=0", "[1, 2147483647]")),                  # 7
+    (("--eval-splits", "foo"), ("'foo' is not a split",)),                             # 8
+    (("--eval-splits", "test,foo"), ("'foo' is not a split",)),
+    (("--qstar-lr-decay", "2"), ("--qstar-lr-decay=2.0", "(0, 1]")),                   # 13
+    (("--af-points", "99999999"), ("99999999 test points", "holds 300")),
+])
+def test_42_7_8_13_bad_evaluation_flags_are_one_line_before_any_evaluation(results, flags, words):
+    out = results[1] / "exp52_testgap"
+    before = snapshot(out)
+    proc = one_line_error(script("exp52_testgap.evaluate", results, *flags), *words)
+    assert "[exp52]" not in proc and snapshot(out) == before
+
+
+def test_42_10_a_renamed_column_and_a_subset_evaluation_leave_a_whole_table(results):
+    """A gaps.csv with renamed columns plus `--families ffg`: KeyError, and the file was left
+    with empty log p^ cells that broke the next run."""
+    out = results[1] / "exp52_testgap"
+    gaps = out / "gaps.csv"
+    n_rows = len(rows(gaps))
+    lines = gaps.read_text().split("\n")
+    gaps.write_text("\n".join([lines[0].replace("logpx,", "log_p,", 1)] + lines[1:]))
+    flags = ("--datasets", "mnist", "--families", "ffg", "--eval-splits", "test")
+    proc = script("exp52_testgap.evaluate", results, *flags)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "has no column 'logpx'" in proc.stdout and "rewritten from this run's rows" in proc.stdout
+    table = rows(gaps)
+    assert len(table) == 1 and all(table[0][k] not in ("", None) for k in ("logpx", "approx_gap"))
+    proc = script("exp52_testgap.evaluate", results)      # the next full run: every row again
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(rows(gaps)) == n_rows and all(r["logpx"] for r in rows(gaps))
+
+
+def test_42_11_a_full_disk_while_training_is_one_line(results, tmp_path):
+    """A full disk during training printed torch's "[enforce fail at inline_container.cc] .
+    unexpected pos 576 vs 534" (its message on a full tmpfs) instead of one line."""
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(full)],
+                             capture_output=True).returncode == 0
+    if mounted:   # a real full disk (root, as in CI)
+        try:
+            proc = script("exp52_testgap.train", (results[0], full / "results"), "--families",
+                          "ffg", "--datasets", "mnist")
+            one_line_error(proc, "no space left on device writing", "last.pt")
+            assert not [p for p in full.rglob("*.part")]
+        finally:
+            subprocess.run(["umount", str(full)])
+    # and torch's message itself, where the disk is nearly full (the check every machine runs)
+    import shutil as sh
+    import torch
+    from common.config import WriteFailed
+    from common.train import save_checkpoint
+    real_save, real_usage = torch.save, sh.disk_usage
+
+    def short_write(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    try:
+        torch.save = short_write
+        sh.disk_usage = lambda p: real_usage(p)._replace(free=1000)
+        model = torch.nn.Linear(2, 2)
+        with pytest.raises(WriteFailed, match="^no space left on device writing .*last.pt"):
+            save_checkpoint(tmp_path / "last.pt", model, torch.optim.Adam(model.parameters()), 1, {})
+        sh.disk_usage = real_usage
+        with pytest.raises(WriteFailed, match="torch's file writer failed"):
+            save_checkpoint(tmp_path / "last.pt", model, torch.optim.Adam(model.parameters()), 1, {})
+    finally:
+        torch.save, sh.disk_usage = real_save, real_usage
+
+
+INJECTIONS = ['out"; touch {m}; echo "', "a$(touch {m})", "a`touch {m}`", "a\ntouch {m}",
+              "a$(shell touch {m})"]
+
+
+@pytest.mark.parametrize("target", ["clean", "report", "help", "exp52", "screenshot", "all"])
+@pytest.mark.parametrize("variable", ["RESULTS_DIR", "DATA_DIR", "REPORT"])
+def test_42_12_no_path_variable_reaches_a_shell(tmp_path, target, variable):
+    """`make clean RESULTS_DIR='out"; touch INJECTED; echo "'` ran the touch before refusing."""
+    marker = tmp_path / "INJECTED"
+    for payload in INJECTIONS:
+        value = str(tmp_path / payload.format(m=marker))
+        proc = subprocess.run(["make", "--no-print-directory", target, f"{variable}={value}"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert not marker.exists(), (variable, payload, target)
+        assert proc.returncode == 2 and f"{variable} holds a character the shell" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    # a path with spaces, quotes of the other kind and parentheses is a path: quoted, not run
+    odd = tmp_path / "a b's (c); touch INJECTED"
+    proc = subprocess.run(["make", "--no-print-directory", "clean", f"RESULTS_DIR={odd}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "nothing to clean" in proc.stdout and not marker.exists()
+    assert not (ROOT / "INJECTED").exists()
+
+
+@pytest.mark.parametrize("variable", ["SEED", "NOISE", "SEEDS", "EVAL_ARGS", "LADDER_EPOCHS",
+                                      "EPOCHS", "JOBS", "STUDIES"])
+def test_42_12_no_value_variable_reaches_a_shell(tmp_path, variable):
+    marker = tmp_path / "INJECTED"
+    for payload in INJECTIONS + ["1; touch {m}", "1 && touch {m}", "1 | touch {m}"]:
+        proc = subprocess.run(["make", "--no-print-directory", "help",
+                               f"{variable}={payload.format(m=marker)}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert not marker.exists(), (variable, payload)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_42_13_a_set_aside_claims_file_is_named_on_the_report(results):
+    """A set-aside claims.json.corrupt was not mentioned in REPORT.md, and its warning was cut
+    ("...invalid );")."""
+    claims = results[1] / "exp52_testgap" / "claims.json"
+    claims.write_text('[{"study": "exp52", invalid json')
+    proc = make("report", results, "PRESET=smoke")
+    warning = [line for line in proc.stderr.splitlines() if "claims.json is unreadable" in line]
+    assert len(warning) == 1 and "JSONDecodeError: Expecting property name" in warning[0]
+    assert "set aside as claims.json.corrupt; rerun its study" in warning[0]
+    assert "exp52_testgap/claims.json.corrupt" in (results[1] / "REPORT.md").read_text()
+
+
+def test_42_13_two_evaluations_of_one_model_at_once_are_refused(tmp_path):
+    """Training was locked per run folder; evaluation was not."""
+    from common.experiment import evaluate_decoder_family
+    from common.train import RunLocked, run_lock
+    with run_lock(tmp_path / "eval_test", "evaluated"):
+        with pytest.raises(RunLocked, match="is being evaluated by pid"):
+            evaluate_decoder_family({"model": None}, None, None, 0, {"model": tmp_path / "eval_test"})
+
+
+def test_42_13_clean_of_a_read_only_folder_is_one_line(tmp_path):
+    """`make clean` on a folder it may not delete printed 82 `rm:` lines."""
+    if os.geteuid() == 0 and subprocess.run(["chattr", "--help"], capture_output=True).returncode > 1:
+        pytest.skip("root deletes anything and chattr is missing")
+    from common.config import check_results_dir
+    res = tmp_path / "res"
+    check_results_dir(res)
+    for i in range(5):
+        (res / f"d{i}").mkdir()
+        (res / f"d{i}" / "f").write_text("x")
+    locked = []
+    if os.geteuid() == 0:   # root ignores permissions: make the files immutable instead
+        for i in range(5):
+            if subprocess.run(["chattr", "+i", str(res / f"d{i}" / "f")]).returncode == 0:
+                locked.append(res / f"d{i}" / "f")
+        if not locked:
+            pytest.skip("this file system has no immutable flag")
+    else:
+        for i in range(5):
+            (res / f"d{i}").chmod(0o500)
+    try:
+        proc = subprocess.run(["make", "--no-print-directory", "clean", f"RESULTS_DIR={res}"],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        err = [line for line in proc.stderr.strip().splitlines()
+               if not line.startswith("make: ***")]   # make's own trailer of a failed recipe
+        assert len(err) == 1 and err[0].startswith("error: could not delete all of"), err
+        assert "5 paths refused" in err[0]
+    finally:
+        for f in locked:
+            subprocess.run(["chattr", "-i", str(f)])
+        for i in range(5):
+            if (res / f"d{i}").exists():
+                (res / f"d{i}").chmod(0o700)
