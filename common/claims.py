@@ -6,8 +6,8 @@ A claim predicts that a difference d of two estimates (nats, on the same points)
                sqrt(se_a^2 + se_b^2) (conservative for estimates on the same points);
     verdict:   "held" when d > 3 s.e. and every evaluation involved is certified,
                "not certified" when d > 3 s.e. but a certificate was missed,
-               "not held" otherwise;
-               "too few points" when there is no s.e. (one point or seed: s.e. 0), never held.
+               "not held" otherwise (always when d <= 0, whatever the s.e.);
+               "too few points" when d > 0 has no s.e. (one point or seed: s.e. 0), never held.
 
 A claim on a quantity that involves log p^ (the approximation or total gap, log p^ itself) is
 judged under log p^ = AIS (common/gaps.LOGPX_RULE) and again under the paper's max rule
@@ -40,6 +40,8 @@ def truthy(value) -> bool:
 
 
 def verdict(d: float, se: float, certified: bool) -> str:
+    if not d > 0:                            # no positive difference: not held, whatever the s.e.
+        return "not held"
     if not (math.isfinite(se) and se > 0):   # one point (or seed): no s.e., nothing to judge
         return "too few points"
     if not d > HOLD_SE * se:

@@ -88,7 +88,8 @@ def test_exp52_variant_writes_beside_the_standard_results(dirs, smoke):
     lines = [line for line in vs.splitlines() if line.startswith("| mnist") or
              line.startswith("| fashion")]
     assert len(lines) == 4 and all(line.rstrip(" |").split("|")[-1].strip() in
-                                   ("held", "not held", "not certified", "–") for line in lines)
+                                   ("held", "not held", "not certified", "too few points", "–")
+                                   for line in lines)
 
 
 def test_exp53_smoke_shares_log_px_across_encoders(dirs, smoke):
@@ -206,7 +207,8 @@ def test_report_builds_from_smoke_results(dirs, smoke):
         assert first.count(f"| brief | {study} |") >= 1, study
     judged = [line.split(" | ") for line in first.splitlines()
               if line.startswith(("| paper |", "| brief |"))]
-    assert judged and all(cells[7] in ("**held**", "**not held**", "**not certified**")
+    assert judged and all(cells[7] in ("**held**", "**not held**", "**not certified**",
+                                       "**too few points**")
                           for cells in judged)     # (the verdict column of MARKDOWN_HEADER)
     # a snapshot of two folders carries their claims, and CLAIMS.md judges only what it holds
     dest = dirs[1] / "snapshot_test"
