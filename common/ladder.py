@@ -123,10 +123,15 @@ def plot(rows: list, out: Path) -> list:
     against epochs, the paper's value at 3280 (star), hollow markers where not certified."""
     import matplotlib.pyplot as plt
 
-    from .plots import save
+    from .plots import drawn_from, figure_key, save
     written = []
     claims = by_claim(rows)
     for study in dict.fromkeys(k[0] for k in claims):
+        stem = out / slug(study)
+        key = figure_key([[list(k), v] for k, v in claims.items() if k[0] == study], __file__)
+        if drawn_from(stem, key):   # the same claims drawn by the same code: kept
+            written.append(stem.with_suffix(".png"))
+            continue
         texts = list(dict.fromkeys(k[1] for k in claims if k[0] == study))
         fig, axes = plt.subplots(len(texts), 1, figsize=(8.5, 2.6 * len(texts)), squeeze=False)
         for ax, text in zip(axes[:, 0], texts):
@@ -156,8 +161,7 @@ def plot(rows: list, out: Path) -> list:
         fig.suptitle(f"{study}: claims by training length (bars: {HOLD_SE:g} s.e.; hollow: a "
                      f"certificate missed)", fontsize=9)
         fig.tight_layout()
-        stem = out / slug(study)
-        save(fig, stem)
+        save(fig, stem, key)
         written.append(stem.with_suffix(".png"))
     return written
 

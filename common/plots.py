@@ -40,9 +40,37 @@ def panels_by_split(rows, panel_width: float, draw, height: float = 3.8):
     return fig
 
 
-def save(fig, stem: Path) -> None:
+def figure_key(inputs, *code_files) -> str:
+    """The checksum of what a figure is drawn from: its data and the source of the code that
+    draws it (this module and the caller's), so new data or new plotting code redraws it."""
+    from .config import content_checksum
+    sources = [Path(f).read_text() for f in (__file__, *code_files)]
+    return content_checksum({"inputs": inputs, "code": sources})
+
+
+def _files_checksum(stem: Path) -> str:
+    from .config import sha256_text
+    return sha256_text("".join(stem.with_suffix(f".{ext}").read_bytes().hex()
+                               for ext in ("png", "pdf")))
+
+
+def drawn_from(stem: Path, key: str) -> bool:
+    """Whether stem.png and stem.pdf are the figure of `key` (figure_key) as `save` wrote them:
+    the record beside them names the key and the files' checksum, so a figure whose data, code
+    or files changed since is drawn again (matplotlib's drawing is most of a report's time:
+    11 of its 13 s on the smoke results with a ladder)."""
+    stem, record = Path(stem), Path(f"{stem}.drawn_from")
+    try:
+        key_then, files_then = record.read_text().split()
+        return key_then == key and files_then == _files_checksum(stem)
+    except (OSError, ValueError):
+        return False
+
+
+def save(fig, stem: Path, key: str = None) -> None:
     """stem.png and stem.pdf, the same bytes for the same figure (the PDF carries no creation
-    date: a snapshot that redraws a figure changes its file only where the figure changed)."""
+    date: a snapshot that redraws a figure changes its file only where the figure changed);
+    key (figure_key): recorded beside them for drawn_from."""
     from .config import write_error
     stem = Path(stem)
     fig.tight_layout()
@@ -57,5 +85,8 @@ def save(fig, stem: Path) -> None:
             except (OSError, RuntimeError, ValueError) as err:
                 tmp.unlink(missing_ok=True)
                 raise write_error(stem.with_suffix(f".{ext}"), err) from None
+        if key is not None:   # what drawn_from compares
+            from .config import atomic_write_text
+            atomic_write_text(Path(f"{stem}.drawn_from"), f"{key} {_files_checksum(stem)}\n")
     finally:
         plt.close(fig)
