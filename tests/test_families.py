@@ -30,8 +30,9 @@ LL, LOG_PX = MODEL.likelihood(X), MODEL.log_px(X)
 
 
 def config(family, **kw):
-    return ModelConfig(**{"family": family, "z_dim": MODEL.D, "enc_hidden": (16,),
-                          "flow_steps": 2, "flow_hidden": 8, "context_dim": 3, **kw})
+    small = {"family_hidden": (16, 16)} if family == "af" else {}   # AF's own nets: Table 2's
+    return ModelConfig(**{"family": family, "z_dim": MODEL.D, "enc_hidden": (16,),  # 2 x 100
+                          "flow_steps": 2, "flow_hidden": 8, "context_dim": 3, **small, **kw})
 
 
 def encoder(family, seed=0, **kw):
