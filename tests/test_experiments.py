@@ -356,7 +356,7 @@ def test_cuda_requested_without_cuda_is_refused(tmp_path):
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
 
 
-@pytest.mark.parametrize("module, flags, message", [
+BAD_FLAGS = [
     ("exp52_testgap.train", ["--n-train", "-5"], "--n-train=-5 is not allowed"),
     ("exp52_testgap.train", ["--warmup-epochs", "-1"], "--warmup-epochs=-1 is not allowed"),
     ("exp52_testgap.evaluate", ["--qstar-lr", "nan"], "--qstar-lr=nan is not allowed"),
@@ -368,16 +368,50 @@ def test_cuda_requested_without_cuda_is_refused(tmp_path):
     ("exp52_testgap.evaluate", ["--train-split-families", "ffg,iaf"], "family 'iaf' is not allowed"),
     ("exp52_testgap.train", ["--seed", "200000000000000"], "SEED=200000000000000 is not allowed"),
     ("exp_refit.train", ["--noise", "10,,50"], "--noise='10,,50' is not a valid tuple"),
-])
-def test_bad_flags_are_one_line_errors_with_exit_2_and_nothing_written(tmp_path, module, flags,
-                                                                        message):
-    env = dict(os.environ, RESULTS_DIR=str(tmp_path / "r"), DATA_DIR=str(tmp_path / "d"))
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", module, "--preset",
-                           "smoke", *flags], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert not (tmp_path / "r").exists()
+]
+
+# Each case as `python -m module --preset smoke FLAGS` runs it (runpy, __main__, sys.argv),
+# all in one process: eleven interpreter starts with torch cost 19 s of the unit tests.
+BAD_FLAGS_DRIVER = """
+import contextlib, io, json, runpy, sys
+out = []
+for module, flags in json.loads(sys.argv[1]):
+    sys.argv = [module, "--preset", "smoke", *flags]
+    sys.modules.pop(module, None)   # run fresh, as `python -m` does (an earlier case imported it)
+    err, code = io.StringIO(), 0
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+    out.append([code, err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_flag_runs(tmp_path_factory):
+    """{(module, flags): (exit code, stderr)} of every BAD_FLAGS case, and the results and data
+    dirs they were given (none may be created)."""
+    tmp = tmp_path_factory.mktemp("bad_flags")
+    env = dict(os.environ, RESULTS_DIR=str(tmp / "r"), DATA_DIR=str(tmp / "d"))
+    cases = [[module, flags] for module, flags, _ in BAD_FLAGS]
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", BAD_FLAGS_DRIVER,
+                           json.dumps(cases)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {(m, tuple(f)): tuple(r) for (m, f), r in zip(cases, runs)}, tmp
+
+
+@pytest.mark.parametrize("module, flags, message", BAD_FLAGS)
+def test_bad_flags_are_one_line_errors_with_exit_2_and_nothing_written(bad_flag_runs, module,
+                                                                        flags, message):
+    runs, tmp = bad_flag_runs
+    code, stderr = runs[(module, tuple(flags))]
+    assert code == 2, stderr
+    assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp / "r").exists() and not (tmp / "d").exists()
 
 
 def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
