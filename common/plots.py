@@ -49,9 +49,11 @@ def figure_key(inputs, *code_files) -> str:
 
 
 def _files_checksum(stem: Path) -> str:
-    from .config import sha256_text
-    return sha256_text("".join(stem.with_suffix(f".{ext}").read_bytes().hex()
-                               for ext in ("png", "pdf")))
+    import hashlib
+    digest = hashlib.sha256()
+    for ext in ("png", "pdf"):
+        digest.update(stem.with_suffix(f".{ext}").read_bytes())
+    return digest.hexdigest()
 
 
 def drawn_from(stem: Path, key: str) -> bool:

@@ -87,8 +87,8 @@ def test_exp52_variant_writes_beside_the_standard_results(dirs, smoke):
     assert "without annealing the posterior is more Gaussian" in vs and "paired" in vs
     lines = [line for line in vs.splitlines() if line.startswith("| mnist") or
              line.startswith("| fashion")]
-    assert len(lines) == 4 and all(line.rstrip(" |").split("|")[-1].strip() in
-                                   ("held", "not held", "not certified", "too few points", "–")
+    from common.claims import VERDICTS
+    assert len(lines) == 4 and all(line.rstrip(" |").split("|")[-1].strip() in (*VERDICTS, "–")
                                    for line in lines)
 
 
@@ -207,8 +207,8 @@ def test_report_builds_from_smoke_results(dirs, smoke):
         assert first.count(f"| brief | {study} |") >= 1, study
     judged = [line.split(" | ") for line in first.splitlines()
               if line.startswith(("| paper |", "| brief |"))]
-    assert judged and all(cells[7] in ("**held**", "**not held**", "**not certified**",
-                                       "**too few points**")
+    from common.claims import VERDICTS
+    assert judged and all(cells[7] in {f"**{v}**" for v in VERDICTS}
                           for cells in judged)     # (the verdict column of MARKDOWN_HEADER)
     # a snapshot of two folders carries their claims, and CLAIMS.md judges only what it holds
     dest = dirs[1] / "snapshot_test"

@@ -699,7 +699,6 @@ def test_42_13_clean_of_a_read_only_folder_is_one_line(tmp_path):
         assert proc.returncode == 2, proc.stdout + proc.stderr
         err = [line for line in proc.stderr.strip().splitlines()
                if not re.match(r"make(\[\d+\])?: \*\*\*", line)]   # make's own trailer
-
         assert len(err) == 1 and err[0].startswith("error: could not delete all of"), err
         assert "5 paths refused" in err[0]
     finally:
