@@ -24,7 +24,7 @@ from torch.func import functional_call, stack_module_state
 
 from .train import (NonFiniteLoss, TrainConfig, _progress, end_epoch, epoch_order, eta_minutes,
                     epoch_settings, maybe_compile, metrics_row, non_finite_message, prepare_run,
-                    roll_back, run_lock)
+                    roll_back, run_lock, save_due)
 from .vae import VAE
 from .posteriors import log_weight
 
@@ -151,6 +151,7 @@ def _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, run
     monitors = [x[:cfg.n_valid_monitor] for x in x_valids]
     bs, arange = cfg.batch_size, torch.arange(M, device=device).unsqueeze(1)
     epoch_ends = [time.time()]   # for the ETA
+    last_saved = None
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         lr, entropy_weight = epoch_settings(cfg, epoch)
@@ -208,11 +209,13 @@ def _train_stacked(models, x_trains, x_valids, cfg, run_dirs, seeds, labels, run
                                     f"kept at {run_dirs[m] / 'last.pt'}")
             rows[m].append(metrics_row(epoch + 1, lr, elbos[m], valid, wall / M, enc_norms[m],
                                        dec_norms[m], n_enc, n_dec))
-        for m, model in enumerate(models):
-            adam.write_to(optimizers[m], m)
-            identity, config_for_ckpt = runs[m][4], runs[m][5]
-            end_epoch(run_dirs[m], model, optimizers[m], gens[m], epoch, cfg, config_for_ckpt,
-                      identity, rows[m])
+        if save_due(epoch, cfg, last_saved):
+            for m, model in enumerate(models):
+                adam.write_to(optimizers[m], m)
+                identity, config_for_ckpt = runs[m][4], runs[m][5]
+                end_epoch(run_dirs[m], model, optimizers[m], gens[m], epoch, cfg,
+                          config_for_ckpt, identity, rows[m])
+            last_saved = time.monotonic()
         epoch_ends.append(time.time())
         eta = eta_minutes(epoch_ends, cfg.epochs - epoch - 1)
         _progress(f"[stacked x{M}] epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train elbo "

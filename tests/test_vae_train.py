@@ -84,6 +84,56 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, family):
     assert torch.equal(reloaded.decoder.net[0].weight, resumed.decoder.net[0].weight)
 
 
+def test_checkpoint_is_written_at_most_once_a_minute_and_a_kill_between_resumes_identically(
+        tmp_path, monkeypatch):
+    """last.pt at a process's first epoch, the checkpoint epochs, the last epoch and once a
+    minute (train.SAVE_EVERY_S): a run killed between saves resumes from the last one and
+    ends bit-identical to one never killed."""
+    import common.train as trainer
+    x, xv = synthetic_binary(200), synthetic_binary(50, seed=1)
+    cfg = TrainConfig(epochs=6, batch_size=50, warmup_epochs=2, n_valid_monitor=50,
+                      checkpoint_epochs=(3,))
+    monkeypatch.setattr(trainer, "SAVE_EVERY_S", float("inf"))
+    saved = []
+    real_end_epoch = trainer.end_epoch
+    monkeypatch.setattr(trainer, "end_epoch", lambda *a: (saved.append(a[4] + 1),
+                                                          real_end_epoch(*a)))
+    torch.manual_seed(0)
+    straight = train(tiny_model(), x, xv, cfg, tmp_path / "a", seed=3)
+    assert saved == [1, 3, 6]
+    epochs_done = []
+
+    def killed_after_epoch_5(line):
+        epochs_done.append(line)
+        if len(epochs_done) == 5:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(trainer, "_progress", killed_after_epoch_5)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), x, xv, cfg, tmp_path / "b", seed=3)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["epoch"] == 3
+    assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "b" / "metrics.csv"))] == \
+        ["1", "2", "3"]
+    resumed = train(tiny_model(), x, xv, cfg, tmp_path / "b", seed=3, resume=True)
+    for (n, p), (_, q) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(p, q), n
+    assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "b" / "metrics.csv"))] == \
+        [str(e) for e in range(1, 7)]
+
+
+def test_save_due_once_the_minute_has_passed(monkeypatch):
+    import common.train as trainer
+    cfg = TrainConfig(epochs=10, checkpoint_epochs=(4,))
+    now = 1000.0
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: now)
+    assert trainer.save_due(0, cfg, None)                       # a process's first epoch
+    assert not trainer.save_due(1, cfg, now - 1)
+    assert trainer.save_due(3, cfg, now - 1)                    # checkpoint epoch 4
+    assert trainer.save_due(9, cfg, now - 1)                    # the last epoch
+    assert trainer.save_due(5, cfg, now - trainer.SAVE_EVERY_S)
+
+
 def test_lr_of_the_schedule_uses_the_total_epochs_after_resume(tmp_path):
     x = synthetic_binary(100)
     train(tiny_model(), x, x, TrainConfig(epochs=3, batch_size=50, n_valid_monitor=10),

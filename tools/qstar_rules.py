@@ -29,6 +29,9 @@ RULES = {  # name: EvalConfig overrides (the default quick preset's rule is "qui
     "quick, tol 0.05": dict(qstar_tol=0.05),
     "quick, tol 0.1": dict(qstar_tol=0.1),
     "quick, S 5": dict(qstar_samples=5),
+    "quick, window 50": dict(qstar_check_every=50),
+    "quick, patience 1": dict(qstar_patience=1),
+    "quick, window 50, tol 0.025": dict(qstar_check_every=50, qstar_tol=0.025),
 }
 
 
