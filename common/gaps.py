@@ -535,11 +535,9 @@ def ais_logpx(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, qstar_par
 def simulate(model: VAE, n: int, seed: int):
     """(x, z) with z ~ p(z), x ~ p(x|z): z is an exact posterior sample of x."""
     g = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
+    device = getattr(model, "device", None) or next(model.parameters()).device
     z = torch.randn(n, model.z_dim, generator=g).to(device)
-    with torch.no_grad():
-        probs = torch.sigmoid(model.decoder(z)).cpu()
-    return torch.bernoulli(probs, generator=g).to(device), z
+    return model.sample_x(z, g), z
 
 
 def bdmc_data(model: VAE, cfg: EvalConfig, seed: int) -> tuple:

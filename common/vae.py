@@ -115,6 +115,12 @@ class VAE(nn.Module):
         """log p(x|z) for z [..., B, D] and x [B, 784] -> [..., B]."""
         return bernoulli_log_likelihood(self.decoder(z), x)
 
+    def sample_x(self, z, generator: torch.Generator) -> torch.Tensor:
+        """x ~ p(x|z) for z [n, D], drawn on the CPU from `generator` (simulated data of BDMC)."""
+        with torch.no_grad():
+            probs = torch.sigmoid(self.decoder(z)).cpu()
+        return torch.bernoulli(probs, generator=generator).to(z.device)
+
     def log_joint(self, x, z):
         return self.log_likelihood(x, z) + log_standard_normal(z)
 
