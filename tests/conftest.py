@@ -23,6 +23,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+            # under pytest-xdist (make test-e2e: --dist loadgroup) every reader of the smoke
+            # results runs in one worker, so the session's smoke run happens once, not per worker
+            item.add_marker(pytest.mark.xdist_group("smoke"))
 
 
 @pytest.fixture(autouse=True)

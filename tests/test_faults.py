@@ -641,7 +641,7 @@ def test_42_12_no_path_variable_reaches_a_shell(tmp_path, target, variable):
 
 
 @pytest.mark.parametrize("variable", ["SEED", "NOISE", "SEEDS", "EVAL_ARGS", "LADDER_EPOCHS",
-                                      "EPOCHS", "JOBS", "STUDIES"])
+                                      "EPOCHS", "JOBS", "STUDIES", "TEST_WORKERS"])
 def test_42_12_no_value_variable_reaches_a_shell(tmp_path, variable):
     marker = tmp_path / "INJECTED"
     for payload in INJECTIONS + ["1; touch {m}", "1 && touch {m}", "1 | touch {m}"]:
