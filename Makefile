@@ -73,7 +73,7 @@ ifneq ($(JOBS),1)
 export OMP_NUM_THREADS := $(shell n=$$(( $$(nproc) / $(JOBS) )); [ $$n -ge 1 ] && echo $$n || echo 1)
 endif
 # SEEDS=0,1,2: make all once per seed (each its own runs and results), exp52's seeds trained
-# together, then the claims judged across seeds (common/seeds.py)
+# together, then the claims judged across seeds (common/reporting/seeds.py)
 ifeq ($(origin SEEDS),command line)
 ifneq ($(shell s="$(SEEDS)"; [[ "$$s" =~ ^[0-9]{1,10}(,[0-9]{1,10})*$$ ]] || exit 0; for n in $${s//,/ }; do [ "$$n" -lt 2147483648 ] || exit 0; done; [ $$(echo "$$s" | tr , '\n' | sort -n -u | wc -l) -eq $$(echo "$$s" | tr , '\n' | wc -l) ] && echo ok),ok)
 $(error SEEDS=$(SEEDS) is not allowed; use distinct whole numbers in [0, 2147483647], comma-separated, e.g. SEEDS=0,1,2)
@@ -109,7 +109,7 @@ RUN_ARGS := --preset $(PRESET) --device $(DEVICE) --seed $(SEED)$(if $(EPOCHS), 
 VARIANT_TAG := $(if $(filter standard,$(VARIANT)),,_$(VARIANT))
 DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
-TIME  := $(PY) -m common.steptime
+TIME  := $(PY) -m common.speed.steptime
 
 .PHONY: help setup data test test-e2e all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot screenshot bench profile clean check
 
@@ -221,7 +221,7 @@ exp66: check data  ## Appendix 6.6 Figure 5: FFG and Flow on 1000 MNIST points f
 
 # claims by training length: the ladder's studies at every length of LADDER_EPOCHS (quick: the
 # long preset at 100 and 300 epochs beside make all's 30; smoke: 2 and 4 epochs), then the
-# table and figures (common/ladder.py). Runs resume and finished lengths are read back.
+# table and figures (common/reporting/ladder.py). Runs resume and finished lengths are read back.
 LADDER_STUDIES ?= exp52 exp55
 LADDER_PRESET  := $(if $(filter smoke,$(PRESET)),smoke,long)
 LADDER_EPOCHS  ?= $(if $(filter smoke,$(PRESET)),2 4,100 300)
@@ -233,7 +233,7 @@ ladder: setup  ## claims by training length: LADDER_STUDIES at LADDER_EPOCHS, th
 	  $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) $(LADDER_STUDIES) \
 	    PRESET=$(LADDER_PRESET) EPOCHS=$$e || exit $$?; \
 	done
-	$(PY) -m common.ladder
+	$(PY) -m common.reporting.ladder
 
 exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE flipped pixels
 	$(TIME) exp_refit_train $(PY) -m exp_refit.train $(RUN_ARGS) --noise $(NOISE)
@@ -263,12 +263,12 @@ BASE_USERS  := exp52 exp53 exp54 exp_refit# the studies that read the shared uni
 AFTER_STUDIES := $(if $(filter exp55,$(STUDIES)),exp_gradients) \
                  $(if $(filter exp52_large_encoder exp52_no_annealing,$(STUDIES)),exp52_compare)
 all: check  ## every experiment, then the report (JOBS=N: N at once; SEEDS=0,1,2: per seed); timed as make_all
-	$(PY) -m common.machine   # how fast this machine is, measured before anything runs (TIMES.md)
+	$(PY) -m common.speed.machine   # how fast this machine is, measured before anything runs (TIMES.md)
 ifeq ($(SEEDS),)
 	$(TIME) make_all $(MAKE) --no-print-directory studies
 else
 	$(TIME) make_all bash -c 'for s in $(subst $(comma), ,$(SEEDS)); do $(MAKE) --no-print-directory studies SEED=$$s || exit $$?; done'
-	$(PY) -m common.seeds
+	$(PY) -m common.reporting.seeds
 endif
 	$(MAKE) --no-print-directory report
 
@@ -282,10 +282,10 @@ exp52_compare: setup  ## Table 3: each variant against the standard exp52 models
 	  $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $$v || exit $$?; done
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
-	$(PY) -m common.report $(RUN_ARGS)
+	$(PY) -m common.reporting.report $(RUN_ARGS)
 
 snapshot: report  ## copy the report, tables and figures to docs/results (committed)
-	$(PY) -m common.report $(RUN_ARGS) --snapshot docs/results
+	$(PY) -m common.reporting.report $(RUN_ARGS) --snapshot docs/results
 
 # The report's first screen as a reader's browser draws it (headless Chromium, images loaded):
 # REPORT= another report.html, e.g. docs/results/report.html for the committed snapshot.
@@ -296,10 +296,10 @@ screenshot:  ## the first screen of REPORT (default results/report.html) -> repo
 	@chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run --disable-background-networking --virtual-time-budget=5000 --window-size=1280,1500 --screenshot="$(abspath $(dir $(REPORT)))/report_first_screen.png" "file://$(abspath $(REPORT))" 2>/dev/null && echo "wrote $(dir $(REPORT))report_first_screen.png"
 
 bench: check data  ## speed benchmarks, ratios side by side -> results/bench/bench.json
-	$(PY) -m common.bench $(RUN_ARGS)
+	$(PY) -m common.speed.bench $(RUN_ARGS)
 
 profile: check data  ## where one flow model's evaluation spends its time, unit by unit, before/after
-	$(PY) -m common.profile $(RUN_ARGS)
+	$(PY) -m common.speed.profile $(RUN_ARGS)
 
 # only a RESULTS_DIR this project made (its marker, common/config.RESULTS_MARKER), the path quoted
 clean:  ## delete RESULTS_DIR if this project made it (never data, never .venv, never another folder)

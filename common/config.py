@@ -1,6 +1,6 @@
 """Dataclass configs -> argparse flags, device choice, run folders. No config framework.
 
-Every experiment's presets (smoke | quick | paper) live in common/presets.py; a script
+Every experiment's presets (smoke | quick | paper) live in common/runs/presets.py; a script
 builds its config with `parse_config(ExpConfig, PRESETS_OF_EXP)`: the preset gives the
 defaults, any field can be overridden by a flag of the same name (`--n-points 200`).
 """
@@ -100,7 +100,7 @@ def check_device_name(name: str) -> None:
 def resolve_device(name: str):
     """The torch.device of a DEVICE name: cpu, or a GPU: on a node with several, the first one
     no other process of this study holds (claim_gpu), so `make -j N DEVICE=cuda` runs one job
-    per GPU. (torch is imported here, not at module level: `common.steptime` and the Makefile's
+    per GPU. (torch is imported here, not at module level: `common.speed.steptime` and the Makefile's
     variable check import this module in every step, and torch's import is 2 s on 2 cores.)"""
     import torch
     check_device_name(name)

@@ -39,9 +39,9 @@ from torch import distributions as D
 from torch import nn
 
 from .config import UserError, guarded, resolve_device, write_json
-from .estimators import proposal_bounds
-from .families import FAMILIES, GAUSSIAN
-from .vae import ModelConfig, bernoulli_log_likelihood, chunk_size
+from .inference.estimators import proposal_bounds
+from .models.families import FAMILIES, GAUSSIAN
+from .models.vae import ModelConfig, bernoulli_log_likelihood, chunk_size
 
 LIKELIHOODS = ("distribution", "bernoulli_logits", "bernoulli_probs")
 GAP_KEYS = ("logpx", "L_q", "L_qstar", "approx_gap", "amort_gap", "total_gap")
@@ -152,7 +152,7 @@ class ForeignVAE(nn.Module):
             return torch.bernoulli(probs.float().cpu(), generator=generator).to(z.device)
 
     def bounds(self, x, k: int, chunk: int = 0, generator=None):
-        from .vae import BatchLikelihood
+        from .models.vae import BatchLikelihood
         chunk = chunk or chunk_size(x.shape[0], x[0].numel())
         return proposal_bounds(BatchLikelihood(self, x),
                                lambda n: self.encoder.sample_and_log_prob(x, n, generator), k,
@@ -231,16 +231,16 @@ def inference_gaps(encoder, decoder, x, *, likelihood: str = None, preset: str =
     """Approximation, amortization and inference gaps of a VAE on the points x (the module
     docstring's contract), with the studies' estimators and certificates.
 
-    preset: smoke | quick | paper (the studies' sizes: common/presets.py); overrides: any
+    preset: smoke | quick | paper (the studies' sizes: common/runs/presets.py); overrides: any
     EvalConfig field (k_eval=..., ais_steps=...). n_points: the first n of x (default: the
     preset's n_points, or all of x if fewer). flow_qstar: also fit q* in the flow family
     (started from the encoder's q), adding L_qstar_flow and approx_gap_flow: how much of the
     approximation gap a flow would close. out_dir: keep per_point.csv and summary.json there (a
     second call with the same model and settings reads them back); default a temporary folder.
     """
-    from .experiment import evaluate_one
-    from .presets import presets, RunConfig
-    from .tables import read_csv
+    from .runs.experiment import evaluate_one
+    from .runs.presets import presets, RunConfig
+    from .results.tables import read_csv
     table = presets(RunConfig)
     if preset not in table:
         raise MeasureError(f"preset={preset!r} is not allowed; use one of: {', '.join(table)}")
@@ -311,9 +311,9 @@ def _column(values: list):
 
 
 def _add_flow_qstar(model, x, cfg, seed, summary, per_point, verbose):
-    from .gaps import qstar_rule
-    from .local_opt import optimize_local
-    from .vae import BatchLikelihood
+    from .inference.gaps import qstar_rule
+    from .inference.local_opt import optimize_local
+    from .models.vae import BatchLikelihood
     local = FAMILIES["flow"](model.z_dim, model.config).local
     with torch.no_grad():
         q = model.encoder.posterior(x)
@@ -411,7 +411,7 @@ def write_outputs(out: Path, m: Measurement, label: str, args, device) -> None:
     """The gaps table (markdown and LaTeX, certificates under it), gaps.csv and provenance.json
     (command, commit, preset, seed) in `out`."""
     from .config import provenance
-    from .tables import gap_table, write_csv
+    from .results.tables import gap_table, write_csv
     out.mkdir(parents=True, exist_ok=True)
     gap_table(out / "table", {label: m.summary},
               caption=f"Inference gaps of {label} (python -m common.measure, preset {args.preset})")

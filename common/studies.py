@@ -30,7 +30,7 @@ class Study:
     presets: dict             # preset name -> config (common/presets.presets)
     results: tuple = ()       # Results, in the report's order (default: the study's folder)
     cost: object = None       # cost(units, preset, qstar_steps, stacked) -> {results name: {
-                              # "train": s, "evaluate": s}} (common/costmodel.py's units)
+                              # "train": s, "evaluate": s}} (common/speed/costmodel.py's units)
     models: object = None     # models(preset) -> {"<family>/<architecture>"} it trains
     variants: dict = field(default_factory=dict)   # exp52's Table-3 variants: name -> overrides
 

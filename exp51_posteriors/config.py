@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 from common.config import ConfigError
-from common.presets import RunConfig, presets
+from common.runs.presets import RunConfig, presets
 from common.studies import Results, Study
 
 
@@ -36,7 +36,7 @@ PRESETS = presets(Exp51Config,
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Grids are seconds; the q* fits (two FFG starts and a flow, by design) dominate."""
-    from common.costmodel import eval_s, train_s
+    from common.speed.costmodel import eval_s, train_s
     c = PRESETS[preset]
     return {"exp51": {"train": train_s(units, "ffg/exp51", c.epochs, c.batch_size),
                       "evaluate": eval_s(units, c, "flow", c.n_candidates, qstar_steps)}}

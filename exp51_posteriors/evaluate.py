@@ -13,14 +13,14 @@ import math
 
 import torch
 
-from common.claims import claim, mean_sem, write_claims
+from common.results.claims import claim, mean_sem, write_claims
 from common.config import guarded
-from common.experiment import Experiment
-from common.gaps import CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds, qstar_rule
-from common.families import local_family
-from common.local_opt import LocalOptResult, optimize_local
-from common.tables import pm, write_csv, write_tables
-from common.vae import BatchLikelihood
+from common.runs.experiment import Experiment
+from common.inference.gaps import CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds, qstar_rule
+from common.models.families import local_family
+from common.inference.local_opt import LocalOptResult, optimize_local
+from common.results.tables import pm, write_csv, write_tables
+from common.models.vae import BatchLikelihood
 
 from .train import run_dir
 

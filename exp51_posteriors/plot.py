@@ -4,8 +4,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from common.config import CorruptFile, guarded
-from common.experiment import Experiment
-from common.plots import save
+from common.runs.experiment import Experiment
+from common.results.plots import save
 
 
 ROWS = ("true posterior", "amortised FFG q", "optimal FFG q*", "optimal flow q*")

@@ -1,6 +1,6 @@
 """Train the 2-D MNIST VAE of Figure 2 (ffg encoder 784-100-4, decoder 2-100-784, tanh)."""
 from common.config import guarded
-from common.experiment import Experiment, train_or_load
+from common.runs.experiment import Experiment, train_or_load
 
 
 def run_dir(exp: Experiment):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from common.config import CorruptFile, results_dir
 from common.data import data_identity, load_dataset
-from common.experiment import run_tag, train_or_load, train_split
-from common.families import GAUSSIAN
-from common.train import check_identity, model_from_state, read_checkpoint, run_identity
-from common.vae import VAE
+from common.runs.experiment import run_tag, train_or_load, train_split
+from common.models.families import GAUSSIAN
+from common.runs.train import check_identity, model_from_state, read_checkpoint, run_identity
+from common.models.vae import VAE
 
 from .config import PRESETS
 

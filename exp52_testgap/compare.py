@@ -14,12 +14,12 @@ import csv
 import math
 from pathlib import Path
 
-from common.claims import claim, mean_sem, truthy, write_claims
+from common.results.claims import claim, mean_sem, truthy, write_claims
 from common.config import CorruptFile, read_json_or
-from common.gaps import EvalConfig
-from common.tables import pm, write_tables
+from common.inference.gaps import EvalConfig
+from common.results.tables import pm, write_tables
 
-from common.families import GAUSSIAN
+from common.models.families import GAUSSIAN
 from .evaluate import NAMES
 
 STUDY = "exp52 Table 3"

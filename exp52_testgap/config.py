@@ -4,7 +4,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from common.config import ConfigError
-from common.presets import RunConfig, presets
+from common.runs.presets import RunConfig, presets
 from common.studies import Results, Study
 
 # Table 3's variants (the paper's 6.1.2 / Table 3, on the training set): what each one changes;
@@ -28,7 +28,7 @@ class Exp52Config(RunConfig):
     variant: str = "standard"        # standard | large_encoder | no_annealing (Table 3);
                                      # results go to exp52_testgap_<variant>/
     stack: str = "auto"              # train one family's models of every dataset as ONE batched
-                                     # computation (common/stacked.py): on | off | auto (on a GPU)
+                                     # computation (common/runs/stacked.py): on | off | auto (on a GPU)
     train_points: int = 0            # points of the training-split evaluation (Table 3, the
                                      # standard models and the variants alike; 0: n_points)
     af_points: int = 0               # test points of the AF models (0: n_points); their q*
@@ -70,7 +70,7 @@ PRESETS = presets(Exp52Config, quick=dict(train_points=250, af_points=150, bdmc_
 def _eval_s(units, c, family, qstar_steps):
     """One model's evaluations: every split it is evaluated on (the training split: Table 3's
     families, on c.points("train")), and its decoder's BDMC."""
-    from common.costmodel import bdmc_s, eval_s
+    from common.speed.costmodel import bdmc_s, eval_s
     return sum(eval_s(units, c, family, c.points(s, family), qstar_steps) for s in c.eval_splits
                if s != "train" or family in c.train_split_families) \
         + bdmc_s(units, c, qstar_steps, family)
@@ -79,7 +79,7 @@ def _eval_s(units, c, family, qstar_steps):
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """The standard models and each variant (as exp52's units: the 500-500 trunk costs a
     little more); stacked: one family's models of both data sets as one computation."""
-    from common.costmodel import train_s
+    from common.speed.costmodel import train_s
     out = {}
     for variant, overrides in VARIANTS.items():
         c = dataclasses.replace(PRESETS[preset], **overrides)

@@ -4,14 +4,14 @@
 Writes gaps.csv (one row per dataset x model x split), table.tex / table.md (test split, the
 paper's Table-2 layout) and table_train.md/.tex. Finished evaluations are read back, not redone.
 """
-from common import brief
-from common.claims import compare_rows, write_claims
+from common.results import brief
+from common.results.claims import compare_rows, write_claims
 from common.config import guarded
-from common.experiment import Experiment, evaluate_one, read_metrics
-from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
-from common.families import FAMILIES, GAUSSIAN
+from common.runs.experiment import Experiment, evaluate_one, read_metrics
+from common.inference.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
+from common.models.families import FAMILIES, GAUSSIAN
 from common.paper import TABLE2, TABLE3
-from common.tables import gap_table, merge_rows, write_csv
+from common.results.tables import gap_table, merge_rows, write_csv
 
 from .train import run_dir
 

@@ -5,9 +5,9 @@ import seaborn as sns
 
 from common.config import guarded
 from common.data import DATASETS
-from common.families import FAMILIES
-from common.experiment import Experiment
-from common.plots import gap_bars, save
+from common.models.families import FAMILIES
+from common.runs.experiment import Experiment
+from common.results.plots import gap_bars, save
 
 from .compare import compare
 from .evaluate import NAMES

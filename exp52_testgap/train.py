@@ -3,7 +3,7 @@ runs. With --stack (default on a GPU) the datasets' models of one family train a
 computation; with --seeds 0,1,2 (SEEDS= in make) every seed's runs too (each in its own
 runs/<preset>-seed<k>/ folder), stacked over datasets and seeds."""
 from common.config import guarded
-from common.experiment import Experiment, train_many
+from common.runs.experiment import Experiment, train_many
 
 
 def run_dir(exp: Experiment, dataset: str, family: str):

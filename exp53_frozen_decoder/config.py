@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 from common.config import ConfigError
-from common.presets import RunConfig, presets
+from common.runs.presets import RunConfig, presets
 from common.studies import Results, Study
 
 
@@ -38,7 +38,7 @@ PRESETS = presets(Exp53Config, smoke=dict(base_epochs=2),
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """The base decoder is exp52's; per split: L[q] of every encoder, q* of each family ONCE
     (SharedQstar), AIS once; one BDMC."""
-    from common.costmodel import ais_s, bdmc_s, fits_of, qstar_s, train_s
+    from common.speed.costmodel import ais_s, bdmc_s, fits_of, qstar_s, train_s
     c = PRESETS[preset]
     shared = sorted({f for fam in c.families for f in fits_of(fam, c)})
     return {"exp53": {

@@ -8,14 +8,14 @@ cost two q* fits instead of ten. Writes gaps.csv, table.tex / table.md
 (hidden-100 encoders, test), table_linear.* (linear encoders, test, with the paper's Table 4)
 and their _train versions.
 """
-from common import brief
-from common.claims import compare_rows, write_claims
+from common.results import brief
+from common.results.claims import compare_rows, write_claims
 from common.config import guarded
-from common.experiment import Experiment, evaluate_decoder_family
-from common.families import FAMILIES, GAUSSIAN
-from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
+from common.runs.experiment import Experiment, evaluate_decoder_family
+from common.models.families import FAMILIES, GAUSSIAN
+from common.inference.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
 from common.paper import TABLE4_LINEAR
-from common.tables import gap_table, merge_rows, write_csv
+from common.results.tables import gap_table, merge_rows, write_csv
 
 from .train import encoder_run_dir
 

@@ -2,7 +2,7 @@
 one) against the frozen decoder of the base ffg VAE (exp52's standard model for the same preset
 and seed, trained here if missing)."""
 from common.config import guarded
-from common.experiment import Experiment, train_or_load
+from common.runs.experiment import Experiment, train_or_load
 from exp52_testgap.base import base_ffg_model, base_run_dir
 
 

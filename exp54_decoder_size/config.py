@@ -1,7 +1,7 @@
 """exp54 (§5.4, Table 5): FFG VAEs whose decoders have 0, 2 or 4 hidden layers."""
 from dataclasses import dataclass
 
-from common.presets import RunConfig, presets
+from common.runs.presets import RunConfig, presets
 from common.studies import Results, Study
 
 
@@ -19,8 +19,8 @@ PRESETS = presets(Exp54Config, quick=dict(n_points=300))
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Decoders of other depths counted as the standard one; the 2-layer one is exp52's."""
-    from common.costmodel import bdmc_s, eval_s, train_s
-    from common.families import GAUSSIAN
+    from common.speed.costmodel import bdmc_s, eval_s, train_s
+    from common.models.families import GAUSSIAN
     c = PRESETS[preset]
     return {"exp54": {
         "train": sum(train_s(units, "ffg/standard", c.epochs, c.batch_size)

@@ -1,12 +1,12 @@
 """Gaps of the FFG VAEs with decoders of 0, 2 and 4 hidden layers (Table 5), each decoder with
 its own log p^, on fixed test points. Writes gaps.csv and table.md / table.tex with the paper's
 Table 5 beside ours."""
-from common.claims import compare_rows, write_claims
+from common.results.claims import compare_rows, write_claims
 from common.config import guarded
-from common.experiment import Experiment, evaluate_one
-from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
+from common.runs.experiment import Experiment, evaluate_one
+from common.inference.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
 from common.paper import TABLE5
-from common.tables import gap_table, merge_rows, write_csv
+from common.results.tables import gap_table, merge_rows, write_csv
 
 from .train import model_config, run_dir
 

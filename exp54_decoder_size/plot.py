@@ -2,8 +2,8 @@
 import seaborn as sns
 
 from common.config import guarded
-from common.experiment import Experiment
-from common.plots import gap_bars, panels_by_split, save
+from common.runs.experiment import Experiment
+from common.results.plots import gap_bars, panels_by_split, save
 
 from .evaluate import label
 

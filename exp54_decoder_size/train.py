@@ -3,7 +3,7 @@ The 2-layer one is exp52's standard ffg model when its settings match (trained o
 import dataclasses
 
 from common.config import guarded
-from common.experiment import Experiment, train_or_load
+from common.runs.experiment import Experiment, train_or_load
 from exp52_testgap.base import base_config, base_ffg_model, base_run_dir
 
 

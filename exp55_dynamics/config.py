@@ -3,7 +3,7 @@ points (the exp_gradients study reads the same runs)."""
 from dataclasses import dataclass
 
 from common.config import ConfigError
-from common.presets import RunConfig, presets
+from common.runs.presets import RunConfig, presets
 from common.studies import Results, Study
 
 MODELS = {  # name: (family, architecture)
@@ -48,7 +48,7 @@ PRESETS = presets(Exp55Config, smoke=dict(n_points=16, n_eval_epochs=2),
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Each model's training, then at each kept checkpoint both splits and its BDMC."""
-    from common.costmodel import bdmc_s, eval_s, train_s
+    from common.speed.costmodel import bdmc_s, eval_s, train_s
     c = PRESETS[preset]
     checkpoints = len(c.checkpoint_epochs())
     return {"exp55": {

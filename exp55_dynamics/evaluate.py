@@ -1,12 +1,12 @@
 """At every kept checkpoint of every exp55 model: log p^, L[q*], L[q] and the gaps on a fixed
 training subset and a fixed validation subset of the same size. Writes gaps_over_epochs.csv and
 a table of the final-epoch gaps."""
-from common import brief
-from common.claims import compare_rows, write_claims
+from common.results import brief
+from common.results.claims import compare_rows, write_claims
 from common.config import guarded
-from common.experiment import Experiment, evaluate_one
-from common.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
-from common.tables import gap_table, merge_rows, write_csv
+from common.runs.experiment import Experiment, evaluate_one
+from common.inference.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
+from common.results.tables import gap_table, merge_rows, write_csv
 
 from .config import MODELS
 from .train import dynamics_run_dir
@@ -47,7 +47,7 @@ def main(argv=None):
               f"{cfg.dataset}, epoch {last}: gaps (nats) on {cfg.n_points} train / valid points, "
               f"mean ± s.e.m. (preset {exp.preset}, seed {exp.seed})")
     final = {(r["model"], r["split"]): r for r in rows if int(r["epoch"]) == last}
-    # the claim's text names no epoch: common/ladder.py joins a claim's lengths by its text
+    # the claim's text names no epoch: common/reporting/ladder.py joins a claim's lengths by its text
     write_claims(exp.out, [compare_rows(
         "exp55 §5.5", "at the last epoch the amortization gap is larger on validation than on "
         "training data (the encoder overfits)", model, final[(model, "valid")],

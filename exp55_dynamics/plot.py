@@ -3,10 +3,10 @@ approximation gap (between log p^ and L[q*]) and the amortization gap (L[q*] to 
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from common.claims import truthy
+from common.results.claims import truthy
 from common.config import guarded
-from common.experiment import Experiment
-from common.plots import AMORT_COLOR, APPROX_COLOR, save
+from common.runs.experiment import Experiment
+from common.results.plots import AMORT_COLOR, APPROX_COLOR, save
 
 from .config import MODELS
 

@@ -4,7 +4,7 @@ reads the same runs."""
 from pathlib import Path
 
 from common.config import guarded, results_dir
-from common.experiment import Experiment, run_tag, train_or_load
+from common.runs.experiment import Experiment, run_tag, train_or_load
 
 from .config import MODELS
 

@@ -5,7 +5,7 @@ the paper ran; only the evaluation's sizes differ."""
 from dataclasses import dataclass
 
 from common.config import ConfigError
-from common.presets import RunConfig, presets
+from common.runs.presets import RunConfig, presets
 from common.studies import Results, Study
 
 
@@ -49,7 +49,7 @@ PRESETS = presets(Exp66Config,
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Training (10 steps an epoch), then per checkpoint, model and split: L[q] and IWAE (k),
     AIS, and one BDMC per checkpoint and model; no q*."""
-    from common.costmodel import ais_s, bdmc_s, train_s
+    from common.speed.costmodel import ais_s, bdmc_s, train_s
     c = PRESETS[preset]
     per = c.n_points * c.k_eval * units["iwae_row"] + ais_s(units, c, c.n_points)
     return {"exp66": {

@@ -9,11 +9,11 @@ from dataclasses import replace
 
 import torch
 
-from common.claims import claim, compare_rows, rule_of, write_claims
+from common.results.claims import claim, compare_rows, rule_of, write_claims
 from common.config import guarded
-from common.experiment import Experiment, cached, decoder_bdmc, eval_key, model_hash, write_cache
-from common.gaps import LOGPX_RULE, CERTIFICATE_TARGETS, amortised_bounds, ais_logpx
-from common.tables import pm, write_csv, write_tables
+from common.runs.experiment import Experiment, cached, decoder_bdmc, eval_key, model_hash, write_cache
+from common.inference.gaps import LOGPX_RULE, CERTIFICATE_TARGETS, amortised_bounds, ais_logpx
+from common.results.tables import pm, write_csv, write_tables
 
 from .train import run_dir, subset
 

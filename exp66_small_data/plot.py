@@ -3,10 +3,10 @@ training points (solid) and test points (dashed); hollow markers where BDMC miss
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from common.claims import truthy
+from common.results.claims import truthy
 from common.config import guarded
-from common.experiment import Experiment
-from common.plots import save
+from common.runs.experiment import Experiment
+from common.results.plots import save
 
 LINES = (("L_q", "ELBO of q", "C0"), ("iwae", "IWAE", "C1"), ("ais", "AIS", "C2"))
 

@@ -3,7 +3,7 @@
 import torch
 
 from common.config import guarded, read_json, write_json
-from common.experiment import Experiment, train_or_load
+from common.runs.experiment import Experiment, train_or_load
 
 
 def subset(exp: Experiment) -> torch.Tensor:

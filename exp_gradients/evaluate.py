@@ -1,14 +1,14 @@
 """summary.csv and table.tex / table.md: per model, the mean normalised encoder/decoder gradient
 ratio over the last quarter of training, with its spread (std over those epochs); claims.json: the
-brief's findings on them (common/brief.py)."""
+brief's findings on them (common/results/brief.py)."""
 import math
 
-from common import brief
-from common.claims import write_claims
+from common.results import brief
+from common.results.claims import write_claims
 from common.config import guarded
-from common.experiment import Experiment, read_metrics
+from common.runs.experiment import Experiment, read_metrics
 from exp55_dynamics.train import dynamics_run_dir
-from common.tables import write_csv, write_tables
+from common.results.tables import write_csv, write_tables
 
 
 def last_quarter_stats(values):

@@ -5,9 +5,9 @@ import numpy as np
 import seaborn as sns
 
 from common.config import guarded
-from common.experiment import Experiment, read_metrics
+from common.runs.experiment import Experiment, read_metrics
 from exp55_dynamics.train import dynamics_run_dir
-from common.plots import save
+from common.results.plots import save
 
 
 

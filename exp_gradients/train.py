@@ -1,7 +1,7 @@
 """Nothing is retrained here: this makes sure the exp55 runs (whose trainer logged the gradient
 norms in metrics.csv) exist, training them if they are missing."""
 from common.config import guarded
-from common.experiment import Experiment
+from common.runs.experiment import Experiment
 from exp55_dynamics.train import train_dynamics_models
 
 

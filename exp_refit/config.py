@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 from common.config import ConfigError
-from common.presets import RunConfig, presets
+from common.runs.presets import RunConfig, presets
 from common.studies import Results, Study
 
 
@@ -44,8 +44,8 @@ REFIT_SIZE = 10_000   # set A (the corrupted validation split)
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Per noise level: the encoder refit, the IWAE curves on A and B, and L[q*] before and
     after on both."""
-    from common.costmodel import eval_s, train_s
-    from common.families import GAUSSIAN
+    from common.speed.costmodel import eval_s, train_s
+    from common.models.families import GAUSSIAN
     c = PRESETS[preset]
     curve_rows = 2 * c.n_curve_points * c.iwae_k * (c.refit_epochs // c.eval_every + 1)
     return {"exp_refit": {

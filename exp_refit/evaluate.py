@@ -3,20 +3,20 @@ q* is fitted twice, warm-started from the base and from the refit encoder, and t
 per point is L[q*] for both, since q* depends on the decoder and x only),
 plus curves.csv gathered over noise levels and table.tex / table.md (before, best, final IWAE
 on A and B, and the epoch where B peaks); claims.json: the brief's findings on the curves
-(common/brief.py)."""
+(common/results/brief.py)."""
 import time
 
 import torch
 
-from common import brief
-from common.claims import write_claims
+from common.results import brief
+from common.results.claims import write_claims
 from common.config import guarded
-from common.experiment import Experiment, trained_epochs
+from common.runs.experiment import Experiment, trained_epochs
 from exp52_testgap.base import load_base_model
-from common.gaps import (CERTIFICATE_TARGETS, encoder_bounds, qstar_within_targets,
+from common.inference.gaps import (CERTIFICATE_TARGETS, encoder_bounds, qstar_within_targets,
                          summarise)
-from common.tables import pm, read_csv, write_csv, write_tables
-from common.train import load_model
+from common.results.tables import pm, read_csv, write_csv, write_tables
+from common.runs.train import load_model
 
 from .train import CURVE_FIELDS, check_curve, corrupted_sets
 

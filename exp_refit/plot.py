@@ -6,8 +6,8 @@ import numpy as np
 import seaborn as sns
 
 from common.config import guarded
-from common.experiment import Experiment
-from common.plots import save
+from common.runs.experiment import Experiment
+from common.results.plots import save
 
 from .train import check_curve
 

@@ -12,10 +12,10 @@ import torch
 
 from common.config import CorruptFile, guarded
 from common.data import flip_pixels
-from common.experiment import Experiment, trained_epochs
+from common.runs.experiment import Experiment, trained_epochs
 from exp52_testgap.base import base_ffg_model, load_base_model
-from common.tables import read_csv, write_csv
-from common.train import (TrainConfig, check_identity, model_from_state,
+from common.results.tables import read_csv, write_csv
+from common.runs.train import (TrainConfig, check_identity, model_from_state,
                           read_checkpoint, run_identity, train)
 
 CURVE_FIELDS = ["noise", "epoch", "set", "n_points", "iwae", "iwae_sem", "elbo", "elbo_sem"]

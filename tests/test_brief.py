@@ -1,11 +1,11 @@
-"""The brief's own findings judged as claims (common/brief.py): each difference and s.e. from
+"""The brief's own findings judged as claims (common/results/brief.py): each difference and s.e. from
 rows whose answer is known, the log p^ rule carried, and nothing judged where rows are missing."""
 import math
 
 import pytest
 
-from common import brief
-from common.claims import contrast
+from common.results import brief
+from common.results.claims import contrast
 
 
 def gap_row(dataset, model, approx, amort, se=0.1, certified=True, split="test", paper=None):

@@ -1,9 +1,9 @@
-"""Claims are judged by one rule (common/claims.py): beyond 3 s.e. and certified."""
+"""Claims are judged by one rule (common/results/claims.py): beyond 3 s.e. and certified."""
 import math
 
 import pytest
 
-from common.claims import compare_rows, markdown_rows, read_claims, verdict, write_claims
+from common.results.claims import compare_rows, markdown_rows, read_claims, verdict, write_claims
 
 
 def row(gap, sem, certified=True):
@@ -45,14 +45,14 @@ def test_a_variant_without_a_standard_evaluation_keeps_no_stale_comparison(tmp_p
                                          ("1234567", 1234567), ("-92.5", -92.5), ("1e-05", 1e-05),
                                          ("True", True), ("nan", "nan"), ("abc", "abc")])
 def test_a_csv_cell_reads_back_as_what_was_written(text, value):
-    from common.tables import _typed
+    from common.results.tables import _typed
     got = _typed(text)
     assert str(got) == text and (got == value or (text == "nan" and got != got))
 
 
 def test_the_paired_standard_error_is_the_sample_sd_over_root_n():
     import torch
-    from common.claims import mean_sem
+    from common.results.claims import mean_sem
     d = [1.0, 2.0, 3.0, 6.0]                     # mean 3, sample sd sqrt(14/3)
     assert mean_sem(d) == pytest.approx((3.0, math.sqrt(14 / 3) / 2))
     assert mean_sem(torch.tensor(d)) == pytest.approx(mean_sem(d))
@@ -61,7 +61,7 @@ def test_the_paired_standard_error_is_the_sample_sd_over_root_n():
 def _evaluation(folder, columns: dict, summary: dict, n_points: int):
     import csv
     import json
-    from common.gaps import EvalConfig
+    from common.inference.gaps import EvalConfig
     folder.mkdir(parents=True)
     with open(folder / "per_point.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -97,14 +97,14 @@ def test_a_variant_is_paired_with_the_first_points_of_the_standard_evaluation(
 
 
 def _seed_row(seed, d, se, certified=True):
-    from common.claims import claim
+    from common.results.claims import claim
     return {**claim("s", "c", "col", d, se, certified), "seed": seed}
 
 
 def test_a_claim_is_judged_across_seeds():
     """Held in every seed: held across seeds; one seed flipped: the mean over 3 seeds falls within
     3 combined s.e.; one seed uncertified: not certified across seeds."""
-    from common.seeds import across
+    from common.reporting.seeds import across
     held = across([_seed_row(0, 1.0, 0.1), _seed_row(1, 1.1, 0.1), _seed_row(2, 0.9, 0.1)])
     assert held["seeds_held"] == 3 and held["across_seeds"] == "held"
     assert held["mean"] == pytest.approx(1.0) and held["between_seed_sem"] == pytest.approx(
@@ -128,13 +128,13 @@ def test_a_claim_is_judged_across_seeds():
 
 
 def test_a_claim_is_one_row_across_training_lengths(tmp_path):
-    """common/ladder.py joins a claim's lengths by (study, text, column): exp55's claims.json of
+    """common/reporting/ladder.py joins a claim's lengths by (study, text, column): exp55's claims.json of
     before 2026-12-03 named the last epoch in its text ("at the last epoch (30)"); read_claims
     drops it, so it joins the same claim judged at 100 epochs."""
     import json
 
-    from common import ladder
-    from common.claims import claim
+    from common.reporting import ladder
+    from common.results.claims import claim
     text = "the amortization gap is larger on validation than on training data (the encoder overfits)"
     for folder, epochs, said, d in (("exp55_dynamics", 30, "at the last epoch (30) ", 0.2),
                                     ("exp55_dynamics_long_e100", 100, "at the last epoch ", 1.5)):
@@ -155,8 +155,8 @@ def test_a_claim_whose_runs_differ_in_a_detail_is_one_row_across_seeds(tmp_path)
     (column "ffg (best: epoch 97)") reads back the same way."""
     import json
 
-    from common import seeds
-    from common.claims import claim, markdown_rows
+    from common.reporting import seeds
+    from common.results.claims import claim, markdown_rows
     text = "the test log p̂ falls late in training (overfitting): its best checkpoint above the last"
     old = claim("exp66 §6.6", text, "ffg (best: epoch 97)", 5.0, 1.0, True)
     new = claim("exp66 §6.6", text, "ffg", 7.0, 1.0, True, detail="best: epoch 181")
@@ -176,7 +176,7 @@ def test_a_trend_that_passes_the_papers_value_and_overshoots_it_is_away():
     """exp52's MNIST AF approximation-gap claim moved -0.03 -> +0.38 with the paper at -0.01:
     the right direction at first, but it ends farther from the paper, so "away"; a move that
     crosses the paper's value and ends nearer is "toward"; within 2 s.e. is "flat"."""
-    from common import ladder
+    from common.reporting import ladder
     at = lambda a, b: {30: {"difference": a, "sem": 0.05}, 300: {"difference": b, "sem": 0.05}}  # noqa: E731
     assert ladder.trend(at(-0.03, 0.38), -0.01).startswith("away from the paper (+0.41")
     assert ladder.trend(at(-0.39, 0.74), 0.93).startswith("toward the paper (+1.13")
@@ -190,7 +190,7 @@ def test_every_gap_table_shows_the_q_star_fallback_share(tmp_path):
     """The README's certificate table says every gap table reports q* fallback (the share of
     points whose fitted q* lost to another member of its family: AF's fits did on 4-8% of
     points); a summary written before the field existed shows n/a, not 0."""
-    from common.tables import gap_table
+    from common.results.tables import gap_table
     summary = {q: 1.0 for q in ("logpx", "L_qstar", "L_q", "approx_gap", "amort_gap",
                                 "total_gap")}
     summary.update({f"{q}_sem": 0.1 for q in list(summary)})

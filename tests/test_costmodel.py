@@ -2,9 +2,9 @@
 on cases worked by hand, and that every study and phase is predicted."""
 import pytest
 
-from common.costmodel import TRAIN_SIZE, ais_chain_moves, predict
-from common.bench import model_names
-from common.families import FAMILIES, local_name
+from common.speed.costmodel import TRAIN_SIZE, ais_chain_moves, predict
+from common.speed.bench import model_names
+from common.models.families import FAMILIES, local_name
 from common.studies import study
 
 
@@ -87,7 +87,7 @@ def test_ais_moves_count_what_sets_the_step():
     """From the prior a pilot sweep of PILOT_CHAINS chains sets the steps; from a proposal a
     warm-up at beta = 0 on every chain; the paper's in-run adaptation adds nothing."""
     import dataclasses
-    from common.estimators import PILOT_CHAINS
+    from common.inference.estimators import PILOT_CHAINS
     paper, quick = study("exp52").presets["paper"], study("exp52").presets["quick"]
     assert paper.ais_proposal == "prior" and quick.ais_proposal == "qstar"
     assert ais_chain_moves(paper) == (paper.ais_chains + PILOT_CHAINS) * paper.ais_steps

@@ -47,7 +47,7 @@ def test_every_quoted_snapshot_block_is_the_committed_file():
 def test_the_committed_speed_table_renders_the_committed_bench_json():
     """The README's speed table (docs/results/bench_cpu/summary.md, quoted) is summary_markdown
     of the bench.json beside it: no number in it is typed by hand."""
-    from common.bench import summary_markdown
+    from common.speed.bench import summary_markdown
     folder = ROOT / "docs/results/bench_cpu"
     bench = json.loads((folder / "bench.json").read_text())
     assert (folder / "summary.md").read_text() == summary_markdown(bench)

@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from common.estimators import (AnnealingPath, ais, bdmc, beta_schedule, elbo, hmc_move, iwae,
+from common.inference.estimators import (AnnealingPath, ais, bdmc, beta_schedule, elbo, hmc_move, iwae,
                                proposal_bounds)
-from common.proposals import DiagonalGaussian, FlowDensity, StandardNormal, log_prob_and_grad
-from common.families import FlowLocal, GaussianLocal
-from common.local_opt import optimize_local, optimize_local_loop
-from common.vae import ModelConfig
+from common.models.proposals import DiagonalGaussian, FlowDensity, StandardNormal, log_prob_and_grad
+from common.models.families import FlowLocal, GaussianLocal
+from common.inference.local_opt import optimize_local, optimize_local_loop
+from common.models.vae import ModelConfig
 from tests.linear_gaussian import LinearGaussian
 
 MODEL = LinearGaussian()
@@ -172,7 +172,7 @@ def test_proposal_contract(make):
     elif make == "diagonal":
         q = DiagonalGaussian(torch.randn(B, D, generator=g), torch.randn(B, D, generator=g))
     else:
-        from common.flows import init_flow
+        from common.models.flows import init_flow
         q = FlowDensity(torch.randn(B, D, generator=g), torch.randn(B, D, generator=g),
                         init_flow(D, 8, 2, batch_shape=(B,), generator=g), generator=g)
     z = q.sample(5, g)
@@ -235,7 +235,7 @@ def test_stopping_rule_freezes_points_and_respects_the_cap():
 
 
 def test_a_verbose_fit_reports_progress_with_a_bound_on_the_time_left(capsys, monkeypatch):
-    import common.local_opt as local_opt
+    import common.inference.local_opt as local_opt
     monkeypatch.setattr(local_opt, "PROGRESS_EVERY_S", 0.0)   # a line at every check
     result = optimize_local(LL, GAUSS, X.shape[0], n_samples=10, lr=1e-2, check_every=20,
                             patience=2, max_steps=200, eval_samples=100, seed=1, verbose=True)
@@ -276,9 +276,9 @@ def test_bounds_are_ordered_elbo_iwae_logpx():
 def test_a_factorised_gaussian_is_a_member_of_the_per_point_flow_family():
     """Why the flow q* may fall back on the ffg q*: zero head weights make each coupling an
     affine map with constant scale, so the flow of a Gaussian base is a factorised Gaussian."""
-    from common.families import flatten_flow as flatten
-    from common.flows import init_flow
-    from common.posteriors import sample_base_and_flow
+    from common.models.families import flatten_flow as flatten
+    from common.models.flows import init_flow
+    from common.models.posteriors import sample_base_and_flow
     mu, logvar = torch.randn(4, 5), torch.randn(4, 5)
     layers = init_flow(5, 7, 2, batch_shape=(4,))
     for _, p in layers:
@@ -347,7 +347,7 @@ def test_a_point_whose_fit_goes_non_finite_keeps_its_last_finite_parameters_and_
 
 
 def test_certificates_follow_their_targets():
-    from common.gaps import CERTIFICATE_TARGETS, certificates
+    from common.inference.gaps import CERTIFICATE_TARGETS, certificates
     n = 10
     per_point = {"ais_sets_logpx": torch.ones(n), "ais": torch.zeros(n), "logpx": torch.zeros(n),
                  "qstar_capped": torch.zeros(n), "qstar_steps": torch.full((n,), 300.0),
@@ -363,8 +363,8 @@ def test_certificates_follow_their_targets():
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_adam_step_equals_torch_adam(fused, monkeypatch):
-    from common import local_opt
-    from common.local_opt import adam_step
+    from common.inference import local_opt
+    from common.inference.local_opt import adam_step
     monkeypatch.setitem(local_opt._FUSED_ADAM, "cpu", fused)
     g = torch.Generator().manual_seed(0)
     params = [torch.randn(4, 3, generator=g), torch.randn(5, generator=g)]
@@ -385,8 +385,8 @@ def test_adam_step_equals_torch_adam(fused, monkeypatch):
 @pytest.mark.parametrize("fused", [True, False])
 def test_adam_step_with_per_point_rates_is_each_points_own_adam(fused, monkeypatch):
     """A per-point scale s_b: point b follows torch's Adam at lr * s_b, its own rate."""
-    from common import local_opt
-    from common.local_opt import adam_step
+    from common.inference import local_opt
+    from common.inference.local_opt import adam_step
     monkeypatch.setitem(local_opt._FUSED_ADAM, "cpu", fused)
     g = torch.Generator().manual_seed(1)
     params = [torch.randn(3, 4, 2, generator=g), torch.randn(3, 5, generator=g)]   # B = 3
@@ -449,7 +449,7 @@ def test_a_continued_fit_runs_on_from_where_it_stopped():
     """continue_local (the convergence probe) resumes each point's fit with its parameters,
     Adam state and stopping counters: under the same rule nothing moves; under a longer one the
     capped fits go on and approach the analytic best ELBO."""
-    from common.local_opt import continue_local
+    from common.inference.local_opt import continue_local
     rule = dict(n_samples=50, lr=1e-2, check_every=50, eval_samples=4000)
     short = optimize_local(LL, GAUSS, X.shape[0], patience=4, max_steps=100,
                            seed=0, **rule)
@@ -473,7 +473,7 @@ def test_a_fits_progress_line_is_not_swamped_by_a_diverged_point():
     few points' best windows were astronomically large. The line shows the median."""
     import torch
 
-    from common.local_opt import progress_line
+    from common.inference.local_opt import progress_line
     best = torch.tensor([90.0, 91.0, 92.0, 7e11, float("inf")])
     line = progress_line("af", 5, torch.tensor([0, 1]), torch.tensor([300] * 5), best, 6000,
                          60.0, 0.01)

@@ -87,7 +87,7 @@ def test_exp52_variant_writes_beside_the_standard_results(dirs, smoke):
     assert "without annealing the posterior is more Gaussian" in vs and "paired" in vs
     lines = [line for line in vs.splitlines() if line.startswith("| mnist") or
              line.startswith("| fashion")]
-    from common.claims import VERDICTS
+    from common.results.claims import VERDICTS
     assert len(lines) == 4 and all(line.rstrip(" |").split("|")[-1].strip() in (*VERDICTS, "–")
                                    for line in lines)
 
@@ -202,17 +202,17 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     for study, n in (("exp51 §5.1", 2), ("exp52 §5.2", 2 * (1 + 3 * flows)), ("exp53 Table 4", 2),
                      ("exp53 §5.3", 2), ("exp54 Table 5", 2), ("exp55 §5.5", models)):
         assert first.count(f"| paper | {study} |") == n, study
-    # ... and the brief's own findings (common/brief.py) beside them
+    # ... and the brief's own findings (common/results/brief.py) beside them
     for study in ("exp52 §5.2", "exp53 §5.3", "exp55 §5.5", "exp_gradients", "exp_refit"):
         assert first.count(f"| brief | {study} |") >= 1, study
     judged = [line.split(" | ") for line in first.splitlines()
               if line.startswith(("| paper |", "| brief |"))]
-    from common.claims import VERDICTS
+    from common.results.claims import VERDICTS
     assert judged and all(cells[7] in {f"**{v}**" for v in VERDICTS}
                           for cells in judged)     # (the verdict column of MARKDOWN_HEADER)
     # a snapshot of two folders carries their claims, and CLAIMS.md judges only what it holds
     dest = dirs[1] / "snapshot_test"
-    proc = subprocess.run([sys.executable, "-m", "common.report", "--snapshot", str(dest),
+    proc = subprocess.run([sys.executable, "-m", "common.reporting.report", "--snapshot", str(dest),
                            "--folders", "exp53_frozen_decoder,exp54_decoder_size"], cwd=ROOT,
                           env=dict(os.environ, RESULTS_DIR=str(dirs[1])), capture_output=True,
                           text=True)
@@ -223,7 +223,7 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     # the whole snapshot: report (md + html), tables (md + tex), figures (png + pdf), CSVs,
     # provenance, step times and TIMES.md; never a checkpoint or a per-point file
     full = dirs[1] / "snapshot_full"
-    proc = subprocess.run([sys.executable, "-m", "common.report", "--snapshot", str(full)],
+    proc = subprocess.run([sys.executable, "-m", "common.reporting.report", "--snapshot", str(full)],
                           cwd=ROOT, env=dict(os.environ, RESULTS_DIR=str(dirs[1])),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -415,7 +415,7 @@ def test_bad_flags_are_one_line_errors_with_exit_2_and_nothing_written(bad_flag_
 
 
 def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
-    from common.report import times_table
+    from common.reporting.report import times_table
     run = lambda s, t: {"wall_s": s, "finished": t, "command": "cmd"}  # noqa: E731
     t = {k: f"2026-12-03 {h}" for k, h in (("t0", "09:30:00"), ("t1", "10:01:00"),
                                             ("t2", "11:00:00"), ("t3", "12:00:00"),
@@ -433,7 +433,7 @@ def test_times_table_gives_make_all_then_the_slowest_steps_with_their_share():
 def test_times_without_make_all_sum_each_step_over_its_runs():
     """Seeds or lengths run step by step (no make all): a step's last run may be a cached re-run
     of seconds, so the table gives each step's total over its runs and their count."""
-    from common.report import times_table
+    from common.reporting.report import times_table
     run = lambda s, t: {"wall_s": s, "finished": f"2026-12-03 {t}", "command": "cmd"}  # noqa: E731
     lines = times_table({"exp52_evaluate": [run(600.0, "10:00:00"), run(900.0, "11:00:00"),
                                             run(4.0, "12:00:00")],
@@ -466,10 +466,10 @@ def test_a_length_or_seed_of_a_folder_keeps_the_step_times_of_its_own_runs():
 
 def test_make_all_names_its_machine_and_how_fast_it_trains(tmp_path):
     """A make all time depends on the machine (session machines differed 2.4x at training):
-    common.machine writes machine.json with the training step's time, TIMES.md quotes it."""
-    from common.report import times_table
+    common.speed.machine writes machine.json with the training step's time, TIMES.md quotes it."""
+    from common.reporting.report import times_table
     env = dict(os.environ, RESULTS_DIR=str(tmp_path / "r"))
-    proc = subprocess.run([sys.executable, "-m", "common.machine"], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "common.speed.machine"], cwd=ROOT, env=env, capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr
     machine = json.loads((tmp_path / "r" / "machine.json").read_text())
@@ -480,7 +480,7 @@ def test_make_all_names_its_machine_and_how_fast_it_trains(tmp_path):
     assert lines[2].startswith("Machine: ") and f"{machine['ffg_step_ms_1_thread']:.2f} ms" in \
         lines[2] and "[machine]" in proc.stdout
     assert not any(x.startswith("Machine") for x in times_table({"make_all": [run]}))
-    bad = subprocess.run([sys.executable, "-m", "common.machine", "--fast"], cwd=ROOT, env=env,
+    bad = subprocess.run([sys.executable, "-m", "common.speed.machine", "--fast"], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
@@ -489,7 +489,7 @@ def test_make_all_names_its_machine_and_how_fast_it_trains(tmp_path):
                                             ("ks", False), ("-j2 --jobserver-auth=3,4", False),
                                             ("", False), (" --no-print-directory", False)])
 def test_a_dry_run_records_no_step_time(makeflags, dry):
-    from common.steptime import dry_run
+    from common.speed.steptime import dry_run
     assert dry_run(makeflags) is dry
 
 

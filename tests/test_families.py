@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.families import FAMILIES, GAUSSIAN, local_family
-from common.local_opt import optimize_local
-from common.posteriors import log_standard_normal, log_weight
-from common.proposals import DiagonalGaussian, log_prob_and_grad
-from common.train import check_identity, model_from_state, read_checkpoint, run_identity
-from common.vae import Encoder, ModelConfig
+from common.models.families import FAMILIES, GAUSSIAN, local_family
+from common.inference.local_opt import optimize_local
+from common.models.posteriors import log_standard_normal, log_weight
+from common.models.proposals import DiagonalGaussian, log_prob_and_grad
+from common.runs.train import check_identity, model_from_state, read_checkpoint, run_identity
+from common.models.vae import Encoder, ModelConfig
 from tests.linear_gaussian import LinearGaussian
 
 FIXTURES = Path(__file__).parent / "fixtures" / "checkpoints_v1"
@@ -151,7 +151,7 @@ def test_every_local_family_of_the_registry_is_reachable_by_name():
 
 @pytest.mark.parametrize("family", ["ffg", "flow", "cflow"])
 def test_checkpoints_written_before_the_families_refactor_still_load(family):
-    """Fixtures written by the code of commit 8d773df (before common/families.py): the same
+    """Fixtures written by the code of commit 8d773df (before common/models/families.py): the same
     weights give the same samples and log q, and the run identity is unchanged, so long runs
     resume."""
     state = read_checkpoint(FIXTURES / f"{family}.pt")
@@ -162,7 +162,7 @@ def test_checkpoints_written_before_the_families_refactor_still_load(family):
                                                      generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(z, sample["z"])
     torch.testing.assert_close(log_q, sample["log_q"])
-    from common.train import TrainConfig
+    from common.runs.train import TrainConfig
     cfg = TrainConfig(epochs=1, warmup_epochs=1, n_valid_monitor=20, batch_size=50)
     check_identity(state, run_identity(model.config, cfg, 0), FIXTURES / f"{family}.pt")
     # a family option another family reads (AF's hidden sizes) leaves this identity alone

@@ -1,12 +1,12 @@
-"""AF (common/family_af.py) against closed-form answers, beyond the checklist every family
+"""AF (common/models/family_af.py) against closed-form answers, beyond the checklist every family
 passes (tests/test_families.py): its bound is log p(x) - E KL(q(v_T|z_T) || r(v_T|z_T))."""
 import math
 
 import torch
 
-from common.family_af import AFLocal
-from common.posteriors import log_standard_normal, log_weight
-from common.vae import ModelConfig
+from common.models.family_af import AFLocal
+from common.models.posteriors import log_standard_normal, log_weight
+from common.models.vae import ModelConfig
 from tests.linear_gaussian import LinearGaussian
 
 MODEL = LinearGaussian(z_dim=1, x_dim=3, seed=2)   # a 1-D posterior: a factorised Gaussian
@@ -98,7 +98,7 @@ def perturbed_af(seed=0, scale=0.1):
 def test_the_joint_density_of_the_extended_proposal_is_that_of_afs_samples():
     """AFJoint.sample draws what AF draws (same noise), and log_prob through the closed-form
     inverse, minus log r, is the bound's term af_sample computes forward."""
-    from common.family_af import AFJoint
+    from common.models.family_af import AFJoint
     _, _, _, local, params = perturbed_af()
     params = {k: v.double() for k, v in params.items()}
     joint = AFJoint(params, local.steps, local.activation)
@@ -113,8 +113,8 @@ def test_extended_ais_and_bdmc_from_an_inexact_af_recover_log_px():
     """AIS in (z, v) from AF's joint to p(x, z) r(v|x, z) estimates p(x) (r integrates to
     one): on the linear-Gaussian model its mean error over 32 points is within 3 s.e. of zero
     and no point is 0.3 nats off; BDMC from z ~ p(z|x), v ~ r brackets the truth."""
-    from common.estimators import ais, bdmc
-    from common.family_af import AFJoint
+    from common.inference.estimators import ais, bdmc
+    from common.models.family_af import AFJoint
     model, x, z, local, params = perturbed_af()
     joint = AFJoint(params, local.steps, local.activation)
     likelihood = joint.extend_likelihood(model.likelihood(x))

@@ -156,7 +156,7 @@ def test_informative_files_never_block_a_target(results):
     (res / "exp52_testgap" / "provenance.json").write_text("\x00\x01garbage")
     data, out = results
     env = dict(os.environ, DATA_DIR=str(data), RESULTS_DIR=str(out))
-    proc = subprocess.run([PY, "-m", "common.steptime", "probe", "true"], cwd=ROOT, env=env,
+    proc = subprocess.run([PY, "-m", "common.speed.steptime", "probe", "true"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "step_times.json is unreadable" in proc.stderr
     assert list(json.loads((res / "step_times.json").read_text())) == ["probe"]
@@ -215,8 +215,8 @@ def test_bdmc_does_not_depend_on_what_the_process_did_before(dirs, smoke):
     proposal's spread came from the global RNG): computed after different evaluations, the
     same decoder and config give the same value."""
     import torch
-    from common.gaps import bdmc_bound, encoder_bounds
-    from common.train import load_model
+    from common.inference.gaps import bdmc_bound, encoder_bounds
+    from common.runs.train import load_model
     from exp52_testgap.config import PRESETS
     model = load_model(dirs[1] / "exp52_testgap" / RUN / "mnist_flow" / "last.pt")
     model.eval()
@@ -235,8 +235,8 @@ def test_a_cached_bdmc_gap_that_is_not_finite_is_recomputed(dirs, smoke, tmp_pat
     """A BDMC cache written while AF's q* could diverge held a NaN gap, and later evaluations
     served it: a non-finite cached gap is recomputed, and says so."""
     import math
-    from common.experiment import decoder_bdmc, write_cache
-    from common.train import load_model
+    from common.runs.experiment import decoder_bdmc, write_cache
+    from common.runs.train import load_model
     from exp52_testgap.config import PRESETS
     model = load_model(dirs[1] / "exp52_testgap" / RUN / "mnist_ffg" / "last.pt")
     model.eval()
@@ -339,8 +339,8 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypa
     import errno
     import torch
     from common.config import WriteFailed, atomic_write_text
-    from common.tables import write_csv
-    from common.train import save_checkpoint
+    from common.results.tables import write_csv
+    from common.runs.train import save_checkpoint
     target = tmp_path / "table.md"
     target.write_text("kept")
     real_write = type(target).write_text
@@ -391,7 +391,7 @@ def test_a_fit_that_ended_far_below_its_floor_does_not_set_the_probe():
     longer run climbs above the floor; elsewhere it is the plain change, noise included."""
     import torch
 
-    from common.gaps import reported_change
+    from common.inference.gaps import reported_change
     fitted = torch.tensor([-1e23, -90.0, -80.0])
     longer = torch.tensor([-78.0, -89.9, -80.1])
     floor = torch.tensor([-76.8, -95.0, -85.0])
@@ -418,7 +418,7 @@ def test_42_1_a_checkpoint_of_another_data_set_is_refused(results):
 def test_42_1_a_checkpoint_from_before_the_data_record_still_loads(tmp_path):
     """Checkpoints written before the data set was recorded (identity data {}) stay loadable."""
     from common.data import data_identity
-    from common.train import RunMismatch, check_identity
+    from common.runs.train import RunMismatch, check_identity
     wanted = {"model": {"z": 2}, "seed": 0, "train": {}, "data": data_identity("mnist")}
     check_identity({"identity": {**wanted, "data": {}}}, wanted, tmp_path / "last.pt")
     with pytest.raises(RunMismatch, match="data.dataset='fashion'"):
@@ -432,8 +432,8 @@ def test_42_1_a_checkpoint_from_before_the_data_record_still_loads(tmp_path):
 
 def test_42_2_a_difference_without_a_standard_error_is_never_held():
     """`--n-points 1` gave s.e. 0.0, and verdict(0.01, 0.0, True) was "held"."""
-    from common.claims import claim, contrast, mean_sem, valid_claim, verdict
-    from common.seeds import across
+    from common.results.claims import claim, contrast, mean_sem, valid_claim, verdict
+    from common.reporting.seeds import across
     assert verdict(0.01, 0.0, True) == "too few points"
     assert verdict(0.01, float("nan"), True) == "too few points"
     assert verdict(5.0, 1.0, True) == "held" and verdict(5.0, 1.0, False) == "not certified"
@@ -494,7 +494,7 @@ def test_42_4_an_empty_results_or_data_dir_is_refused_before_anything_is_written
         assert len(proc.stderr.strip().splitlines()) == 1
         env = {**os.environ, "DATA_DIR": str(dirs[0]), "RESULTS_DIR": str(tmp_path), var: ""}
         modules = [["exp52_testgap.train", "--preset", "smoke"]] + (
-            [["common.report"], ["common.ladder"], ["common.steptime", "probe", "true"]]
+            [["common.reporting.report"], ["common.reporting.ladder"], ["common.speed.steptime", "probe", "true"]]
             if var == "RESULTS_DIR" else [])   # these read no data
         for module in modules:
             proc = subprocess.run([PY, "-m", *module], cwd=ROOT, env=env, capture_output=True,
@@ -598,7 +598,7 @@ def test_42_11_a_full_disk_while_training_is_one_line(results, tmp_path):
     import shutil as sh
     import torch
     from common.config import WriteFailed
-    from common.train import save_checkpoint
+    from common.runs.train import save_checkpoint
     real_save, real_usage = torch.save, sh.disk_usage
 
     def short_write(obj, f, *a, **k):
@@ -666,8 +666,8 @@ def test_42_13_a_set_aside_claims_file_is_named_on_the_report(results):
 
 def test_42_13_two_evaluations_of_one_model_at_once_are_refused(tmp_path):
     """Training was locked per run folder; evaluation was not."""
-    from common.experiment import evaluate_decoder_family
-    from common.train import RunLocked, run_lock
+    from common.runs.experiment import evaluate_decoder_family
+    from common.runs.train import RunLocked, run_lock
     with run_lock(tmp_path / "eval_test", "evaluated"):
         with pytest.raises(RunLocked, match="is being evaluated by pid"):
             evaluate_decoder_family({"model": None}, None, None, 0, {"model": tmp_path / "eval_test"})

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from common.families import FAMILIES
-from common.flows import (CouplingFlow, coupling_forward, coupling_inverse, flow_forward,
+from common.models.families import FAMILIES
+from common.models.flows import (CouplingFlow, coupling_forward, coupling_inverse, flow_forward,
                           flow_inverse, init_coupling, init_flow)
-from common.posteriors import log_prob_base_and_flow
-from common.vae import Encoder, ModelConfig
-from common.vae import VAE, model_config
+from common.models.posteriors import log_prob_base_and_flow
+from common.models.vae import Encoder, ModelConfig
+from common.models.vae import VAE, model_config
 
 Z_DIM = 5  # odd on purpose: halves of 2 and 3
 

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from common import gaps
-from common.claims import compare_rows, markdown_rows, read_claims, verdict_differs, write_claims
-from common.experiment import evaluate_one
-from common.vae import VAE, ModelConfig
+from common.inference import gaps
+from common.results.claims import compare_rows, markdown_rows, read_claims, verdict_differs, write_claims
+from common.runs.experiment import evaluate_one
+from common.models.vae import VAE, ModelConfig
 
 
 def grid_logpx(model, x, radius=6.0, size=601, chunk=40000):
@@ -51,13 +51,13 @@ def test_default_logpx_is_ais_within_a_tenth_of_a_nat_of_the_exact_value(tmp_pat
     x, _ = gaps.simulate(model, 40, seed=3)
     exact, sd = grid_logpx(model, x)
     assert sd.min() > 2 * 12.0 / 600                          # the grid resolves each posterior
-    from common.presets import QUICK   # the quick preset's estimators, on fewer points
+    from common.runs.presets import QUICK   # the quick preset's estimators, on fewer points
     cfg = gaps.EvalConfig(**{**{k: v for k, v in QUICK.items()
                                 if k in gaps.EvalConfig.__dataclass_fields__},
                              "n_points": 40, "k_eval": 200, "bdmc_points": 10,
                              "qstar_probe_points": 5})
     summary = evaluate_one(model, x, cfg, 0, tmp_path / "eval")
-    from common.tables import read_csv
+    from common.results.tables import read_csv
     per_point = read_csv(tmp_path / "eval" / "per_point.csv")
     logpx = torch.tensor([float(r["logpx"]) for r in per_point])
     ais = torch.tensor([float(r["ais"]) for r in per_point])
@@ -122,7 +122,7 @@ def test_a_claim_on_a_gap_with_log_px_is_judged_under_both_rules_and_shows_where
 
 
 def test_a_pipe_in_a_claim_stays_inside_its_cell():
-    from common.claims import claim
+    from common.results.claims import claim
     c = claim("exp66 §6.6", "FFG and Flow differ little", "0.5 - |flow - ffg|", 0.2, 0.1, True)
     row = markdown_rows([c])[0]
     line = "| " + " | ".join(row) + " |"
@@ -132,7 +132,7 @@ def test_a_pipe_in_a_claim_stays_inside_its_cell():
 
 def test_a_verdict_edited_in_claims_json_is_recomputed_from_its_numbers(tmp_path, capsys):
     import json
-    from common.claims import claim
+    from common.results.claims import claim
     c = claim("s", "t", "col", 0.2, 0.1, True)          # 0.2 < 3 x 0.1: not held
     write_claims(tmp_path, [{**c, "verdict": "held"}])
     (back,) = read_claims(tmp_path)
@@ -183,8 +183,8 @@ def test_the_first_screen_answers_at_the_longest_length_with_trend_and_paper(tmp
     """Where more than one training length is measured, the first screen leads with each
     claim's verdict at its longest length, its trend and the paper's value."""
     import json as json_
-    from common.claims import claim
-    from common.report import longest_screen
+    from common.results.claims import claim
+    from common.reporting.report import longest_screen
     for folder, epochs, d in (("exp52_testgap", 30, 0.1), ("exp52_testgap_long", 300, 2.0)):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "provenance.json").write_text(

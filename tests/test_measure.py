@@ -208,7 +208,7 @@ def test_a_decoder_in_training_mode_is_not_a_function_of_z_alone():
 def test_cli_bad_arguments_are_one_line(tmp_path):
     for args, match in ((["--model", "nowhere.py:VAE"], "nowhere.py does not exist"),
                         (["--model", "VAE"], "use path/to/file.py:ClassName"),
-                        (["--model", "common.vae:VAE", "--checkpoint", str(tmp_path / "no.pt")],
+                        (["--model", "common.models.vae:VAE", "--checkpoint", str(tmp_path / "no.pt")],
                          "does not exist"),
                         (["--data", "cifar"], "use mnist, fashion or an existing .npy")):
         proc = subprocess.run([sys.executable, "-m", "common.measure", *args, "--out",

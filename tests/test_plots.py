@@ -4,7 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common.plots import save  # noqa: E402
+from common.results.plots import save  # noqa: E402
 
 
 def figure():
@@ -25,7 +25,7 @@ def test_a_figure_saved_twice_is_the_same_bytes_and_its_pdf_carries_no_date(tmp_
 def test_a_figure_is_redrawn_only_when_its_data_code_or_files_changed(tmp_path):
     """The report's ladder and forest figures are kept when drawn from the same claims by the
     same code (drawn_from), and drawn again when any of the three changed."""
-    from common.plots import drawn_from, figure_key
+    from common.results.plots import drawn_from, figure_key
     stem = tmp_path / "fig"
     key = figure_key({"d": [1.0, 2.0]})
     assert not drawn_from(stem, key)                        # nothing drawn yet
@@ -43,7 +43,7 @@ def test_a_figure_is_redrawn_only_when_its_data_code_or_files_changed(tmp_path):
 
 
 def test_the_ladder_figure_is_kept_for_the_same_claims_and_redrawn_for_new_ones(tmp_path):
-    from common import ladder
+    from common.reporting import ladder
     row = {"study": "exp52 §5.2", "claim": "c", "column": "MNIST", "epochs": 2,
            "difference": 1.0, "sem": 0.1, "certified": True, "paper": None}
     (png,) = ladder.plot([row], tmp_path)

@@ -1,13 +1,13 @@
-"""Stacked training (common/stacked.py) is training each model alone, batched: same weights,
+"""Stacked training (common/runs/stacked.py) is training each model alone, batched: same weights,
 metrics, Adam state and checkpoints within float tolerance, resume included."""
 import shutil
 
 import pytest
 import torch
 
-from common.families import FAMILIES
-from common.stacked import train_stacked
-from common.train import TrainConfig, read_checkpoint, train
+from common.models.families import FAMILIES
+from common.runs.stacked import train_stacked
+from common.runs.train import TrainConfig, read_checkpoint, train
 from tests.test_vae_train import synthetic_binary, tiny_model
 
 SEEDS = (3, 4, 5)
@@ -121,8 +121,8 @@ def test_exp52_trains_a_family_stacked_over_both_data_sets(dirs, tmp_path):
 def test_a_compiled_step_trains_the_same_run(tmp_path, monkeypatch, capsys, stacked):
     import dataclasses
 
-    import common.train as trainer
-    from common.train import run_identity
+    import common.runs.train as trainer
+    from common.runs.train import run_identity
     from torch._dynamo.utils import counters
     monkeypatch.setattr(trainer, "COMPILE_BACKEND", "aot_eager")   # no C compiler needed
     counters.clear()
@@ -147,7 +147,7 @@ def test_a_compiled_step_trains_the_same_run(tmp_path, monkeypatch, capsys, stac
 
 
 def test_compile_auto_means_on_a_gpu_only():
-    from common.train import compiles
+    from common.runs.train import compiles
     assert not compiles("auto", "cpu") and compiles("auto", "cuda") and compiles("auto", "cuda:0")
     assert compiles("on", "cpu") and not compiles("off", "cuda")
     with pytest.raises(ValueError, match="use one of: on, off, auto"):
@@ -155,8 +155,8 @@ def test_compile_auto_means_on_a_gpu_only():
 
 
 def test_a_stacked_run_that_fails_falls_back_to_training_one_by_one(tmp_path, monkeypatch, capsys):
-    import common.stacked as stacked
-    from common.experiment import train_many
+    import common.runs.stacked as stacked
+    from common.runs.experiment import train_many
 
     def unsupported(*args, **kwargs):
         raise RuntimeError("vmap: an op this device cannot batch")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from common.config import guarded
-from common.families import FAMILIES
-from common.train import NonFiniteLoss, TrainConfig, load_model, lr_at, train
-from common.vae import VAE, model_config
+from common.models.families import FAMILIES
+from common.runs.train import NonFiniteLoss, TrainConfig, load_model, lr_at, train
+from common.models.vae import VAE, model_config
 
 
 def synthetic_binary(n, seed=0):
@@ -59,7 +59,7 @@ def test_lr_schedule_is_the_compressed_iwae_schedule():
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_resume_is_bit_identical(tmp_path, monkeypatch, family):
-    import common.train as trainer
+    import common.runs.train as trainer
     x, xv = synthetic_binary(300), synthetic_binary(50, seed=1)
     cfg = TrainConfig(epochs=2, batch_size=50, warmup_epochs=2, n_valid_monitor=50)
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def test_checkpoint_is_written_at_most_once_a_minute_and_a_kill_between_resumes_
     """last.pt at a process's first epoch, the checkpoint epochs, the last epoch and once a
     minute (train.SAVE_EVERY_S): a run killed between saves resumes from the last one and
     ends bit-identical to one never killed."""
-    import common.train as trainer
+    import common.runs.train as trainer
     x, xv = synthetic_binary(200), synthetic_binary(50, seed=1)
     cfg = TrainConfig(epochs=6, batch_size=50, warmup_epochs=2, n_valid_monitor=50,
                       checkpoint_epochs=(3,))
@@ -123,7 +123,7 @@ def test_checkpoint_is_written_at_most_once_a_minute_and_a_kill_between_resumes_
 
 
 def test_save_due_once_the_minute_has_passed(monkeypatch):
-    import common.train as trainer
+    import common.runs.train as trainer
     cfg = TrainConfig(epochs=10, checkpoint_epochs=(4,))
     now = 1000.0
     monkeypatch.setattr(trainer.time, "monotonic", lambda: now)
@@ -191,7 +191,7 @@ def test_dynamic_binarisation_draws_fresh_bits_from_grey_levels(tmp_path, monkey
 
 
 def test_ffg_warm_start_of_a_flow_model_matches_its_moments():
-    from common.gaps import encoder_init
+    from common.inference.gaps import encoder_init
     torch.manual_seed(0)
     model = tiny_model("flow")
     with torch.no_grad():
@@ -210,7 +210,7 @@ def test_ffg_warm_start_of_a_flow_model_matches_its_moments():
 
 def test_a_finished_run_is_reused_only_under_its_own_identity(tmp_path, capsys):
     """A changed model, schedule or seed never returns the cached model: one line, exit 2."""
-    from common.experiment import train_or_load
+    from common.runs.experiment import train_or_load
     x = synthetic_binary(100)
     small = model_config(family="ffg", z_dim=4, enc_hidden=(32,), dec_hidden=(32,))
     cfg = TrainConfig(epochs=2, batch_size=50, n_valid_monitor=10)
@@ -233,7 +233,7 @@ def test_a_finished_run_is_reused_only_under_its_own_identity(tmp_path, capsys):
 
 
 def test_a_constant_lr_run_may_be_extended_but_not_changed(tmp_path):
-    from common.train import RunMismatch
+    from common.runs.train import RunMismatch
     x = synthetic_binary(100)
     run = lambda epochs, lr=1e-3: train(  # noqa: E731
         tiny_model(), x, x, TrainConfig(epochs=epochs, batch_size=50, n_valid_monitor=10,
@@ -252,8 +252,8 @@ def test_a_second_process_on_the_same_run_folder_stops_naming_the_holder(tmp_pat
     from pathlib import Path
     second = (
         "import sys, torch; sys.path.insert(0, sys.argv[2])\n"
-        "from common.train import RunLocked, TrainConfig, train\n"
-        "from common.vae import VAE, model_config\n"
+        "from common.runs.train import RunLocked, TrainConfig, train\n"
+        "from common.models.vae import VAE, model_config\n"
         "m = VAE(model_config(z_dim=4, enc_hidden=(8,), dec_hidden=(8,)))\n"
         "x = torch.bernoulli(torch.full((50, 784), 0.3))\n"
         "try:\n"
@@ -276,8 +276,8 @@ def test_checkpoint_and_metrics_are_one_unit_a_kill_between_them_loses_no_row(tm
                                                                                monkeypatch):
     """Fault injection: the process dies after epoch 2's checkpoint, before its metrics.csv
     write. The rerun finds the run finished and rebuilds metrics.csv from the checkpoint."""
-    import common.train as trainer
-    from common.experiment import train_or_load
+    import common.runs.train as trainer
+    from common.runs.experiment import train_or_load
     x = synthetic_binary(100)
     cfg = TrainConfig(epochs=2, batch_size=50, n_valid_monitor=10)
     small = model_config(family="ffg", z_dim=4, enc_hidden=(32,), dec_hidden=(32,))
@@ -303,7 +303,7 @@ def test_run_config_passes_every_training_and_model_field_it_has():
     RunConfig has always reaches the trainer and the model."""
     import dataclasses
     from common.studies import study
-    from common.vae import ModelConfig
+    from common.models.vae import ModelConfig
     cfg = study("exp52").presets["smoke"]
     mine = {f.name for f in dataclasses.fields(cfg)}
     def other(value):
@@ -332,7 +332,7 @@ def _one_decoder_models():
 
 
 def test_shared_qstar_fits_each_family_once_for_all_encoders_of_one_decoder(monkeypatch):
-    import common.gaps as gaps
+    import common.inference.gaps as gaps
     models, x = _one_decoder_models(), synthetic_binary(6)
     cfg = gaps.EvalConfig(k_eval=16, qstar_samples=2, qstar_max_steps=20, qstar_check_every=5,
                           qstar_patience=1, qstar_probe_points=3)
@@ -365,9 +365,9 @@ def test_the_benchs_per_point_loop_runs_the_batched_fits_rule_from_its_starts(mo
     """make bench compares the batched q* with 'the same algorithm one point at a time': the
     loop must get every keyword of the rule (its plateau decay and tolerance were once left out,
     so the loop ran at a constant rate) and the batched fit's starts."""
-    import common.bench as bench
-    import common.gaps as gaps
-    import common.local_opt as local_opt
+    import common.speed.bench as bench
+    import common.inference.gaps as gaps
+    import common.inference.local_opt as local_opt
     model, x = tiny_model("ffg"), synthetic_binary(5)
     model.eval()
     cfg = gaps.EvalConfig(k_eval=16, qstar_samples=2, qstar_max_steps=20, qstar_check_every=5,
@@ -395,7 +395,7 @@ def test_the_benchs_per_point_loop_runs_the_batched_fits_rule_from_its_starts(mo
 
 
 def test_shared_qstar_starts_from_the_best_encoder_and_refuses_two_decoders():
-    import common.gaps as gaps
+    import common.inference.gaps as gaps
     models, x = _one_decoder_models(), synthetic_binary(6)
     starts = [gaps.encoder_init(m, x, "ffg") for m in models.values()]
     best = gaps.best_start(models["ffg"], x, starts, 0, "ffg")
@@ -410,8 +410,8 @@ def test_shared_qstar_starts_from_the_best_encoder_and_refuses_two_decoders():
 def test_a_flow_models_ffg_fit_has_its_own_certificate(monkeypatch):
     """The ffg q* of a flow model (a floor of L[q*], and Table 3's L[q*_FFG]) is certified apart
     from the row's own-family fit: its cap share and its probe, and ffg_fit_certified."""
-    import common.gaps as gaps
-    from common.local_opt import LocalOptResult
+    import common.inference.gaps as gaps
+    from common.inference.local_opt import LocalOptResult
     model, x = _one_decoder_models()["flow"], synthetic_binary(6)
     cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4, qstar_probe_mode="refit")
 
@@ -442,8 +442,8 @@ def test_the_ais_proposal_of_a_point_whose_qstar_lost_is_the_member_that_won(mon
     """Where the fitted q* ends below (or not finite against) another member of its family, the
     row's L[q*] falls back to that member, and so does the AIS proposal: AF's q* on MNIST kept
     diverged parameters for two of 50 points, and AIS from them ended 20 nats below L[q*]."""
-    import common.gaps as gaps
-    from common.local_opt import LocalOptResult
+    import common.inference.gaps as gaps
+    from common.inference.local_opt import LocalOptResult
     model, x = _one_decoder_models()["flow"], synthetic_binary(6)
     cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4, qstar_probe_mode="refit")
     q = gaps.encoder_init(model, x, "flow")
@@ -478,7 +478,7 @@ def test_a_qstar_fit_that_diverged_is_retried_from_the_member_that_won_at_a_lowe
     points) the fit falls back to the encoder's q, which biases the amortization gap down; the
     retry from that member at a tenth, then a hundredth, of the rate wins them back, and the
     fallback share (a certificate, target 1%) says how many it could not."""
-    import common.gaps as gaps
+    import common.inference.gaps as gaps
     torch.manual_seed(0)
     model, x = tiny_model(family).eval(), synthetic_binary(20)
     cfg = gaps.EvalConfig(k_eval=32, qstar_samples=4, qstar_lr=0.3, qstar_max_steps=200,
@@ -506,7 +506,7 @@ def test_a_qstar_fit_that_diverged_is_retried_from_the_member_that_won_at_a_lowe
 
 
 def test_the_ffg_start_of_a_flow_model_is_the_best_of_its_shrunk_moments():
-    import common.gaps as gaps
+    import common.inference.gaps as gaps
     model, x = _one_decoder_models()["flow"], synthetic_binary(6)
     starts = gaps.encoder_starts(model, x, "ffg")   # the moments (sampled), shrunk by each
     assert len(starts) == len(gaps.LOGVAR_SHRINKS)
@@ -523,7 +523,7 @@ def test_the_eta_is_not_inflated_by_one_long_epoch():
     """Training's ETA: the median of the last epochs' durations times the epochs left. A run
     suspended for ten minutes (kill -STOP, a laptop asleep) said 'eta 92 min' for 17 min of work
     when the ETA was the run's mean epoch time."""
-    from common.train import eta_minutes
+    from common.runs.train import eta_minutes
     ends = [0, 10, 20, 30, 630, 640]            # one epoch of 600 s among epochs of 10 s
     assert eta_minutes(ends, 6) == pytest.approx(1.0)       # 6 epochs x 10 s
     assert eta_minutes(ends, 0) == 0

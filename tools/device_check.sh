@@ -38,7 +38,7 @@ for part in $PARTS; do
   case $part in
     eval)  timeout 280 make exp52 PRESET=quick DEVICE="$DEVICE" > "$OUT/exp52_quick.log" 2>&1 ;;
     # make bench's own command, with the per-point q* loop timed on 10 points (not 50)
-    bench) timeout 230 .venv/bin/python -m common.bench --preset quick --device "$DEVICE" \
+    bench) timeout 230 .venv/bin/python -m common.speed.bench --preset quick --device "$DEVICE" \
              --loop-points 10 > "$OUT/bench.log" 2>&1 ;;
     smoke) RESULTS_DIR=$PWD/results/smoke timeout 100 make all PRESET=smoke DEVICE="$DEVICE" \
              > "$OUT/smoke.log" 2>&1 ;;

@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common.bench import _timed, trained_mnist_model  # noqa: E402
+from common.speed.bench import _timed, trained_mnist_model  # noqa: E402
 from common.config import resolve_device, results_dir, write_json  # noqa: E402
 from common.data import load_dataset  # noqa: E402
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .config import CorruptFile, atomic_file, write_checksummed
+from ..config import CorruptFile, atomic_file, write_checksummed
 
 LABELS = {"logpx": r"log p̂(x)", "L_qstar": "L[q*]", "L_q": "L[q]",
           "approx_gap": "Approximation gap", "amort_gap": "Amortization gap",
@@ -61,7 +61,7 @@ def _cell(summary: dict, field: str, fmt: str) -> str:
 
 
 def certificate_caption() -> str:
-    from .gaps import CERTIFICATE_TARGETS
+    from ..inference.gaps import CERTIFICATE_TARGETS
     t = CERTIFICATE_TARGETS
     return (f"log p̂ = AIS (no per-point selection; its error bounded by the BDMC gap); rows "
             f"marked \"paper's max rule\" take log p̂ = max(AIS, IWAE of q, IWAE of each q*) per "

@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import edited_by_hand, write_checksummed
+from ..config import edited_by_hand, write_checksummed
 
 HOLD_SE = 3.0
 OLD_EPOCH_IN_TEXT = re.compile(r"at the last epoch \(\d+\)")

@@ -1,7 +1,7 @@
 """Posterior families behind one contract; FAMILIES is the only place a family name maps to code.
 
 A family (in the spirit of zuko's and normflows' distributions) is built from the model config;
-the encoder (common/posteriors.py) registers the module of its shared parameters and asks it
+the encoder (common/models/posteriors.py) registers the module of its shared parameters and asks it
 for the batch's posterior:
 
     family = FAMILIES[name](z_dim, config)
@@ -14,7 +14,7 @@ for the batch's posterior:
     q.log_prob(z)               # the density at z, where the family has one (not AF)
     q.transform(u)              # its bijection from base variables u, and log|det| (tests)
     q.local_params()            # q as per-point parameters of family.local (a q* start)
-    q.proposal()                # an AIS proposal: sample / log_prob / scale (common/proposals.py)
+    q.proposal()                # an AIS proposal: sample / log_prob / scale (common/models/proposals.py)
     family.display              # the name tables and figures show
 
 Its local family (`family.local`, a LocalFamily) is what q* optimises per point: flat dicts
@@ -113,7 +113,7 @@ def unflatten_flow(flat: dict):
 
 
 class FlowLocal:
-    """A Gaussian base through a coupling flow whose every weight is per point (common/flows.py):
+    """A Gaussian base through a coupling flow whose every weight is per point (common/models/flows.py):
     the q* family of flow and cflow models (the contextual encoder's output is one member)."""
     name = "flow"
     gaussian_member = True
@@ -264,5 +264,3 @@ def moments_start(q: BatchPosterior, n: int = MOMENT_SAMPLES, generator=None) ->
         z, _ = q.rsample(n, generator)
         return z.mean(0), z.var(0).clamp_min(1e-6).log()
 
-
-from . import family_af  # noqa: E402,F401  the auxiliary flow registers itself (FAMILIES["af"])

@@ -43,7 +43,7 @@ def panels_by_split(rows, panel_width: float, draw, height: float = 3.8):
 def figure_key(inputs, *code_files) -> str:
     """The checksum of what a figure is drawn from: its data and the source of the code that
     draws it (this module and the caller's), so new data or new plotting code redraws it."""
-    from .config import content_checksum
+    from ..config import content_checksum
     sources = [Path(f).read_text() for f in (__file__, *code_files)]
     return content_checksum({"inputs": inputs, "code": sources})
 
@@ -73,7 +73,7 @@ def save(fig, stem: Path, key: str = None) -> None:
     """stem.png and stem.pdf, the same bytes for the same figure (the PDF carries no creation
     date: a snapshot that redraws a figure changes its file only where the figure changed);
     key (figure_key): recorded beside them for drawn_from."""
-    from .config import write_error
+    from ..config import write_error
     stem = Path(stem)
     fig.tight_layout()
     try:
@@ -88,7 +88,7 @@ def save(fig, stem: Path, key: str = None) -> None:
                 tmp.unlink(missing_ok=True)
                 raise write_error(stem.with_suffix(f".{ext}"), err) from None
         if key is not None:   # what drawn_from compares
-            from .config import atomic_write_text
+            from ..config import atomic_write_text
             atomic_write_text(Path(f"{stem}.drawn_from"), f"{key} {_files_checksum(stem)}\n")
     finally:
         plt.close(fig)

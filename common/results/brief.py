@@ -1,5 +1,5 @@
 """The brief's own findings (../shared/seed/project-brief-fr.md), judged as claims beside the
-paper's (source "brief", common/claims.py): each is a difference of estimates with its s.e.,
+paper's (source "brief", common/results/claims.py): each is a difference of estimates with its s.e.,
 "held" beyond 3 s.e. with every certificate within target. One function per study, called by
 its evaluate step on the rows it writes; each returns [] where its rows are missing.
 
@@ -18,7 +18,7 @@ import math
 import statistics
 
 from .claims import contrast
-from .families import FAMILIES, GAUSSIAN
+from ..models.families import FAMILIES, GAUSSIAN
 
 GAPS = (("approx_gap", "approximation"), ("amort_gap", "amortization"), ("total_gap", "total"))
 DATA = {"mnist": "MNIST", "fashion": "Fashion"}
@@ -190,8 +190,8 @@ def refit_claims(curves: list) -> list:
                                                       for e in (0, early, last)):
             continue
         for s in ("A", "B"):
-            out.append(_brief("exp_refit", f"refitting the encoder first raises the IWAE on "
-                              f"the refit set A and on the held-out set B", f"noise {noise}, "
+            out.append(_brief("exp_refit", "refitting the encoder first raises the IWAE on "
+                              "the refit set A and on the held-out set B", f"noise {noise}, "
                               f"set {s}", [(1, by[(s, early)], "iwae"), (-1, by[(s, 0)], "iwae")],
                               detail=f"epoch 0 to {early}"))
         out.append(_brief("exp_refit", "then the IWAE keeps rising mainly on A (local "

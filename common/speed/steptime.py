@@ -1,4 +1,4 @@
-"""`python -m common.steptime NAME CMD...`: run CMD, append its wall time to RESULTS_DIR/step_times.json.
+"""`python -m common.speed.steptime NAME CMD...`: run CMD, append its wall time to RESULTS_DIR/step_times.json.
 
 Every run of a step is kept (a re-run that finds its work done is fast, and must not hide the
 time of the run that did the work). The report lists them. The command's exit code is passed
@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from .config import UserError, atomic_write_text, guarded, portable, results_dir
+from ..config import UserError, atomic_write_text, guarded, portable, results_dir
 
 
 def main() -> int:
     if len(sys.argv) < 3:
-        print("usage: python -m common.steptime NAME CMD...", file=sys.stderr)
+        print("usage: python -m common.speed.steptime NAME CMD...", file=sys.stderr)
         return 2
     name, cmd = sys.argv[1], sys.argv[2:]
     t0 = time.time()

@@ -4,8 +4,8 @@ RESULTS_DIR, beside the paper's (3280 epochs).
 A study's results folder F holds the quick (or smoke) length; its other lengths are the
 sibling folders F_long (300 epochs), F_long_e<N> (the long preset at N epochs), F_e<N> (smoke or
 quick at N epochs), F_paper (the paper's preset): each with its own runs, evaluation and
-claims.json (common/experiment.py), so a claim judged at one length never reuses another's
-evaluation. `python -m common.ladder` writes
+claims.json (common/runs/experiment.py), so a claim judged at one length never reuses another's
+evaluation. `python -m common.reporting.ladder` writes
 
     RESULTS_DIR/claims_by_length.json   one row per claim, column and length
     RESULTS_DIR/CLAIMS_BY_LENGTH.md     per claim: the verdict and difference at each length,
@@ -20,8 +20,8 @@ import re
 import sys
 from pathlib import Path
 
-from .claims import HOLD_SE, read_claims
-from .config import atomic_write_text, guarded, read_json_or, results_dir, write_json
+from ..results.claims import HOLD_SE, read_claims
+from ..config import atomic_write_text, guarded, read_json_or, results_dir, write_json
 
 PAPER_EPOCHS = 3280
 SUFFIX = re.compile(r"^(?:_(?P<preset>long|paper))?(?:_e(?P<epochs>\d+))?$")
@@ -46,7 +46,7 @@ def rungs(root: Path, folder: str) -> list:
 
 def collect(root: Path) -> list:
     """One row per claim, column and length, over every study's results folders."""
-    from .studies import results_of, studies
+    from ..studies import results_of, studies
     rows = []
     for s in studies().values():
         for r in results_of(s):
@@ -123,7 +123,7 @@ def plot(rows: list, out: Path) -> list:
     against epochs, the paper's value at 3280 (star), hollow markers where not certified."""
     import matplotlib.pyplot as plt
 
-    from .plots import drawn_from, figure_key, save
+    from ..results.plots import drawn_from, figure_key, save
     written = []
     claims = by_claim(rows)
     for study in dict.fromkeys(k[0] for k in claims):

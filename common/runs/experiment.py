@@ -6,7 +6,7 @@ model's config.json, metrics.csv and checkpoints (-e<epochs> when the length is 
 own); evaluations sit beside them in eval_<split>/. Tables, CSVs and figures go to the study's
 folder for smoke and quick, and to <folder>_<preset>[_e<epochs>] for the other presets and
 lengths (each length of the ladder is a result of its own), with _seed<k> for seeds other than
-0 (common/seeds.py judges the claims across them).
+0 (common/reporting/seeds.py judges the claims across them).
 """
 import contextlib
 import hashlib
@@ -18,18 +18,18 @@ from pathlib import Path
 
 import torch
 
-from . import studies
-from .config import (ConfigError, CorruptFile, UserError, check_results_dir, command_line, fail,
+from .. import studies
+from ..config import (ConfigError, CorruptFile, UserError, check_results_dir, command_line, fail,
                      git_commit, parse_config, portable, provenance, results_dir, sha256_text,
                      to_jsonable, write_json, content_checksum)
-from .data import data_identity, load_dataset, load_intensities
-from .gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, certified_bdmc,
+from ..data import data_identity, load_dataset, load_intensities
+from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, certified_bdmc,
                    certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
                    write_per_point)
 from .presets import EVAL_ONLY
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
                     restore_metrics, run_identity, train)
-from .vae import VAE
+from ..models.vae import VAE
 
 
 # config fields that change how a result is computed, not what it is (excluded from config ids)
@@ -105,7 +105,7 @@ class Experiment:
         columns present and finite numbers, `known` columns ({column: allowed values}) within
         their values. Anything else is one line naming the file and the make target."""
         import math
-        from .tables import read_csv
+        from ..results.tables import read_csv
         path = self.out / name
         fix = f"run `make {target}` to rewrite it"
         if not path.exists():
@@ -225,7 +225,7 @@ def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains
                x_valids: list, seed, device, labels: list, stack: bool, datas: list = None) -> list:
     """train_or_load for several runs of one architecture (e.g. one family on each dataset, and
     on each seed: `seed` is one seed for all or a list, one per run). With stack, the runs still
-    to train are trained as ONE batched computation (common/stacked.py; the same weights as
+    to train are trained as ONE batched computation (common/runs/stacked.py; the same weights as
     alone, within float tolerance)."""
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(run_dirs)
     datas = list(datas) if datas else [None] * len(run_dirs)
@@ -261,7 +261,7 @@ def read_metrics(run_dir: Path, epochs: int, target: str) -> list:
     """metrics.csv of a finished run: one readable row per epoch 1..epochs, else CorruptFile. The
     checkpoint carries the true rows: a file that differs from them in any field (a hand edit)
     is rebuilt from it first, and said so."""
-    from .tables import read_csv
+    from ..results.tables import read_csv
     from .train import METRIC_FIELDS, metrics_file_matches
     path = Path(run_dir) / "metrics.csv"
     fix = f"run `make {target}` (its train step rebuilds metrics.csv from the checkpoint)"
@@ -292,7 +292,7 @@ def cached(path: Path, key: dict, with_rows: int = None):
     path = Path(path)
     if not path.exists():
         return None
-    from .tables import read_csv
+    from ..results.tables import read_csv
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or "key" not in data:

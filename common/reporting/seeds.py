@@ -18,7 +18,7 @@ is at most the average s.d.). On exp53 at quick (3 seeds, 300 points), CFlow vs 
 layer encoders was +0.18, +0.26, +0.28 with per-point s.e. 0.31-0.33: not held in any seed, yet
 "held" at 3 between-seed s.e. (+0.24 +- 0.03); at 3 combined s.e. (+0.24 +- 0.32) it is not.
 
-`python -m common.seeds` writes RESULTS_DIR/claims_across_seeds.json, CLAIMS_ACROSS_SEEDS.md
+`python -m common.reporting.seeds` writes RESULTS_DIR/claims_across_seeds.json, CLAIMS_ACROSS_SEEDS.md
 (one row per claim and column: each seed's verdict, seeds held, across seeds) and the forest
 plot claims_forest.png/.pdf (one row per claim and column: each seed's difference with its
 3-s.e. bar, the across-seed mean, the paper's difference, the zero line). The forest plot is
@@ -30,8 +30,8 @@ import re
 import sys
 from pathlib import Path
 
-from .claims import HOLD_SE, read_claims, verdict
-from .config import atomic_write_text, guarded, results_dir, write_json
+from ..results.claims import HOLD_SE, read_claims, verdict
+from ..config import atomic_write_text, guarded, results_dir, write_json
 
 SEED_SUFFIX = re.compile(r"^(?P<length>(?:_(?:long|paper))?(?:_e\d+)?)(?:_seed(?P<seed>\d+))?$")
 
@@ -82,7 +82,7 @@ def across(rows: list) -> dict:
 
 def collect(root: Path) -> list:
     """One entry per claim, column and length: the per-seed rows and the across-seed verdict."""
-    from .studies import results_of, studies
+    from ..studies import results_of, studies
     out = []
     for s in studies().values():
         for r in results_of(s):
@@ -150,7 +150,7 @@ def forest(entries: list, stem: Path) -> Path:
     its number."""
     import matplotlib.pyplot as plt
 
-    from .plots import drawn_from, figure_key, save
+    from ..results.plots import drawn_from, figure_key, save
     key = figure_key(entries, __file__)
     if drawn_from(stem, key):   # the same claims drawn by the same code: kept
         return Path(stem).with_suffix(".png")
@@ -216,8 +216,8 @@ def seed_mean_and_sem(rows: list, column: str) -> tuple:
 def seed_tables(root: Path) -> list:
     """For each results folder (at its own length) with several seeds: table_seeds.md, every
     row of its gap CSV as the mean over seeds ± the combined s.e. Returns the files."""
-    from .studies import results_of, studies
-    from .tables import pm, read_csv, write_tables
+    from ..studies import results_of, studies
+    from ..results.tables import pm, read_csv, write_tables
     written = []
     for s in studies().values():
         for r in results_of(s):

@@ -1,5 +1,5 @@
 """Several VAEs of ONE architecture trained as one batched computation, each exactly as if it
-were trained alone by common/train.py.
+were trained alone by common/runs/train.py.
 
 On a GPU a training step of one small MLP is a few dozen tiny kernels, bounded by launch latency;
 M models stacked along a leading model dimension (torch.func.stack_module_state + vmap) cost
@@ -25,8 +25,8 @@ from torch.func import functional_call, stack_module_state
 from .train import (NonFiniteLoss, TrainConfig, _progress, end_epoch, epoch_order, eta_minutes,
                     epoch_settings, maybe_compile, metrics_row, non_finite_message, prepare_run,
                     roll_back, run_lock, save_due)
-from .vae import VAE
-from .posteriors import log_weight
+from ..models.vae import VAE
+from ..models.posteriors import log_weight
 
 
 def stackable(models: list) -> bool:

@@ -3,8 +3,8 @@ through a coupling flow, and the one per-sample ELBO of every bound and objectiv
 
     log_weight = log p(x|z) + log p(z) - w log q(z|x)      (w = 1 but during the entropy warm-up)
 
-The families themselves (ffg, flow, cflow, ...) are in common/families.py; the encoder that
-carries them in common/vae.py.
+The families themselves (ffg, flow, cflow, ...) are in common/models/families.py; the encoder that
+carries them in common/models/vae.py.
 """
 import math
 

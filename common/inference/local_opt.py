@@ -1,11 +1,11 @@
 """Local optimisation of q*: one set of free variational parameters per point, all points
 optimised together in one batch.
 
-The family is a local family of common/families.py (its `local`): flat dicts of per-point
+The family is a local family of common/models/families.py (its `local`): flat dicts of per-point
 tensors [B, ...], every one of them optimised, sampled by `local.rsample(params, n, generator)`:
   - ffg:  mu [B, D], log sigma^2 [B, D];
   - flow: the same base plus a whole coupling flow with per-point weights and biases (batched
-    matmul in common/flows.py). q* for cflow uses this family too: the contextual encoder's
+    matmul in common/models/flows.py). q* for cflow uses this family too: the contextual encoder's
     output is one member of it, so flow and cflow gaps are comparable;
   - and whatever a family's file defines (af: all its nets per point).
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .estimators import _probe_device, proposal_bounds
-from .posteriors import log_standard_normal, log_weight
+from ..models.posteriors import log_standard_normal, log_weight
 from .timing import count, unit
 
 

@@ -1,13 +1,13 @@
 """Cost model: measured per-unit costs multiplied out to the wall time of each study.
 
-`make bench` measures the units on the machine it runs on (common/bench.py); `predict` counts
+`make bench` measures the units on the machine it runs on (common/speed/bench.py); `predict` counts
 how many of each unit a preset's config needs and multiplies. Units, all in seconds:
 
     train_step[name]   one optimiser step of one model at the preset's batch size; name is
                        "<family>/<architecture>" (e.g. "ffg/standard", "ffg/large_decoder")
     ais_row            one leapfrog gradient evaluation of the decoder for one (chain, point) row
     qstar_row[family]  one q* step for one (point, sample) row of a local family (ffg, flow,
-                       ...: common/families.py)
+                       ...: common/models/families.py)
     iwae_row           one decoder forward for one (point, sample) row (L[q], IWAE, curves)
 
 What cannot be known before running is an explicit assumption: `qstar_steps`, the mean number
@@ -19,13 +19,13 @@ once per decoder.
 """
 import math
 
-from .families import GAUSSIAN, qstar_fits
+from ..models.families import GAUSSIAN, qstar_fits
 
 TRAIN_SIZE = 50_000                 # training split of both data sets
 
 
 def train_s(units, name, epochs, batch, n=TRAIN_SIZE, stacked=False):
-    """Training time of one model; stacked: its share of a stacked run (common/stacked.py),
+    """Training time of one model; stacked: its share of a stacked run (common/runs/stacked.py),
     when the units hold a measured stacked step for this architecture."""
     step = units.get("train_step_stacked", {}).get(name) if stacked else None
     return epochs * math.ceil(n / batch) * (step or units["train_step"][name])
@@ -52,7 +52,7 @@ def ais_chain_moves(cfg) -> int:
     """HMC moves per point of one AIS run: every weighted chain's, plus what sets the step (a
     warm-up at beta = 0 from a proposal, a pilot sweep of PILOT_CHAINS from the prior, nothing
     with the paper's in-run adaptation)."""
-    from .estimators import PILOT_CHAINS
+    from ..inference.estimators import PILOT_CHAINS
     if cfg.ais_adapt:
         return cfg.ais_chains * cfg.ais_steps
     if cfg.ais_proposal == "prior":
@@ -92,7 +92,7 @@ def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False)
     the units above. stacked: models of one family train stacked where the study stacks them
     (exp52, over its data sets; its default on a GPU). Studies without this preset are left
     out."""
-    from .studies import studies
+    from ..studies import studies
     out = {}
     for study in studies().values():
         if study.cost is not None and preset in study.presets:

@@ -13,13 +13,13 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from .config import (ConfigError, atomic_write_text, check_results_dir, edited_by_hand,
+from ..config import (ConfigError, atomic_write_text, check_results_dir, edited_by_hand,
                      git_commit, read_json_or, results_dir, write_json)
 
 def experiments() -> list:
     """(folder, title, figure stems, the claim it tests) of every study's results folders, in
     the studies' order: each study folder declares them (common/studies.py)."""
-    from .studies import results_of, studies
+    from ..studies import results_of, studies
     return [(r.folder, r.title, list(r.figures), r.claim)
             for s in studies().values() for r in results_of(s)]
 
@@ -84,14 +84,14 @@ def collect(root: Path) -> list:
 def steps_of(folder: str, steps: dict, provenance: dict = None) -> dict:
     """The step_times.json entries of one results folder's make steps (common/studies.py); with
     a provenance, only the runs made for it."""
-    from .studies import steps_of as study_steps
+    from ..studies import steps_of as study_steps
     return study_steps(folder, steps, provenance)
 
 
 def computed_by(folder: Path) -> tuple:
     """([((commit, first time), rows)] of the computed_commit column of the folder's CSVs, [the
     gap tables (gaps*.csv) whose commit cannot be read: unreadable, or the column renamed])."""
-    from .tables import read_csv
+    from ..results.tables import read_csv
     counts, first, unknown = {}, {}, []
     for path in sorted(folder.glob("*.csv")):
         try:
@@ -129,12 +129,12 @@ def set_aside_claims(root: Path, sections: list) -> list:
 def claims_screen(root: Path, sections: list, figures: bool = True,
                   ladder_rows: list = None) -> list:
     """The first screen: did the paper's claims hold? One row per claim and column, from each
-    experiment's claims.json (common/claims.py); where several seeds exist (common/seeds.py),
+    experiment's claims.json (common/results/claims.py); where several seeds exist (common/reporting/seeds.py),
     the seeds where it holds and the verdict across seeds; then the claims figure (a forest
     plot: each seed's difference with its 3-s.e. bar and the paper's mark). ladder_rows: the
     claims at every length (common/ladder.collect; read here when not given)."""
     from . import seeds as seeds_mod
-    from .claims import (HOLD_SE, MARKDOWN_HEADER, SOURCES, markdown_rows, read_claims,
+    from ..results.claims import (HOLD_SE, MARKDOWN_HEADER, SOURCES, markdown_rows, read_claims,
                          verdict_differs)
     claims = [c for s in sections for c in read_claims(root / s["folder"])]
     aside = set_aside_claims(root, sections)
@@ -196,12 +196,12 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
 
 
 def longest_screen(root: Path, across: dict, rows: list = None) -> list:
-    """Where RESULTS_DIR holds more than one training length (common/ladder.py): per claim, the
+    """Where RESULTS_DIR holds more than one training length (common/reporting/ladder.py): per claim, the
     verdict at the longest length measured, its trend over lengths and the paper's value, and
     the seeds where it holds (at the quick length, where seeds exist); the quick length's full
     table follows it."""
     from . import ladder
-    from .claims import cell
+    from ..results.claims import cell
     rows = ladder.collect(root) if rows is None else rows
     if len({r["epochs"] for r in rows}) < 2:
         return []
@@ -229,7 +229,7 @@ def paper_rule_folders(root: Path, folders) -> list:
     """[(folder, [max_rule_excess of its rows])] of the results folders whose gap CSVs were made
     by the paper's max rule for log p^ (its `ais_sets_logpx` certificate and no `logpx_rule`:
     computed before log p^ = AIS and not re-made since; exp51's log p^ is a grid's, exact)."""
-    from .tables import read_csv
+    from ..results.tables import read_csv
     out = []
     for folder in folders:
         for path in sorted((root / folder).glob("*.csv")):
@@ -269,7 +269,7 @@ def paper_rule_notice(root: Path, sections: list) -> list:
 
 
 def ladder_screen(root: Path, figures: bool = True, rows: list = None) -> list:
-    """Claims by training length (common/ladder.py), when RESULTS_DIR holds more than one length
+    """Claims by training length (common/reporting/ladder.py), when RESULTS_DIR holds more than one length
     of some study: the table, then one figure per study. rows: ladder.collect's, if read."""
     from . import ladder
     rows = ladder.collect(root) if rows is None else rows
@@ -284,7 +284,7 @@ def ladder_screen(root: Path, figures: bool = True, rows: list = None) -> list:
 
 def build(root: Path) -> tuple:
     sections = collect(root)
-    from .steptime import read_times
+    from ..speed.steptime import read_times
     steps = read_times(root / "step_times.json")
     vers = versions()
     missing = [s["folder"] for s in sections if not s["present"]]
@@ -361,7 +361,7 @@ def copy_folder(src: Path, dest: Path) -> None:
     """What a snapshot keeps of a results folder (SNAPSHOT_FILES), its text files with every
     machine path made portable (config.portable: results made before paths were recorded so
     still say where they ran)."""
-    from .config import portable
+    from ..config import portable
     dest.mkdir(parents=True, exist_ok=True)
     for f in [f for pattern in SNAPSHOT_FILES for f in src.glob(pattern)]:
         if f.suffix in (".md", ".tex", ".csv", ".json"):
@@ -376,7 +376,7 @@ def _duration(seconds: float) -> str:
 
 
 def _clock(text):
-    """A step's `finished` time (common/steptime.py), or None where it is not one."""
+    """A step's `finished` time (common/speed/steptime.py), or None where it is not one."""
     try:
         return datetime.datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -385,7 +385,7 @@ def _clock(text):
 
 def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
     """Markdown lines: `make all` as one command (its last run, step make_all), the machine it
-    ran on (machine.json, common/machine.py) and the slowest steps (each step's last run inside
+    ran on (machine.json, common/speed/machine.py) and the slowest steps (each step's last run inside
     make all's time: a results folder also keeps the runs of a later `make ladder` or seed)."""
     steps = {k: runs if isinstance(runs, list) else [runs] for k, runs in steps.items() if runs}
     total = steps.pop("make_all", [None])[-1]
@@ -400,7 +400,7 @@ def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
     last = {k: runs[-1] for k, runs in steps.items() if runs}
     lines = [f"`make all` as one command: **{_duration(total['wall_s'])}** (finished "
              f"{total['finished']}; the report after it takes seconds).", ""]
-    from .machine import describe
+    from ..speed.machine import describe
     if describe(machine):
         lines += [describe(machine), ""]
     lines += ["| step (slowest first) | wall time | share of make all | finished |",
@@ -415,7 +415,7 @@ def times_summed(steps: dict, top: int = 12, machine: dict = None) -> list:
     """Markdown lines for results made without one `make all` (seeds, lengths, steps run by
     hand): each step's wall time summed over its runs, with their count (a run that found its
     work cached is counted, at its few seconds)."""
-    from .machine import describe
+    from ..speed.machine import describe
     lines = ["No `make all` made these results: each step's wall time is the sum over its runs "
              "(one per seed, length or subset of the work).", ""]
     if describe(machine):
@@ -480,7 +480,7 @@ def main(argv=None) -> int:
             claims_screen(dest, collect(dest), ladder_rows=ladder_rows)[2:] + by_length)
             .strip() + "\n")
 
-        from .steptime import read_times
+        from ..speed.steptime import read_times
         all_steps = read_times(root / "step_times.json")
         kept = {}   # the runs of every folder copied: TIMES.md's where no make all ran
         # each folder's make steps, and each of its lengths' and seeds': the runs made for it
@@ -498,7 +498,7 @@ def main(argv=None) -> int:
         if only:
             print(f"[report] snapshot of {', '.join(only)} in {dest}")
             return 0
-        from .config import portable
+        from ..config import portable
         for f in ("bench/bench.json", "bench/profile.json", "REPORT.md", "report.html",
                   "step_times.json", "machine.json", "CLAIMS_BY_LENGTH.md",
                   "claims_by_length.json",

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from .config import CorruptFile, UserError, atomic_file, write_json
-from .families import FAMILIES
-from .vae import ADDED_FIELDS, VAE, ModelConfig
-from .posteriors import log_weight
+from ..config import CorruptFile, UserError, atomic_file, write_json
+from ..models.families import FAMILIES
+from ..models.vae import ADDED_FIELDS, VAE, ModelConfig
+from ..models.posteriors import log_weight
 
 PAPER_EPOCHS = sum(3 ** i for i in range(8))  # 3280
 TERMS = ("log p(x|z)", "log p(z)", "log q(z|x)")

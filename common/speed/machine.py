@@ -1,8 +1,8 @@
 """What machine ran a timed command, and how fast it is at this project's work.
 
-`python -m common.machine` (`make all` runs it first, while nothing else runs) writes
+`python -m common.speed.machine` (`make all` runs it first, while nothing else runs) writes
 RESULTS_DIR/machine.json: the CPU, its cores, and the time of one bare training step of quick's
-MNIST ffg VAE (batch 100, Adam: the step of `common/bench.py`'s bare loop) on one torch thread
+MNIST ffg VAE (batch 100, Adam: the step of `common/speed/bench.py`'s bare loop) on one torch thread
 and on every core, the median of STEPS steps after WARMUP. TIMES.md quotes it beside `make all`'s
 time. This project's session machines differed 2.4x at its training (exp52's base model, 30
 epochs on one thread: 65 s on one, 158 s on another) while their plain matmul rate differed less
@@ -16,11 +16,20 @@ import statistics
 import sys
 import time
 
-from .config import UserError, atomic_write_text, results_dir
+from ..config import UserError, atomic_write_text, results_dir
 
 WARMUP = 20   # steps before timing (allocator, thread pool)
 STEPS = 60    # timed steps; their median is reported
 BATCH = 100   # quick's batch size
+
+
+def bare_step(model, opt, xb):
+    """One step of the simplest correct PyTorch loop: the negative ELBO (one sample), Adam."""
+    z, log_q = model.encoder.sample_and_log_prob(xb, 1)
+    loss = -(model.log_joint(xb, z) - log_q).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def cpu_model() -> str:
@@ -38,9 +47,8 @@ def step_ms(threads: int, seed: int = 0) -> float:
     """Median wall time (ms) of one bare ffg training step on `threads` torch threads."""
     import torch
 
-    from .bench import bare_step
-    from .families import GAUSSIAN
-    from .vae import VAE, model_config
+    from ..models.families import GAUSSIAN
+    from ..models.vae import VAE, model_config
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -76,14 +84,14 @@ def describe(machine: dict) -> str:
     return (f"Machine: {machine.get('cpu', 'unknown')}, {cores} cores; one bare training step of "
             f"quick's MNIST ffg VAE (batch {BATCH}) {machine['ffg_step_ms_1_thread']:.2f} ms on one "
             f"thread" + (f", {every:.2f} ms on {cores}" if isinstance(every, (int, float)) else "")
-            + f" (measured {machine.get('measured', '?')}, before the run; `common/machine.py`).")
+            + f" (measured {machine.get('measured', '?')}, before the run; `common/speed/machine.py`).")
 
 
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv:
-        print("usage: python -m common.machine (writes RESULTS_DIR/machine.json)", file=sys.stderr)
+        print("usage: python -m common.speed.machine (writes RESULTS_DIR/machine.json)", file=sys.stderr)
         return 2
     machine = measure()
     try:

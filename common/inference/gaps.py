@@ -1,7 +1,7 @@
 """The gap computation: for a trained model and a fixed set of points,
 
     L[q]      mean ELBO of the amortised q over k_eval samples (and IWAE of q, same samples)
-    L[q*]     q* fitted per point (common/local_opt.py), for the model's own family and for ffg
+    L[q*]     q* fitted per point (common/inference/local_opt.py), for the model's own family and for ffg
     log p^    AIS per point, once per decoder (LOGPX_RULE: one estimator fixed in advance, no
               per-point selection); beside it the paper's rule, max(AIS, IWAE of every q*, IWAE
               of q) per point (`logpx_paper`), and the same candidates pooled (`logpx_pooled`)
@@ -43,13 +43,13 @@ from pathlib import Path
 
 import torch
 
-from .config import atomic_file
+from ..config import atomic_file
 from .estimators import ais, bdmc
-from .families import FAMILIES, GAUSSIAN, MOMENT_SAMPLES, moments_start
+from ..models.families import FAMILIES, GAUSSIAN, MOMENT_SAMPLES, moments_start
 from .local_opt import continue_local, optimize_local
-from .posteriors import log_standard_normal, log_weight
+from ..models.posteriors import log_standard_normal, log_weight
 from .timing import count, unit
-from .vae import VAE, BatchLikelihood
+from ..models.vae import VAE, BatchLikelihood
 
 EVAL_VERSION = 10  # bump when what an evaluation computes changes: cached evaluations are redone
                   # (4: the ffg q* of a flow model starts from shrunk moments, has certificates;
@@ -127,7 +127,7 @@ class EvalConfig:
 
 
 def own_local(model: VAE):
-    """The local family of the model's own posterior family (common/families.py)."""
+    """The local family of the model's own posterior family (common/models/families.py)."""
     return model.encoder.family.local
 
 

@@ -1,15 +1,15 @@
 """`make bench`: speed measured as ratios side by side in one run (never timing assertions in tests).
 
-1. Trainer overhead: one epoch of the standard ffg VAE on MNIST through common/train.py vs a bare
+1. Trainer overhead: one epoch of the standard ffg VAE on MNIST through common/runs/train.py vs a bare
    PyTorch loop over the same model, data and batch size (target <= 1.10x); flow and cflow epochs.
 2. Batched q* vs the reference per-point loop (same algorithm and stopping rule): the loop is
    timed on a subset and scaled per point; mean L[q*] of both on that subset.
 3. AIS: achieved FLOP/s of the decoder forward/backward inside AIS as a fraction of a plain
    matmul's FLOP/s of the same shapes on this machine.
 4. IWAE k = 5000 throughput, points per second.
-5. Stacked training (common/stacked.py): a model's share of a training step (the real trainer,
+5. Stacked training (common/runs/stacked.py): a model's share of a training step (the real trainer,
    one epoch) alone vs stacked two and four at a time, per family of exp52.
-6. Cost model (common/costmodel.py): per-unit costs (a training step per architecture, an AIS
+6. Cost model (common/speed/costmodel.py): per-unit costs (a training step per architecture, an AIS
    leapfrog row, a q* step row, a decoder forward row), measured at the paper's width on a GPU
    (100 chains x 1000 points, 50 samples x 1000 points) and at a small width on a CPU, multiplied
    out to the predicted wall time of every study and of `make all PRESET=paper`
@@ -26,32 +26,24 @@ import time
 import torch
 from tabulate import tabulate
 
-from .config import (ConfigError, atomic_write_text, fail, guarded, portable, provenance, resolve_device,
+from ..config import (ConfigError, atomic_write_text, fail, guarded, portable, provenance, resolve_device,
                      results_dir, write_json)
-from .data import load_dataset
-from .estimators import ais
-from .experiment import trained_epochs
-from .gaps import EvalConfig, local_bounds
+from ..data import load_dataset
+from ..inference.estimators import ais
+from ..runs.experiment import trained_epochs
+from ..inference.gaps import EvalConfig, local_bounds
 from .costmodel import predict
-from .families import FAMILIES, GAUSSIAN, local_family, local_name
-from .local_opt import optimize_local, optimize_local_loop
-from .studies import studies, study
-from .train import TrainConfig, load_model, train
-from .vae import VAE, BatchLikelihood, model_config
+from .machine import bare_step
+from ..models.families import FAMILIES, GAUSSIAN, local_family, local_name
+from ..inference.local_opt import optimize_local, optimize_local_loop
+from ..studies import studies, study
+from ..runs.train import TrainConfig, load_model, train
+from ..models.vae import VAE, BatchLikelihood, model_config
 
 
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def bare_step(model, opt, xb):
-    """One step of the simplest correct PyTorch loop: the negative ELBO (one sample), Adam."""
-    z, log_q = model.encoder.sample_and_log_prob(xb, 1)
-    loss = -(model.log_joint(xb, z) - log_q).mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
 
 
 def bare_epoch(model, x, batch_size, seed):
@@ -113,7 +105,7 @@ def trained_mnist_model(preset, seed, device):
 def bench_qstar(model, x, loop_points, cfg: EvalConfig, seed):
     """The batched q* fit against the same algorithm (qstar_rule) run one point at a time from
     the same starts; the points differ only in their noise."""
-    from .gaps import qstar_rule, qstar_start
+    from ..inference.gaps import qstar_rule, qstar_start
     init = qstar_start(model, x, GAUSSIAN, cfg, seed)   # both fits' starts, chosen once
     t0 = time.perf_counter()
     batched = local_bounds(model, x, GAUSSIAN, cfg, seed, init=init)
@@ -217,10 +209,10 @@ def unit_train_step(name, x, batch, steps, device):
 
 def unit_train_step_trainer(name, x, batch, steps, device, models: int = 1) -> float:
     """A model's share of one step of the real trainer, from one epoch of `steps` steps (warm-up
-    and validation off): one model alone (models=1, common/train.py), or `models` models
-    stacked (common/stacked.py)."""
+    and validation off): one model alone (models=1, common/runs/train.py), or `models` models
+    stacked (common/runs/stacked.py)."""
     from pathlib import Path
-    from .stacked import train_stacked
+    from ..runs.stacked import train_stacked
     family, architecture = name.split("/")
     cfg = TrainConfig(epochs=1, warmup_epochs=0, n_valid_monitor=0, batch_size=batch)
     xs = x[:batch * steps]

@@ -2,7 +2,7 @@
 
 One flow model (default: exp52's MNIST flow model of the preset, seed 0) is evaluated on the
 first --points test points exactly as exp52 evaluates it (L[q], the ffg and flow q* fits with
-their start scores and final bounds, the probe, AIS of log p^, BDMC), with common/timing.py's
+their start scores and final bounds, the probe, AIS of log p^, BDMC), with common/inference/timing.py's
 units on: each unit's exclusive seconds, share, optimisation steps, time per step, and the
 decoder's FLOP/s against this machine's plain-matmul rate for the same shapes (the decoder's
 matmuls only: forward rows x 2 x MACs, rows with an input gradient x 4 x MACs; the per-point
@@ -19,15 +19,15 @@ import time
 
 from tabulate import tabulate
 
-from . import timing
+from ..inference import timing
 from .bench import decoder_flops_per_row, matmul_flops
-from .config import (ConfigError, UserError, guarded, portable, provenance, read_json_or,
+from ..config import (ConfigError, UserError, guarded, portable, provenance, read_json_or,
                      resolve_device, results_dir, to_jsonable, write_json)
-from .data import load_dataset
-from .experiment import run_tag
-from .gaps import ais_logpx, bdmc_bound, encoder_bounds
-from .studies import study
-from .train import load_model
+from ..data import load_dataset
+from ..runs.experiment import run_tag
+from ..inference.gaps import ais_logpx, bdmc_bound, encoder_bounds
+from ..studies import study
+from ..runs.train import load_model
 
 # the rule before issue 24: constant lr 1e-3, patience 3, cap 4000, the probe refits from start
 DEFAULT_BEFORE = ("qstar_probe_mode=refit,qstar_lr=0.001,qstar_lr_decay=1.0,qstar_tol=0.0,"

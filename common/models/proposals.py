@@ -1,4 +1,4 @@
-"""Tractable per-point densities q0(z|x) that start an AIS path (common/estimators.py).
+"""Tractable per-point densities q0(z|x) that start an AIS path (common/inference/estimators.py).
 
 Contract (the one `ais` takes): for a fixed batch of B points in D dimensions,
 

@@ -1,4 +1,4 @@
-"""The VAE: an encoder carrying a posterior family (common/families.py) and a Bernoulli MLP
+"""The VAE: an encoder carrying a posterior family (common/models/families.py) and a Bernoulli MLP
 decoder.
 
     p(z) = N(0, I),  p(x|z) = prod_i Bernoulli(x_i; sigmoid(logits_i(z)))
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .estimators import proposal_bounds
+from ..inference.estimators import proposal_bounds
 from .families import FAMILIES, GAUSSIAN, check_family
 from .posteriors import log_standard_normal, mlp
 

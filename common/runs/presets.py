@@ -12,12 +12,12 @@ long: quick's certified estimators on models trained 300 epochs (the studies who
 import math
 from dataclasses import dataclass, fields
 
-from .config import ConfigError
-from .data import DATASETS
-from .gaps import AIS_PROPOSALS, PROBE_MODES, EvalConfig
-from .families import FAMILIES
+from ..config import ConfigError
+from ..data import DATASETS
+from ..inference.gaps import AIS_PROPOSALS, PROBE_MODES, EvalConfig
+from ..models.families import FAMILIES
 from .train import COMPILE_MODES, TrainConfig
-from .vae import ModelConfig, model_config
+from ..models.vae import ModelConfig, model_config
 
 
 # fields only evaluation scripts take (a train script has no flag for them)
@@ -59,7 +59,7 @@ class RunConfig(EvalConfig):
     dynamic_binarisation: bool = False  # train on fresh Bernoulli bits each batch (evaluation
                                         # always uses the static bits)
     compile: str = "auto"           # torch.compile the training step (CUDA graphs on a GPU):
-                                    # on | off | auto (on a GPU; measured there, common/train.py)
+                                    # on | off | auto (on a GPU; measured there, common/runs/train.py)
     z_dim: int = 50                 # latent size (paper: 50 on MNIST)
     activation: str = "elu"         # the same for every model
     flow_steps: int = 2             # coupling steps of flow / cflow

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import torch
 
-from .posteriors import log_standard_normal, log_weight
-from .proposals import StandardNormal, log_prob_and_grad
+from ..models.posteriors import log_standard_normal, log_weight
+from ..models.proposals import StandardNormal, log_prob_and_grad
 from .timing import count
 
 
@@ -291,7 +291,7 @@ def ais(log_likelihood, n_points: int, z_dim: int, *, n_chains: int, n_steps: in
     """AIS estimate of log p(x) per point, [n_points]: log-mean-exp of the chains' log weights.
 
     proposal: None (the prior: the paper's path) or a per-point density q0(z|x) with
-    `sample(n, generator) -> [n, B, D]` and `log_prob(z) -> [n, B]` (common/proposals.py; its
+    `sample(n, generator) -> [n, B, D]` and `log_prob(z) -> [n, B]` (common/models/proposals.py; its
     `scale`, if it has one, is the HMC metric); the path is q0^(1 - beta) (p(z) p(x|z))^beta and
     HMC runs in q0's whitened units. The estimate of p(x) is unbiased, so its log is a
     stochastic lower bound on log p(x), as long as the step sizes do not depend on the weighted

@@ -1,0 +1,1 @@
+"""Reporting: the report (REPORT.md, report.html), claims by training length and across seeds."""

@@ -1,0 +1,1 @@
+"""Runs: presets, training (alone and stacked) and the evaluation of a study's models."""
