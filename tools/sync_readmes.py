@@ -18,8 +18,10 @@ LINK = re.compile(r"(\]\()([^)\s#:]+)((?:#[^)\s]*)?\))")   # a relative link or 
 
 
 def readmes():
-    return sorted(p for p in ROOT.rglob("README.md")
-                  if not any(part.startswith(".") for part in p.relative_to(ROOT).parts))
+    """Every README and every page of docs/ (docs/results/ is the snapshot itself)."""
+    return sorted([p for p in ROOT.rglob("README.md")
+                   if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
+                  + list((ROOT / "docs").glob("*.md")))
 
 
 def relinked(text: str, source: Path, readme_dir: Path) -> str:

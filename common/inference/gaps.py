@@ -115,7 +115,7 @@ class EvalConfig:
     ais_warmup: int = 20            # HMC moves at beta = 0 that set a fixed step from a proposal
                                     # (from the prior a pilot sweep sets a per-step schedule)
     ais_adapt: bool = False         # the paper's per-chain step adaptation during the run
-                                    # instead: biased upward (README, "AIS step size")
+                                    # instead: biased upward (docs/estimators.md, "AIS step size")
     ais_budget_cap: int = 8         # certify or extend: while the BDMC gap exceeds its target,
                                     # AIS's steps double, up to this multiple of ais_steps
     bdmc_points: int = 50           # simulated points for the BDMC bound on AIS's error

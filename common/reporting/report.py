@@ -126,6 +126,25 @@ def set_aside_claims(root: Path, sections: list) -> list:
             f"{', '.join(found)}; their claims are missing here until the study is rerun.", ""]
 
 
+def write_glance(dest: Path) -> Path:
+    """dest/GLANCE.md, the README's verdicts at a glance, cut from the snapshot's own files: the
+    headline and per-study counts of CLAIMS.md, its by-length sentence, and the first sentence
+    of every CLAIMS_ACROSS_SEEDS.md in the snapshot (with its folder)."""
+    lines = (dest / "CLAIMS.md").read_text().splitlines() if (dest / "CLAIMS.md").exists() else []
+    head = [lines[0].split(". ")[0] + "."] if lines else ["No claims judged in this snapshot."]
+    studies = [line for line in lines if line.startswith("- **")]
+    by_length = [line for line in lines if line.startswith("Claims by training length (")]
+    seeds = []
+    for f in sorted(dest.glob("**/CLAIMS_ACROSS_SEEDS.md")):
+        first = f.read_text().split("\n", 1)[0].split(" Held across seeds")[0]
+        seeds.append(f"{first} ([{f.relative_to(dest).as_posix()}]"
+                     f"({f.relative_to(dest).as_posix()}))")
+    out = head + [""] + studies + [""] + [b.split(". ")[0] + "." for b in by_length] + \
+        ([""] + seeds if seeds else [])
+    atomic_write_text(dest / "GLANCE.md", "\n".join(out).strip() + "\n")
+    return dest / "GLANCE.md"
+
+
 def claims_screen(root: Path, sections: list, figures: bool = True,
                   ladder_rows: list = None) -> list:
     """The first screen: did the paper's claims hold? One row per claim and column, from each
@@ -471,7 +490,7 @@ def main(argv=None) -> int:
                 for seed, src in seeds.items():
                     if seed and (not only or folder in only):
                         copy_folder(src, dest / src.name)
-        # the claims of every study in the snapshot, judged there (README quotes this file),
+        # the claims of every study in the snapshot, judged there (docs/results.md quotes this file),
         # then the same claims at every training length the snapshot holds
         from .ladder import collect as ladder_collect
         ladder_rows = ladder_collect(dest)
@@ -479,6 +498,8 @@ def main(argv=None) -> int:
         atomic_write_text(dest / "CLAIMS.md", "\n".join(
             claims_screen(dest, collect(dest), ladder_rows=ladder_rows)[2:] + by_length)
             .strip() + "\n")
+
+        write_glance(dest)
 
         from ..speed.steptime import read_times
         all_steps = read_times(root / "step_times.json")

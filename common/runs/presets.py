@@ -149,7 +149,7 @@ SMOKE = dict(epochs=2, warmup_epochs=1, n_train=1000, n_valid_monitor=100, n_poi
 # the constant rate stalled at Adam's noise floor, which its probe could not see), the flow
 # model's ffg q* 0.19 higher in 57% fewer steps, an ffg model's q* the same (-90.83) in 38% fewer
 # steps; the 0.05-nat tolerance then cut the quick flow model's fits by 27% for 0.035 nats
-# (tools/qstar_rules.py; README "q* rule")
+# (tools/qstar_rules.py; docs/estimators.md, "q* rule")
 QUICK = dict(epochs=30, warmup_epochs=5, n_points=500, k_eval=1000, qstar_samples=10,
              qstar_lr=1e-2, qstar_lr_decay=0.5, qstar_tol=0.05, qstar_check_every=100,
              qstar_patience=2, qstar_max_steps=6000,
