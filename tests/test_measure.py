@@ -216,3 +216,26 @@ def test_cli_bad_arguments_are_one_line(tmp_path):
                               timeout=120)
         assert proc.returncode == 2 and match in proc.stderr, (args, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_flow_qstar_closes_part_of_the_gap_and_out_dir_is_read_back(tmp_path, capsys):
+    """flow_qstar adds L[q*] in the flow family (never far below the Gaussian q*: a flow starts
+    as the encoder's Gaussian and can only add to it); out_dir keeps the evaluation, and the
+    same call again reads it back."""
+    from common import inference_gaps
+    torch.manual_seed(0)
+    model = LinearGaussian(z_dim=2, seed=1)
+    with torch.no_grad():
+        x = model.decode(torch.randn(12, 2)).sample()
+    first = inference_gaps(model.encode, model.decode, x, preset="smoke", flow_qstar=True,
+                           qstar_max_steps=300, out_dir=tmp_path / "m")
+    s = first.summary
+    assert s["L_qstar_flow"] >= s["L_q"] and s["approx_gap_flow"] == pytest.approx(
+        s["logpx"] - s["L_qstar_flow"], abs=1e-4)
+    assert first.per_point["L_qstar_flow"].shape == (12,)
+    assert (tmp_path / "m" / "per_point.csv").exists() and (tmp_path / "m" / "flow_qstar.json").exists()
+    capsys.readouterr()
+    again = inference_gaps(model.encode, model.decode, x, preset="smoke", flow_qstar=True,
+                           qstar_max_steps=300, out_dir=tmp_path / "m")
+    assert "[eval] cached" in capsys.readouterr().out
+    assert again.summary["approx_gap"] == s["approx_gap"]
