@@ -269,7 +269,14 @@ def inference_gaps(encoder, decoder, x, *, likelihood: str = None, preset: str =
               "if they are probabilities, pass likelihood='bernoulli_probs'", file=sys.stderr)
     identified = any(True for _ in model.parameters())
     keep = out_dir is not None
-    with (contextlib.nullcontext(out_dir) if keep else tempfile.TemporaryDirectory()) as folder:
+    # the estimators freeze the decoder (requires_grad off) and switch modules to eval mode:
+    # the caller's model gets both back as they were
+    grads = [(q, q.requires_grad) for q in model.parameters()]
+    modes = [(mod, mod.training) for mod in model.modules()]
+    with contextlib.ExitStack() as restore, \
+            (contextlib.nullcontext(out_dir) if keep else tempfile.TemporaryDirectory()) as folder:
+        restore.callback(lambda: [q.requires_grad_(g) for q, g in grads] and None)
+        restore.callback(lambda: [mod.train(t) for mod, t in modes] and None)
         folder = Path(folder)
         extra = {"measure": model.likelihood, "flow_qstar": flow_qstar,
                  **({} if identified and keep else {"call": uuid.uuid4().hex})}

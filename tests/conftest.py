@@ -19,6 +19,7 @@ def pytest_configure(config):
                                        "studies through the Makefile or a real browser")
 
 
+@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the xdist_group marks below
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):

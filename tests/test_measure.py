@@ -80,6 +80,8 @@ def test_linear_gaussian_gaps_match_the_closed_form():
             abs(s[key] - exact) < 0.05, (key, s[key], s[f"{key}_sem"], exact)
     assert m.per_point["approx_gap"].shape == (40,)
     assert s["certified"], s.get("certificate_misses")
+    # the caller's model is left as it was: trainable, in its own mode
+    assert all(p.requires_grad for p in model.parameters()) and model.training
 
 
 EXAMPLE_VAE = '''
