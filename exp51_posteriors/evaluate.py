@@ -16,7 +16,8 @@ import torch
 from common.results.claims import claim, mean_sem, write_claims
 from common.config import guarded
 from common.runs.experiment import Experiment
-from common.inference.gaps import CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds, qstar_rule
+from common.inference.gaps import (CERTIFICATE_TARGETS, ais_logpx, encoder_density, local_bounds,
+                                   qstar_rule)
 from common.models.families import local_family
 from common.inference.local_opt import LocalOptResult, optimize_local
 from common.results.tables import pm, write_csv, write_tables

@@ -28,7 +28,8 @@ class Exp52Config(RunConfig):
     variant: str = "standard"        # standard | large_encoder | no_annealing (Table 3);
                                      # results go to exp52_testgap_<variant>/
     stack: str = "auto"              # train one family's models of every dataset as ONE batched
-                                     # computation (common/runs/stacked.py): on | off | auto (on a GPU)
+                                     # computation (common/runs/stacked.py): on | off | auto (on a
+                                     # GPU)
     train_points: int = 0            # points of the training-split evaluation (Table 3, the
                                      # standard models and the variants alike; 0: n_points)
     af_points: int = 0               # test points of the AF models (0: n_points); their q*

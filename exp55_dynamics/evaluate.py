@@ -47,7 +47,8 @@ def main(argv=None):
               f"{cfg.dataset}, epoch {last}: gaps (nats) on {cfg.n_points} train / valid points, "
               f"mean ± s.e.m. (preset {exp.preset}, seed {exp.seed})")
     final = {(r["model"], r["split"]): r for r in rows if int(r["epoch"]) == last}
-    # the claim's text names no epoch: common/reporting/ladder.py joins a claim's lengths by its text
+    # the claim's text names no epoch: common/reporting/ladder.py joins a claim's lengths by
+    # its text
     write_claims(exp.out, [compare_rows(
         "exp55 §5.5", "at the last epoch the amortization gap is larger on validation than on "
         "training data (the encoder overfits)", model, final[(model, "valid")],

@@ -11,7 +11,8 @@ import torch
 
 from common.results.claims import claim, compare_rows, rule_of, write_claims
 from common.config import guarded
-from common.runs.experiment import Experiment, cached, decoder_bdmc, eval_key, model_hash, write_cache
+from common.runs.experiment import (Experiment, cached, decoder_bdmc, eval_key, model_hash,
+                                    write_cache)
 from common.inference.gaps import LOGPX_RULE, CERTIFICATE_TARGETS, amortised_bounds, ais_logpx
 from common.results.tables import pm, write_csv, write_tables
 

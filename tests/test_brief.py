@@ -1,4 +1,5 @@
-"""The brief's own findings judged as claims (common/results/brief.py): each difference and s.e. from
+"""The brief's own findings judged as claims (common/results/brief.py): each difference and s.e.
+from
 rows whose answer is known, the log p^ rule carried, and nothing judged where rows are missing."""
 import math
 

@@ -128,7 +128,8 @@ def test_a_claim_is_judged_across_seeds():
 
 
 def test_a_claim_is_one_row_across_training_lengths(tmp_path):
-    """common/reporting/ladder.py joins a claim's lengths by (study, text, column): exp55's claims.json of
+    """common/reporting/ladder.py joins a claim's lengths by (study, text, column): exp55's
+    claims.json of
     before 2026-12-03 named the last epoch in its text ("at the last epoch (30)"); read_claims
     drops it, so it joins the same claim judged at 100 epochs."""
     import json

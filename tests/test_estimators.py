@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from common.inference.estimators import (AnnealingPath, ais, bdmc, beta_schedule, elbo, hmc_move, iwae,
-                               proposal_bounds)
+from common.inference.estimators import (AnnealingPath, ais, bdmc, beta_schedule, elbo, hmc_move,
+                                         iwae, proposal_bounds)
 from common.models.proposals import DiagonalGaussian, FlowDensity, StandardNormal, log_prob_and_grad
 from common.models.families import FlowLocal, GaussianLocal
 from common.inference.local_opt import optimize_local, optimize_local_loop

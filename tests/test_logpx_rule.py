@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from common.inference import gaps
-from common.results.claims import compare_rows, markdown_rows, read_claims, verdict_differs, write_claims
+from common.results.claims import (compare_rows, markdown_rows, read_claims, verdict_differs,
+                                   write_claims)
 from common.runs.experiment import evaluate_one
 from common.models.vae import VAE, ModelConfig
 

@@ -1,7 +1,8 @@
 """Which q* rule reaches the same converged L[q*] with the fewest decoder rows?
 
 For one trained model and its first N test points, each rule (lr, per-point plateau decay,
-patience, samples per step) fits the model's q* fits as the evaluation does (common/inference/gaps.py:
+patience, samples per step) fits the model's q* fits as the evaluation does
+(common/inference/gaps.py:
 ffg, and for a flow model the flow q* from the best start), then lets each fit run on under
 twice the patience and cap (the probe, on every point). Reported per rule and fit: mean steps,
 cap share, decoder rows with a gradient (the cost, independent of what else the machine runs),

@@ -1,1 +1,2 @@
-"""Inference: the estimators (IWAE, AIS with HMC, BDMC), local q* and the gaps with their certificates."""
+"""Inference: the estimators (IWAE, AIS with HMC, BDMC), local q* and the gaps with their
+certificates."""

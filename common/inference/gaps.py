@@ -1,7 +1,8 @@
 """The gap computation: for a trained model and a fixed set of points,
 
     L[q]      mean ELBO of the amortised q over k_eval samples (and IWAE of q, same samples)
-    L[q*]     q* fitted per point (common/inference/local_opt.py), for the model's own family and for ffg
+    L[q*]     q* fitted per point (common/inference/local_opt.py), for the model's own family
+              and for ffg
     log p^    AIS per point, once per decoder (LOGPX_RULE: one estimator fixed in advance, no
               per-point selection); beside it the paper's rule, max(AIS, IWAE of every q*, IWAE
               of q) per point (`logpx_paper`), and the same candidates pooled (`logpx_pooled`)

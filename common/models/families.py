@@ -14,7 +14,8 @@ for the batch's posterior:
     q.log_prob(z)               # the density at z, where the family has one (not AF)
     q.transform(u)              # its bijection from base variables u, and log|det| (tests)
     q.local_params()            # q as per-point parameters of family.local (a q* start)
-    q.proposal()                # an AIS proposal: sample / log_prob / scale (common/models/proposals.py)
+    q.proposal()                # an AIS proposal: sample / log_prob / scale
+                                # (common/models/proposals.py)
     family.display              # the name tables and figures show
 
 Its local family (`family.local`, a LocalFamily) is what q* optimises per point: flat dicts
@@ -113,7 +114,8 @@ def unflatten_flow(flat: dict):
 
 
 class FlowLocal:
-    """A Gaussian base through a coupling flow whose every weight is per point (common/models/flows.py):
+    """A Gaussian base through a coupling flow whose every weight is per point
+    (common/models/flows.py):
     the q* family of flow and cflow models (the contextual encoder's output is one member)."""
     name = "flow"
     gaussian_member = True

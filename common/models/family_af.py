@@ -176,8 +176,8 @@ def af_inverse(p: dict, z, v, steps: int, activation):
 class AFJoint:
     """AF's exact joint density q(z_T, v_T|x) as an AIS proposal in the extended space
     u = (z, v) of 2D dimensions (the `common/models/proposals.py` contract, plus `dim`,
-    `extend_likelihood` and `extend_posterior_samples`, which `common/inference/gaps.py` uses for any
-    proposal that has them).
+    `extend_likelihood` and `extend_posterior_samples`, which `common/inference/gaps.py` uses for
+    any proposal that has them).
 
     AIS then anneals from q(z, v|x) to p(x, z) r(v|x, z); r integrates to one in v, so the
     target's normaliser is still p(x) and the estimate is of p(x) as on every other path. In the

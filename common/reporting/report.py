@@ -148,8 +148,9 @@ def write_glance(dest: Path) -> Path:
 def claims_screen(root: Path, sections: list, figures: bool = True,
                   ladder_rows: list = None) -> list:
     """The first screen: did the paper's claims hold? One row per claim and column, from each
-    experiment's claims.json (common/results/claims.py); where several seeds exist (common/reporting/seeds.py),
-    the seeds where it holds and the verdict across seeds; then the claims figure (a forest
+    experiment's claims.json (common/results/claims.py); where several seeds exist
+    (common/reporting/seeds.py), the seeds where it holds and the verdict across seeds; then the
+    claims figure (a forest
     plot: each seed's difference with its 3-s.e. bar and the paper's mark). ladder_rows: the
     claims at every length (common/ladder.collect; read here when not given)."""
     from . import seeds as seeds_mod
@@ -215,10 +216,10 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
 
 
 def longest_screen(root: Path, across: dict, rows: list = None) -> list:
-    """Where RESULTS_DIR holds more than one training length (common/reporting/ladder.py): per claim, the
-    verdict at the longest length measured, its trend over lengths and the paper's value, and
-    the seeds where it holds (at the quick length, where seeds exist); the quick length's full
-    table follows it."""
+    """Where RESULTS_DIR holds more than one training length (common/reporting/ladder.py): per
+    claim, the verdict at the longest length measured, its trend over lengths and the paper's
+    value, and the seeds where it holds (at the quick length, where seeds exist); the quick
+    length's full table follows it."""
     from . import ladder
     from ..results.claims import cell
     rows = ladder.collect(root) if rows is None else rows
@@ -288,8 +289,8 @@ def paper_rule_notice(root: Path, sections: list) -> list:
 
 
 def ladder_screen(root: Path, figures: bool = True, rows: list = None) -> list:
-    """Claims by training length (common/reporting/ladder.py), when RESULTS_DIR holds more than one length
-    of some study: the table, then one figure per study. rows: ladder.collect's, if read."""
+    """Claims by training length (common/reporting/ladder.py), when RESULTS_DIR holds more than one
+    length of some study: the table, then one figure per study. rows: ladder.collect's, if read."""
     from . import ladder
     rows = ladder.collect(root) if rows is None else rows
     if len({r["epochs"] for r in rows}) < 2:
@@ -404,8 +405,9 @@ def _clock(text):
 
 def times_table(steps: dict, top: int = 12, machine: dict = None) -> list:
     """Markdown lines: `make all` as one command (its last run, step make_all), the machine it
-    ran on (machine.json, common/speed/machine.py) and the slowest steps (each step's last run inside
-    make all's time: a results folder also keeps the runs of a later `make ladder` or seed)."""
+    ran on (machine.json, common/speed/machine.py) and the slowest steps (each step's last run
+    inside make all's time: a results folder also keeps the runs of a later `make ladder` or
+    seed)."""
     steps = {k: runs if isinstance(runs, list) else [runs] for k, runs in steps.items() if runs}
     total = steps.pop("make_all", [None])[-1]
     if not total:   # no make all: what each step cost, over every run of it
@@ -490,8 +492,8 @@ def main(argv=None) -> int:
                 for seed, src in seeds.items():
                     if seed and (not only or folder in only):
                         copy_folder(src, dest / src.name)
-        # the claims of every study in the snapshot, judged there (docs/results.md quotes this file),
-        # then the same claims at every training length the snapshot holds
+        # the claims of every study in the snapshot, judged there (docs/results.md quotes this
+        # file), then the same claims at every training length the snapshot holds
         from .ladder import collect as ladder_collect
         ladder_rows = ladder_collect(dest)
         by_length = ladder_screen(dest, rows=ladder_rows)

@@ -18,7 +18,8 @@ is at most the average s.d.). On exp53 at quick (3 seeds, 300 points), CFlow vs 
 layer encoders was +0.18, +0.26, +0.28 with per-point s.e. 0.31-0.33: not held in any seed, yet
 "held" at 3 between-seed s.e. (+0.24 +- 0.03); at 3 combined s.e. (+0.24 +- 0.32) it is not.
 
-`python -m common.reporting.seeds` writes RESULTS_DIR/claims_across_seeds.json, CLAIMS_ACROSS_SEEDS.md
+`python -m common.reporting.seeds` writes RESULTS_DIR/claims_across_seeds.json,
+CLAIMS_ACROSS_SEEDS.md
 (one row per claim and column: each seed's verdict, seeds held, across seeds) and the forest
 plot claims_forest.png/.pdf (one row per claim and column: each seed's difference with its
 3-s.e. bar, the across-seed mean, the paper's difference, the zero line). The forest plot is

@@ -23,9 +23,9 @@ from ..config import (ConfigError, CorruptFile, UserError, check_results_dir, co
                      git_commit, parse_config, portable, provenance, results_dir, sha256_text,
                      to_jsonable, write_json, content_checksum)
 from ..data import data_identity, load_dataset, load_intensities
-from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx, certified_bdmc,
-                   certificates, encoder_bounds, logpx_from, pooled_logpx_from, model_hash, own_family, summarise,
-                   write_per_point)
+from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx,
+                              certified_bdmc, certificates, encoder_bounds, logpx_from,
+                              pooled_logpx_from, model_hash, own_family, summarise, write_per_point)
 from .presets import EVAL_ONLY
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
                     restore_metrics, run_identity, train)

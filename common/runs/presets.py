@@ -59,7 +59,8 @@ class RunConfig(EvalConfig):
     dynamic_binarisation: bool = False  # train on fresh Bernoulli bits each batch (evaluation
                                         # always uses the static bits)
     compile: str = "auto"           # torch.compile the training step (CUDA graphs on a GPU):
-                                    # on | off | auto (on a GPU; measured there, common/runs/train.py)
+                                    # on | off | auto (on a GPU; measured there,
+                                    # common/runs/train.py)
     z_dim: int = 50                 # latent size (paper: 50 on MNIST)
     activation: str = "elu"         # the same for every model
     flow_steps: int = 2             # coupling steps of flow / cflow

@@ -1,1 +1,2 @@
-"""Speed: benchmarks, the machine's speed unit, the cost model, the evaluation profile and step times."""
+"""Speed: benchmarks, the machine's speed unit, the cost model, the evaluation profile and step
+times."""

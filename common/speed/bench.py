@@ -1,6 +1,7 @@
 """`make bench`: speed measured as ratios side by side in one run (never timing assertions in tests).
 
-1. Trainer overhead: one epoch of the standard ffg VAE on MNIST through common/runs/train.py vs a bare
+1. Trainer overhead: one epoch of the standard ffg VAE on MNIST through common/runs/train.py vs a
+bare
    PyTorch loop over the same model, data and batch size (target <= 1.10x); flow and cflow epochs.
 2. Batched q* vs the reference per-point loop (same algorithm and stopping rule): the loop is
    timed on a subset and scaled per point; mean L[q*] of both on that subset.
@@ -26,8 +27,8 @@ import time
 import torch
 from tabulate import tabulate
 
-from ..config import (ConfigError, atomic_write_text, fail, guarded, portable, provenance, resolve_device,
-                     results_dir, write_json)
+from ..config import (ConfigError, atomic_write_text, fail, guarded, portable, provenance,
+                      resolve_device, results_dir, write_json)
 from ..data import load_dataset
 from ..inference.estimators import ais
 from ..runs.experiment import trained_epochs

@@ -84,7 +84,8 @@ def describe(machine: dict) -> str:
     return (f"Machine: {machine.get('cpu', 'unknown')}, {cores} cores; one bare training step of "
             f"quick's MNIST ffg VAE (batch {BATCH}) {machine['ffg_step_ms_1_thread']:.2f} ms on one "
             f"thread" + (f", {every:.2f} ms on {cores}" if isinstance(every, (int, float)) else "")
-            + f" (measured {machine.get('measured', '?')}, before the run; `common/speed/machine.py`).")
+            + f" (measured {machine.get('measured', '?')}, before the run; "
+              f"`common/speed/machine.py`).")
 
 
 def main(argv=None) -> int:

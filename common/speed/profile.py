@@ -2,7 +2,8 @@
 
 One flow model (default: exp52's MNIST flow model of the preset, seed 0) is evaluated on the
 first --points test points exactly as exp52 evaluates it (L[q], the ffg and flow q* fits with
-their start scores and final bounds, the probe, AIS of log p^, BDMC), with common/inference/timing.py's
+their start scores and final bounds, the probe, AIS of log p^, BDMC), with
+common/inference/timing.py's
 units on: each unit's exclusive seconds, share, optimisation steps, time per step, and the
 decoder's FLOP/s against this machine's plain-matmul rate for the same shapes (the decoder's
 matmuls only: forward rows x 2 x MACs, rows with an input gradient x 4 x MACs; the per-point

@@ -1,4 +1,5 @@
-"""`python -m common.speed.steptime NAME CMD...`: run CMD, append its wall time to RESULTS_DIR/step_times.json.
+"""`python -m common.speed.steptime NAME CMD...`: run CMD, append its wall time to
+RESULTS_DIR/step_times.json.
 
 Every run of a step is kept (a re-run that finds its work done is fast, and must not hide the
 time of the run that did the work). The report lists them. The command's exit code is passed
