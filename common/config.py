@@ -100,8 +100,9 @@ def check_device_name(name: str) -> None:
 def resolve_device(name: str):
     """The torch.device of a DEVICE name: cpu, or a GPU: on a node with several, the first one
     no other process of this study holds (claim_gpu), so `make -j N DEVICE=cuda` runs one job
-    per GPU. (torch is imported here, not at module level: `common.speed.steptime` and the Makefile's
-    variable check import this module in every step, and torch's import is 2 s on 2 cores.)"""
+    per GPU. (torch is imported here, not at module level: `common.speed.steptime` and the
+    Makefile's variable check import this module in every step, and torch's import is 2 s on 2
+    cores.)"""
     import torch
     check_device_name(name)
     if name == "cuda" and not torch.cuda.is_available():

@@ -166,9 +166,10 @@ def _detect_likelihood(out, likelihood):
         raise MeasureError(f"likelihood={likelihood!r} is not allowed; use one of: "
                            f"{', '.join(LIKELIHOODS)}")
     if (likelihood == "distribution") != isinstance(out, D.Distribution):
+        fits = "distribution" if isinstance(out, D.Distribution) else \
+            "bernoulli_logits or bernoulli_probs"
         raise MeasureError(f"likelihood={likelihood!r} but decoder(z) returned "
-                           f"{type(out).__name__}; use likelihood="
-                           f"{'distribution' if isinstance(out, D.Distribution) else 'bernoulli_logits or bernoulli_probs'}")
+                           f"{type(out).__name__}; use likelihood={fits}")
     return likelihood
 
 

@@ -223,8 +223,8 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     # the whole snapshot: report (md + html), tables (md + tex), figures (png + pdf), CSVs,
     # provenance, step times and TIMES.md; never a checkpoint or a per-point file
     full = dirs[1] / "snapshot_full"
-    proc = subprocess.run([sys.executable, "-m", "common.reporting.report", "--snapshot", str(full)],
-                          cwd=ROOT, env=dict(os.environ, RESULTS_DIR=str(dirs[1])),
+    proc = subprocess.run([sys.executable, "-m", "common.reporting.report", "--snapshot",
+                           str(full)], cwd=ROOT, env=dict(os.environ, RESULTS_DIR=str(dirs[1])),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     for name in ("REPORT.md", "report.html", "step_times.json", "TIMES.md", "CLAIMS.md",
@@ -469,8 +469,8 @@ def test_make_all_names_its_machine_and_how_fast_it_trains(tmp_path):
     common.speed.machine writes machine.json with the training step's time, TIMES.md quotes it."""
     from common.reporting.report import times_table
     env = dict(os.environ, RESULTS_DIR=str(tmp_path / "r"))
-    proc = subprocess.run([sys.executable, "-m", "common.speed.machine"], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-m", "common.speed.machine"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     machine = json.loads((tmp_path / "r" / "machine.json").read_text())
     cores = machine["cores"]
@@ -480,8 +480,8 @@ def test_make_all_names_its_machine_and_how_fast_it_trains(tmp_path):
     assert lines[2].startswith("Machine: ") and f"{machine['ffg_step_ms_1_thread']:.2f} ms" in \
         lines[2] and "[machine]" in proc.stdout
     assert not any(x.startswith("Machine") for x in times_table({"make_all": [run]}))
-    bad = subprocess.run([sys.executable, "-m", "common.speed.machine", "--fast"], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "common.speed.machine", "--fast"], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 

@@ -494,7 +494,8 @@ def test_42_4_an_empty_results_or_data_dir_is_refused_before_anything_is_written
         assert len(proc.stderr.strip().splitlines()) == 1
         env = {**os.environ, "DATA_DIR": str(dirs[0]), "RESULTS_DIR": str(tmp_path), var: ""}
         modules = [["exp52_testgap.train", "--preset", "smoke"]] + (
-            [["common.reporting.report"], ["common.reporting.ladder"], ["common.speed.steptime", "probe", "true"]]
+            [["common.reporting.report"], ["common.reporting.ladder"],
+             ["common.speed.steptime", "probe", "true"]]
             if var == "RESULTS_DIR" else [])   # these read no data
         for module in modules:
             proc = subprocess.run([PY, "-m", *module], cwd=ROOT, env=env, capture_output=True,

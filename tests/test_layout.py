@@ -15,9 +15,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def is_module(name: str) -> bool:
+    return (ROOT / (name.replace(".", "/") + ".py")).exists()
+
+
 def imports_of(path: Path) -> set:
     """Every common module this file imports, at module level or inside a function."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -31,8 +36,8 @@ def imports_of(path: Path) -> set:
                 mod = node.module or ""
             if mod.startswith("common"):
                 # `from pkg import module` names a module where one exists
-                out |= {f"{mod}.{a.name}" if (ROOT / (f"{mod}.{a.name}".replace(".", "/") + ".py")).exists()
-                        else mod for a in node.names}
+                out |= {f"{mod}.{a.name}" if is_module(f"{mod}.{a.name}") else mod
+                        for a in node.names}
     return out
 
 

@@ -210,8 +210,8 @@ def test_a_decoder_in_training_mode_is_not_a_function_of_z_alone():
 def test_cli_bad_arguments_are_one_line(tmp_path):
     for args, match in ((["--model", "nowhere.py:VAE"], "nowhere.py does not exist"),
                         (["--model", "VAE"], "use path/to/file.py:ClassName"),
-                        (["--model", "common.models.vae:VAE", "--checkpoint", str(tmp_path / "no.pt")],
-                         "does not exist"),
+                        (["--model", "common.models.vae:VAE", "--checkpoint",
+                          str(tmp_path / "no.pt")], "does not exist"),
                         (["--data", "cifar"], "use mnist, fashion or an existing .npy")):
         proc = subprocess.run([sys.executable, "-m", "common.measure", *args, "--out",
                                str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True,
@@ -235,7 +235,8 @@ def test_flow_qstar_closes_part_of_the_gap_and_out_dir_is_read_back(tmp_path, ca
     assert s["L_qstar_flow"] >= s["L_q"] and s["approx_gap_flow"] == pytest.approx(
         s["logpx"] - s["L_qstar_flow"], abs=1e-4)
     assert first.per_point["L_qstar_flow"].shape == (12,)
-    assert (tmp_path / "m" / "per_point.csv").exists() and (tmp_path / "m" / "flow_qstar.json").exists()
+    assert (tmp_path / "m" / "per_point.csv").exists()
+    assert (tmp_path / "m" / "flow_qstar.json").exists()
     capsys.readouterr()
     again = inference_gaps(model.encode, model.decode, x, preset="smoke", flow_qstar=True,
                            qstar_max_steps=300, out_dir=tmp_path / "m")

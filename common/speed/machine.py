@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv:
-        print("usage: python -m common.speed.machine (writes RESULTS_DIR/machine.json)", file=sys.stderr)
+        print("usage: python -m common.speed.machine (writes RESULTS_DIR/machine.json)",
+              file=sys.stderr)
         return 2
     machine = measure()
     try:
