@@ -12,6 +12,9 @@ sys.path.insert(0, str(ROOT))
 # every study run through the Makefile (the session's `smoke` fixture, directly or through
 # test_faults' `results` copy), or carries @pytest.mark.e2e itself (a real browser, make all).
 E2E_FIXTURES = {"smoke", "results"}
+LONG_SMOKE_USERS = {"test_make_all_over_two_seeds_judges_every_claim_across_them",
+                    "test_ladder_judges_every_claim_at_each_length_from_its_own_runs",
+                    "test_exp52_variant_writes_beside_the_standard_results"}
 
 
 def pytest_configure(config):
@@ -24,9 +27,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
-            # under pytest-xdist (make test-e2e: --dist loadgroup) every reader of the smoke
-            # results runs in one worker, so the session's smoke run happens once, not per worker
-            item.add_marker(pytest.mark.xdist_group("smoke"))
+            # under pytest-xdist (make test-e2e: --dist loadgroup) the smoke run's readers go to
+            # one worker and its three longest users (each runs more studies on top of it) to
+            # another: each worker makes the smoke run once and both stay busy
+            item.add_marker(pytest.mark.xdist_group(
+                "smoke_long" if item.originalname in LONG_SMOKE_USERS else "smoke"))
 
 
 @pytest.fixture(autouse=True)
