@@ -48,7 +48,25 @@ def dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def smoke(dirs):
-    """Every experiment run once on the smoke preset; returns each target's stdout."""
+def smoke(dirs, tmp_path_factory, worker_id):
+    """Every experiment run once on the smoke preset; returns each target's stdout. Under
+    pytest-xdist the first worker that needs it makes it and the others copy its results into
+    their own folder (the synthetic data are the same bytes in every worker: seeded), so the
+    whole suite makes it once (80 s) and each worker's tests write only their own copy."""
+    import fcntl
+    import json
+    import shutil
     from smoke_results import run_smoke
-    return run_smoke(dirs)
+    if worker_id == "master":
+        return run_smoke(dirs)
+    shared = tmp_path_factory.getbasetemp().parent / "smoke_shared"
+    with open(f"{shared}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)           # the others wait here while it is made
+        done = shared / "stdout.json"
+        if done.exists():
+            shutil.copytree(shared / "results", dirs[1], dirs_exist_ok=True)
+            return json.loads(done.read_text())
+        runs = run_smoke(dirs)
+        shutil.copytree(dirs[1], shared / "results")
+        done.write_text(json.dumps(runs))
+        return runs
