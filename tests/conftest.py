@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
             # under pytest-xdist (make test-e2e: --dist loadgroup) the smoke run's readers go to
             # one worker and its three longest users (each runs more studies on top of it) to
-            # another: each worker makes the smoke run once and both stay busy
+            # another, so both stay busy; the smoke run itself is made once (the fixture below)
             item.add_marker(pytest.mark.xdist_group(
                 "smoke_long" if item.originalname in LONG_SMOKE_USERS else "smoke"))
 
