@@ -4,6 +4,8 @@ Public API: `inference_gaps(encoder, decoder, x, ...)` measures any VAE's approx
 amortization gaps with the studies' estimators and certificates (common/measure.py; from the
 shell: `python -m common.measure`)."""
 
+from pathlib import Path as _Path
+
 __all__ = ["inference_gaps", "Measurement"]
 
 
@@ -17,14 +19,8 @@ def __getattr__(name):   # imported on first use, so `import common.x` stays as 
 # ---- the module paths before common/ was split into layers (one release): `import
 # common.gaps` and `python -m common.report` still work, as the same module objects as their new
 # homes (common.inference.gaps, common.reporting.report). New code uses the new paths.
-MOVED = {
-    **{m: "models" for m in ("vae", "families", "family_af", "flows", "posteriors", "proposals")},
-    **{m: "inference" for m in ("timing", "estimators", "local_opt", "gaps")},
-    **{m: "results" for m in ("claims", "tables", "plots", "brief")},
-    **{m: "runs" for m in ("presets", "train", "stacked", "experiment")},
-    **{m: "speed" for m in ("bench", "machine", "costmodel", "profile", "steptime")},
-    **{m: "reporting" for m in ("report", "ladder", "seeds")},
-}
+MOVED = {p.stem: p.parent.name for p in _Path(__file__).parent.glob("*/*.py")
+         if p.stem != "__init__"}   # module name -> its layer package: derived, never out of date
 
 
 def _install_old_paths():

@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.util
-import math
 import os
 import sys
 import tempfile
@@ -241,7 +240,7 @@ def inference_gaps(encoder, decoder, x, *, likelihood: str = None, preset: str =
     """
     from .runs.experiment import evaluate_one
     from .runs.presets import presets, RunConfig
-    from .results.tables import read_csv
+    from .inference.gaps import read_per_point
     table = presets(RunConfig)
     if preset not in table:
         raise MeasureError(f"preset={preset!r} is not allowed; use one of: {', '.join(table)}")
@@ -285,8 +284,8 @@ def inference_gaps(encoder, decoder, x, *, likelihood: str = None, preset: str =
         with _quiet(not verbose):
             summary = evaluate_one(model, x, cfg, seed, folder, extra)
         summary = {**summary, "likelihood": model.likelihood}
-        per_point = {k: _column(v) for k, v in
-                     _columns(read_csv(folder / "per_point.csv")).items()}
+        per_point = {k: torch.tensor(v, dtype=torch.float64)
+                     for k, v in read_per_point(folder / "per_point.csv").items()}
         if flow_qstar:
             summary, per_point = _add_flow_qstar(model, x, cfg, seed, summary, per_point, verbose)
             write_json(folder / "flow_qstar.json", {k: summary[k] for k in summary
@@ -307,19 +306,8 @@ def _quiet(on: bool):
         yield
 
 
-def _columns(rows: list) -> dict:
-    return {k: [r[k] for r in rows] for k in (rows[0] if rows else {})}
-
-
-def _column(values: list):
-    try:
-        return torch.tensor([float(v) for v in values], dtype=torch.float64)
-    except (TypeError, ValueError):
-        return values
-
-
 def _add_flow_qstar(model, x, cfg, seed, summary, per_point, verbose):
-    from .inference.gaps import qstar_rule
+    from .inference.gaps import qstar_rule, summarise
     from .inference.local_opt import optimize_local
     from .models.vae import BatchLikelihood
     local = FAMILIES["flow"](model.z_dim, model.config).local
@@ -334,10 +322,9 @@ def _add_flow_qstar(model, x, cfg, seed, summary, per_point, verbose):
     logpx = per_point["logpx"]
     per_point = {**per_point, "L_qstar_flow": flow, "approx_gap_flow": logpx - flow,
                  "flow_closes": flow - per_point["L_qstar"]}
-    sem = lambda t: (t.std() / math.sqrt(len(t))).item()  # noqa: E731
-    add = {k: per_point[k].mean().item() for k in ("L_qstar_flow", "approx_gap_flow",
-                                                   "flow_closes")}
-    add.update({f"{k}_sem": sem(per_point[k]) for k in list(add)})
+    names = ("L_qstar_flow", "approx_gap_flow", "flow_closes")
+    means = summarise(per_point, names)          # mean and s.e. as every gap's
+    add = {k: means[k] for n in names for k in (n, f"{n}_sem")}
     add["qstar_capped_flow"] = fit.capped.float().mean().item()
     return {**summary, **add}, per_point
 
@@ -450,16 +437,13 @@ def main(argv=None) -> None:
         raise MeasureError(f"--n-points={args.n_points}: use a whole number >= 2 (0: the "
                            f"preset's)")
     device = resolve_device(args.device)
-    if args.data not in ("mnist", "fashion") and not (args.data.endswith(".npy") and
-                                                      Path(args.data).is_file()):
-        raise MeasureError(f"--data {args.data!r}: use mnist, fashion or an existing .npy file")
+    x = load_data(args.data, device)          # before the model: a bad --data costs nothing
     model = load_model(args.model, args.checkpoint, device)
     for role in ("encoder", "decoder"):
         if not callable(getattr(model, getattr(args, role), None)):
             raise MeasureError(f"--{role} {getattr(args, role)}: the model has no such method; "
                                f"name the one that returns "
                                f"{'q(z|x)' if role == 'encoder' else 'p(x|z)'}")
-    x = load_data(args.data, device)
     out = Path(args.out)
     m = inference_gaps(getattr(model, args.encoder), getattr(model, args.decoder), x,
                        likelihood=args.likelihood, preset=args.preset, seed=args.seed,

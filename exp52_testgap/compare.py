@@ -10,13 +10,12 @@ error of the mean difference. The paper's claims (6.1.2 / Table 3):
       held per flow model when L[q*_flow] - L[q*_FFG] falls by more than 3 s.e., both certified,
       and both rows' ffg q* fits (behind L[q*_FFG]) within the cap and probe targets.
 """
-import csv
 import math
 from pathlib import Path
 
 from common.results.claims import claim, mean_sem, truthy, write_claims
 from common.config import CorruptFile, read_json_or
-from common.inference.gaps import EvalConfig
+from common.inference.gaps import EvalConfig, read_per_point
 from common.results.tables import pm, write_tables
 
 from common.models.families import GAUSSIAN
@@ -31,13 +30,7 @@ CLAIMS = {"large_encoder": "a larger encoder mainly shrinks the amortization gap
 def _per_point(path: Path) -> dict:
     """The per-point columns of an evaluation; one line naming the file when one is not a
     number or a column the comparison needs is missing."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        out = {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
-    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as err:
-        raise CorruptFile(f"{path} is not a per-point table ({str(err)[:60]}); delete it and "
-                          f"rerun `make exp52` to recompute it") from None
+    out = read_per_point(path, "delete it and rerun `make exp52` to recompute it")
     missing = [k for k in ("approx_gap", "amort_gap", "L_qstar", "L_qstar_ffg") if k not in out]
     if missing:
         raise CorruptFile(f"{path} lacks {', '.join(missing)}; delete it and rerun `make exp52`")

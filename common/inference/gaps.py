@@ -694,6 +694,18 @@ def certificates(per_point: dict, bdmc: dict) -> dict:
     return cert
 
 
+def read_per_point(path: Path, fix: str = "delete it and rerun the evaluation") -> dict:
+    """The columns of a per_point.csv that write_per_point wrote, as lists of floats; one line
+    (CorruptFile) naming the file when a cell is not a number."""
+    from ..config import CorruptFile
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError) as err:
+        raise CorruptFile(f"{path} is not a per-point table ({str(err)[:60]}); {fix}") from None
+
+
 def write_per_point(path: Path, per_point: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
