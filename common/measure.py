@@ -391,15 +391,20 @@ def load_model(model_spec: str, checkpoint: str, device):
     return model.to(device).eval()
 
 
+def check_data_spec(spec: str) -> None:
+    """--data names mnist, fashion or an existing .npy file (checked before anything loads:
+    mnist and fashion may be fetched)."""
+    if spec not in ("mnist", "fashion") and not (spec.endswith(".npy") and Path(spec).is_file()):
+        raise MeasureError(f"--data {spec!r}: use mnist, fashion or an existing .npy file")
+
+
 def load_data(spec: str, device) -> torch.Tensor:
+    check_data_spec(spec)
     if spec in ("mnist", "fashion"):
         from .data import load_dataset
         return load_dataset(spec, "test", device)
-    path = Path(spec)
-    if path.suffix != ".npy" or not path.is_file():
-        raise MeasureError(f"--data {spec!r}: use mnist, fashion or an existing .npy file")
     import numpy as np
-    return torch.from_numpy(np.load(path)).float().to(device)
+    return torch.from_numpy(np.load(spec)).float().to(device)
 
 
 def write_outputs(out: Path, m: Measurement, label: str, args, device) -> None:
@@ -437,13 +442,14 @@ def main(argv=None) -> None:
         raise MeasureError(f"--n-points={args.n_points}: use a whole number >= 2 (0: the "
                            f"preset's)")
     device = resolve_device(args.device)
-    x = load_data(args.data, device)          # before the model: a bad --data costs nothing
+    check_data_spec(args.data)   # before anything loads (mnist and fashion may be fetched)
     model = load_model(args.model, args.checkpoint, device)
     for role in ("encoder", "decoder"):
         if not callable(getattr(model, getattr(args, role), None)):
             raise MeasureError(f"--{role} {getattr(args, role)}: the model has no such method; "
                                f"name the one that returns "
                                f"{'q(z|x)' if role == 'encoder' else 'p(x|z)'}")
+    x = load_data(args.data, device)
     out = Path(args.out)
     m = inference_gaps(getattr(model, args.encoder), getattr(model, args.decoder), x,
                        likelihood=args.likelihood, preset=args.preset, seed=args.seed,
