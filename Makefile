@@ -12,6 +12,7 @@ VARIANT     ?= standard
 DATA_DIR    ?= $(CURDIR)/data
 RESULTS_DIR ?= $(CURDIR)/results
 JOBS        ?= 1
+SHARDS      ?= 1
 SEEDS       ?=
 EPOCHS      ?=
 EVAL_ARGS   ?=
@@ -40,7 +41,7 @@ user_value = $(if $(filter command line environment%,$(origin $1)),$(value $1))
 quoted_unsafe = $(or $(findstring ",$(call user_value,$1)),$(findstring `,$(call user_value,$1)),$(findstring $$,$(call user_value,$1)),$(findstring \,$(call user_value,$1)),$(findstring $(NEWLINE),$(call user_value,$1)))
 word_unsafe = $(or $(call quoted_unsafe,$1),$(findstring ',$(call user_value,$1)),$(findstring ;,$(call user_value,$1)),$(findstring &,$(call user_value,$1)),$(findstring |,$(call user_value,$1)),$(findstring <,$(call user_value,$1)),$(findstring >,$(call user_value,$1)),$(findstring $(LPAREN),$(call user_value,$1)),$(findstring $(RPAREN),$(call user_value,$1)),$(findstring $(HASH),$(call user_value,$1)))
 PATH_VARIABLES  := RESULTS_DIR DATA_DIR REPORT
-VALUE_VARIABLES := PRESET DEVICE SEED SEEDS NOISE DATASET VARIANT JOBS EPOCHS EVAL_ARGS STACK \
+VALUE_VARIABLES := PRESET DEVICE SEED SEEDS NOISE DATASET VARIANT JOBS SHARDS EPOCHS EVAL_ARGS STACK \
                    STUDIES LADDER_STUDIES LADDER_EPOCHS TEST_WORKERS
 $(foreach v,$(PATH_VARIABLES),$(if $(call quoted_unsafe,$v),$(error $v holds a character the shell would run or expand (one of " ` $$ \ or a newline); use a path without it)))
 $(foreach v,$(VALUE_VARIABLES),$(if $(call word_unsafe,$v),$(error $v holds a character the shell would run or expand (one of " ' ` $$ \ ; & | < > ( ) \# or a newline); use plain values, e.g. $v= as `make help` shows)))
@@ -66,6 +67,13 @@ endif
 ifneq ($(shell [[ "$(JOBS)" =~ ^[1-9][0-9]{0,2}$$ ]] && echo ok),ok)
 $(error JOBS=$(JOBS) is not allowed; use a whole number >= 1, e.g. JOBS=2)
 endif
+ifneq ($(shell [[ "$(SHARDS)" =~ ^[1-9][0-9]{0,2}$$ ]] && echo ok),ok)
+$(error SHARDS=$(SHARDS) is not allowed; use a whole number >= 1, e.g. SHARDS=2)
+endif
+# SHARDS=N: the evaluations of exp52-exp55 run as N processes that share each evaluation's chunks
+# of points (EVAL_ARGS=--point-chunk sets their size), each on cores / N threads; the results are
+# the same bits as one process's (common/runs/shards.py)
+SHARD_RUN := $(if $(filter-out 1,$(SHARDS)),$(PY) -m common.runs.shards $(SHARDS) --)
 # JOBS=N: `make all` runs N studies at once, each torch process on (cores / N) threads, so that
 # they never oversubscribe the cores (two torch processes of 2 threads each on 2 cores ran
 # training 5-25x slower: the threads spin waiting for each other)
@@ -128,6 +136,7 @@ help:  ## list targets and variables
 	@echo "  DATASET=$(DATASET)        exp53/exp55: mnist | fashion (empty = the experiment's default)"
 	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
 	@echo "  JOBS=$(JOBS)            make all: studies run at once (torch threads = cores / JOBS)"
+	@echo "  SHARDS=$(SHARDS)          exp52-exp55: each evaluation as N processes sharing its chunks of points (same results)"
 	@echo "  SEEDS=$(SEEDS)           make all: every study once per seed, claims judged across seeds (e.g. 0,1,2)"
 	@echo "  STUDIES=...      make all: the studies to run (default all: $(ALL_STUDIES))"
 	@echo "  EPOCHS=$(EPOCHS)          training length of every step (a rung of the ladder; empty = the preset's)"
@@ -176,7 +185,7 @@ base: check data  ## the standard MNIST ffg VAE of exp52 (base of exp53, exp54, 
 
 exp52: check data $(if $(VARIANT_TAG),,$(BASE_PREREQ))  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
 	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)$(if $(SEEDS), --seeds $(SEEDS))$(if $(STACK), --stack $(STACK))
-	$(TIME) exp52_evaluate$(VARIANT_TAG) $(PY) -m exp52_testgap.evaluate $(RUN_ARGS) --variant $(VARIANT) $(EVAL_ARGS)
+	$(TIME) exp52_evaluate$(VARIANT_TAG) $(SHARD_RUN) $(PY) -m exp52_testgap.evaluate $(RUN_ARGS) --variant $(VARIANT) $(EVAL_ARGS)
 	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(VARIANT)
 
 exp52_variants: exp52_large_encoder exp52_no_annealing  ## Table 3: exp52 with a 500-500 encoder, and without entropy annealing
@@ -194,12 +203,12 @@ exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (gr
 
 exp53: check data $(BASE_PREREQ)  ## frozen decoder, small encoders per family (hidden 100 and linear)
 	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(RUN_ARGS) $(DATASET_ARG)
-	$(TIME) exp53_evaluate $(PY) -m exp53_frozen_decoder.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(TIME) exp53_evaluate $(SHARD_RUN) $(PY) -m exp53_frozen_decoder.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
 	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(RUN_ARGS) $(DATASET_ARG)
 
 exp54: check data $(BASE_PREREQ)  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden layers
 	$(TIME) exp54_train $(PY) -m exp54_decoder_size.train $(RUN_ARGS)
-	$(TIME) exp54_evaluate $(PY) -m exp54_decoder_size.evaluate $(RUN_ARGS) $(EVAL_ARGS)
+	$(TIME) exp54_evaluate $(SHARD_RUN) $(PY) -m exp54_decoder_size.evaluate $(RUN_ARGS) $(EVAL_ARGS)
 	$(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(RUN_ARGS)
 
 exp55_runs: check data  ## train the five models of exp55 (used by exp55 and exp_gradients)
@@ -207,7 +216,7 @@ exp55_runs: check data  ## train the five models of exp55 (used by exp55 and exp
 
 exp55: check data $(if $(SHARED_BUILT),,exp55_runs)  ## gaps over training on train and validation, five models
 	$(if $(SHARED_BUILT),$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG))
-	$(TIME) exp55_evaluate $(PY) -m exp55_dynamics.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(TIME) exp55_evaluate $(SHARD_RUN) $(PY) -m exp55_dynamics.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
 	$(TIME) exp55_plot $(PY) -m exp55_dynamics.plot $(RUN_ARGS) $(DATASET_ARG)
 
 exp_gradients: check data $(if $(SHARED_BUILT),,exp55_runs)  ## encoder/decoder gradient norms of the exp55 runs

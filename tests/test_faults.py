@@ -665,15 +665,6 @@ def test_42_13_a_set_aside_claims_file_is_named_on_the_report(results):
     assert "exp52_testgap/claims.json.corrupt" in (results[1] / "REPORT.md").read_text()
 
 
-def test_42_13_two_evaluations_of_one_model_at_once_are_refused(tmp_path):
-    """Training was locked per run folder; evaluation was not."""
-    from common.runs.experiment import evaluate_decoder_family
-    from common.runs.train import RunLocked, run_lock
-    with run_lock(tmp_path / "eval_test", "evaluated"):
-        with pytest.raises(RunLocked, match="is being evaluated by pid"):
-            evaluate_decoder_family({"model": None}, None, None, 0, {"model": tmp_path / "eval_test"})
-
-
 def test_42_13_clean_of_a_read_only_folder_is_one_line(tmp_path):
     """`make clean` on a folder it may not delete printed 82 `rm:` lines."""
     if os.geteuid() == 0 and subprocess.run(["chattr", "--help"], capture_output=True).returncode > 1:

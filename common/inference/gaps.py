@@ -124,7 +124,12 @@ class EvalConfig:
     qstar_probe_mode: str = "continue"  # continue: each fit runs on from where it stopped under
                                     # twice the patience and cap (pays the extra steps only);
                                     # refit: the whole fit again with twice the budget (before)
-    point_chunk: int = 1000         # points evaluated together (memory bound)
+    point_chunk: int = 1000         # points evaluated together: memory bound, and the unit of
+                                    # SHARDS=N (each chunk draws from its own seed, so a result
+                                    # depends on it and not on the shards). Smaller costs more:
+                                    # a quick flow evaluation of 200 MNIST points took 112 s in
+                                    # one chunk, 122 s in 2, 156 s in 4 (each chunk's q* ends
+                                    # with a tail of few points); quick and paper: 250
 
 
 def own_local(model: VAE):
@@ -388,57 +393,79 @@ def encoder_bounds(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int,
     is a poor one for a flow-trained decoder, whose posterior has adapted to the flow: on MNIST
     quick, AIS from it gave -94.02 against -93.14 from the flow q*, and a BDMC gap of 2.8 nats.)
     fit: a SharedQstar of the decoder, in place of this model's own q* fits. verbose: the q*
-    fits print their progress (fit's own setting where one is given)."""
-    out, params = {}, []
+    fits print their progress (fit's own setting where one is given). Computed in chunks of
+    cfg.point_chunk points (encoder_bounds_chunk), each from its own seed."""
+    parts = [encoder_bounds_chunk(model, x[start:start + cfg.point_chunk], cfg, seed, start,
+                                  verbose, fit)
+             for start in chunk_starts(x.shape[0], cfg.point_chunk)]
+    return assemble_bounds(model, [p[0] for p in parts], parts[0][2]), \
+        {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
+
+
+def chunk_starts(n: int, point_chunk: int) -> range:
+    """Where each chunk of points begins: every random draw of an evaluation is keyed to its
+    chunk (seed + start), never to the process, so chunks computed apart (shards, common/runs/
+    shards.py) give the same bits as one process computing them in turn."""
+    return range(0, n, point_chunk)
+
+
+def encoder_bounds_chunk(model: VAE, xc: torch.Tensor, cfg: EvalConfig, seed: int, start: int,
+                         verbose: bool = False, fit: SharedQstar = None) -> tuple:
+    """encoder_bounds on the chunk xc = x[start:start + len(xc)]: (its per-point columns, the
+    AIS proposal's parameters, and the convergence probe {family: change} where start is 0,
+    else None: the probe is measured on the first chunk and holds for the whole evaluation)."""
     families = row_fits(model, cfg)
-    for start in range(0, x.shape[0], cfg.point_chunk):
-        xc = x[start:start + cfg.point_chunk]
-        torch.manual_seed(seed + start)
-        l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
-        fits = fit(xc, seed + start) if fit else fit_qstar(model, xc, cfg, seed + start,
-                                                           verbose=verbose)
-        columns = {"L_q": l_q, "iwae_q": i_q}
-        # other members of the own family found, each with its parameters (the AIS proposal of
-        # a point where it beats the fitted q*); the encoder's q first
-        members = [(l_q, i_q, lambda: encoder_init(model, xc, own_family(model), seed + start))]
-        for family in families:
-            r = fits[family]
-            elbo, iwae, chosen = r.elbo, r.iwae, r.params
-            if family == own_family(model):
-                fallback = torch.zeros_like(elbo, dtype=torch.bool)
-                for other_elbo, other_iwae, other_params in members:
-                    better = (other_elbo > elbo) | (~torch.isfinite(elbo) &
-                                                     torch.isfinite(other_elbo))
-                    elbo = torch.where(better, other_elbo, elbo)
-                    iwae = torch.where(better, other_iwae, iwae)
-                    if better.any():
-                        chosen = per_point_where(better, other_params(), chosen)
-                    fallback |= better
-                # where the fit lost (AF's diverged at quick's lr 1e-2): again, slower
-                elbo, iwae, chosen, fallback = retry_lost_fits(
-                    model, xc, cfg, seed + start, fallback, elbo, iwae, chosen)
-                params.append(chosen)
-                columns["qstar_fallback"] = fallback.float()
-                columns["qstar_capped"] = r.capped.float()
-                columns["qstar_steps"] = r.steps.float()
-            elif own_local(model).gaussian_member:   # the Gaussian q* is a member of the
-                members.append((elbo, iwae,          # own family (a floor of its L[q*])
-                                lambda r=r: gaussian_member(model, r, seed + start)))
-            columns.update({f"L_qstar_{family}": elbo, f"iwae_qstar_{family}": iwae,
-                            f"qstar_steps_{family}": r.steps.float(),
-                            f"qstar_capped_{family}": r.capped.float()})
-        if start == 0:   # the own family's row reports the best of the fit and the members
-            floor = torch.stack([m[0] for m in members]).max(0).values
-            probes = convergence_probe(model, xc, fits, cfg, seed, fit,
-                                       {own_family(model): floor})
-        for k, v in columns.items():
-            out.setdefault(k, []).append(v)
-    out = {k: torch.cat(v).cpu() for k, v in out.items()}
+    torch.manual_seed(seed + start)
+    l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
+    fits = fit(xc, seed + start) if fit else fit_qstar(model, xc, cfg, seed + start,
+                                                       verbose=verbose)
+    columns, chosen_params = {"L_q": l_q, "iwae_q": i_q}, None
+    # other members of the own family found, each with its parameters (the AIS proposal of
+    # a point where it beats the fitted q*); the encoder's q first
+    members = [(l_q, i_q, lambda: encoder_init(model, xc, own_family(model), seed + start))]
+    for family in families:
+        r = fits[family]
+        elbo, iwae, chosen = r.elbo, r.iwae, r.params
+        if family == own_family(model):
+            fallback = torch.zeros_like(elbo, dtype=torch.bool)
+            for other_elbo, other_iwae, other_params in members:
+                better = (other_elbo > elbo) | (~torch.isfinite(elbo) &
+                                                 torch.isfinite(other_elbo))
+                elbo = torch.where(better, other_elbo, elbo)
+                iwae = torch.where(better, other_iwae, iwae)
+                if better.any():
+                    chosen = per_point_where(better, other_params(), chosen)
+                fallback |= better
+            # where the fit lost (AF's diverged at quick's lr 1e-2): again, slower
+            elbo, iwae, chosen, fallback = retry_lost_fits(
+                model, xc, cfg, seed + start, fallback, elbo, iwae, chosen)
+            chosen_params = chosen
+            columns["qstar_fallback"] = fallback.float()
+            columns["qstar_capped"] = r.capped.float()
+            columns["qstar_steps"] = r.steps.float()
+        elif own_local(model).gaussian_member:   # the Gaussian q* is a member of the
+            members.append((elbo, iwae,          # own family (a floor of its L[q*])
+                            lambda r=r: gaussian_member(model, r, seed + start)))
+        columns.update({f"L_qstar_{family}": elbo, f"iwae_qstar_{family}": iwae,
+                        f"qstar_steps_{family}": r.steps.float(),
+                        f"qstar_capped_{family}": r.capped.float()})
+    probes = None
+    if start == 0:   # the own family's row reports the best of the fit and the members
+        floor = torch.stack([m[0] for m in members]).max(0).values
+        probes = convergence_probe(model, xc, fits, cfg, seed, fit, {own_family(model): floor})
+    return {k: v.cpu() for k, v in columns.items()}, chosen_params, probes
+
+
+def assemble_bounds(model: VAE, chunks: list, probes: dict) -> dict:
+    """encoder_bounds' per-point columns from its chunks' (in order), with the probe (one
+    number per evaluation, from the first chunk) as a column."""
+    out = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    n = out["L_q"].shape[0]
     out["L_qstar"] = out[f"L_qstar_{own_family(model)}"]
-    for family, change in probes.items():   # one number per evaluation, kept as a column
-        out[f"qstar_probe_{family}"] = torch.full((x.shape[0],), change)
+    for family, change in probes.items():
+        out[f"qstar_probe_{family}"] = torch.full((n,), change)
     out["qstar_probe"] = out[f"qstar_probe_{own_family(model)}"]
-    return out, {k: torch.cat([p[k] for p in params]) for k in params[0]}
+    return out
 
 
 # a q* fit that lost to another member runs again from it at this x the lr, and once more at
@@ -514,23 +541,35 @@ def ais_settings(cfg: EvalConfig) -> dict:
 def ais_logpx(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, qstar_params: dict = None,
               verbose: bool = False):
     """AIS estimate of log p(x) per point for the model's decoder, from cfg.ais_proposal, and
-    its HMC acceptance {ais_acceptance: mean, ais_acceptance_min: lowest point's mean}."""
-    parts, stats = [], []
-    for start in range(0, x.shape[0], cfg.point_chunk):
-        xc = x[start:start + cfg.point_chunk]
-        chunk_params = None if qstar_params is None else \
-            {k: v[start:start + cfg.point_chunk] for k, v in qstar_params.items()}
-        with unit("AIS"):
-            proposal = ais_proposal(model, xc, cfg, chunk_params)
-            likelihood, dim = ais_target(model, xc, proposal)
-            estimate, s = ais(likelihood, xc.shape[0], dim, proposal=proposal,
-                              seed=seed + start, verbose=verbose, device=x.device,
-                              return_stats=True, **ais_settings(cfg))
-        parts.append(estimate)
-        stats.append(s)
-    return torch.cat(parts).cpu(), {
-        "ais_acceptance": sum(s.acceptance for s in stats) / len(stats),
-        "ais_acceptance_min": min(s.acceptance_min_point for s in stats)}
+    its HMC acceptance {ais_acceptance: mean, ais_acceptance_min: lowest point's mean}, in
+    chunks of cfg.point_chunk points (ais_chunk)."""
+    parts = [ais_chunk(model, x[start:start + cfg.point_chunk], cfg, seed, start,
+                       None if qstar_params is None else
+                       {k: v[start:start + cfg.point_chunk] for k, v in qstar_params.items()},
+                       verbose)
+             for start in chunk_starts(x.shape[0], cfg.point_chunk)]
+    return torch.cat([p[0] for p in parts]), ais_acceptance([p[1] for p in parts])
+
+
+def ais_chunk(model: VAE, xc: torch.Tensor, cfg: EvalConfig, seed: int, start: int,
+              qstar_params: dict = None, verbose: bool = False) -> tuple:
+    """ais_logpx on the chunk xc = x[start:start + len(xc)] (qstar_params: its points'):
+    (log p^ per point, {acceptance, acceptance_min_point})."""
+    with unit("AIS"):
+        proposal = ais_proposal(model, xc, cfg, qstar_params)
+        likelihood, dim = ais_target(model, xc, proposal)
+        estimate, s = ais(likelihood, xc.shape[0], dim, proposal=proposal, seed=seed + start,
+                          verbose=verbose, device=xc.device, return_stats=True,
+                          **ais_settings(cfg))
+    return estimate.cpu(), {"acceptance": float(s.acceptance),
+                            "acceptance_min_point": float(s.acceptance_min_point)}
+
+
+def ais_acceptance(chunk_stats: list) -> dict:
+    """The HMC acceptance of an AIS computed in chunks: the mean of the chunks' means, and the
+    lowest point's mean."""
+    return {"ais_acceptance": sum(s["acceptance"] for s in chunk_stats) / len(chunk_stats),
+            "ais_acceptance_min": min(s["acceptance_min_point"] for s in chunk_stats)}
 
 
 def simulate(model: VAE, n: int, seed: int):

@@ -8,7 +8,6 @@ folder for smoke and quick, and to <folder>_<preset>[_e<epochs>] for the other p
 lengths (each length of the ladder is a result of its own), with _seed<k> for seeds other than
 0 (common/reporting/seeds.py judges the claims across them).
 """
-import contextlib
 import hashlib
 import json
 import math
@@ -23,9 +22,11 @@ from ..config import (ConfigError, CorruptFile, UserError, check_results_dir, co
                      git_commit, parse_config, portable, provenance, results_dir, sha256_text,
                      to_jsonable, write_json, content_checksum)
 from ..data import data_identity, load_dataset, load_intensities
-from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_logpx,
-                              certified_bdmc, certificates, encoder_bounds, logpx_from,
-                              pooled_logpx_from, model_hash, own_family, summarise, write_per_point)
+from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_acceptance,
+                              ais_chunk, assemble_bounds, certified_bdmc, certificates,
+                              chunk_starts, encoder_bounds_chunk, logpx_from, pooled_logpx_from,
+                              model_hash, own_family, summarise, write_per_point)
+from .shards import blocking_lock, computed_chunks
 from .presets import EVAL_ONLY
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
                     restore_metrics, run_identity, train)
@@ -335,44 +336,34 @@ def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
     """BDMC of one decoder along the AIS path of cfg, extended until certified or at the cap
     (gaps.certified_bdmc: its `ais_steps_used` is what the AIS of log p^ runs), computed once
     per decoder (and proposal encoder) and reused by every split and encoder that shares it:
-    cached at `path`."""
+    cached at `path`. Processes sharing an evaluation (shards) compute it once: the others wait
+    for it and read it back."""
     key = {**{f: getattr(cfg, f) for f in EvalConfig.__dataclass_fields__
               if f.startswith(("ais_", "bdmc_", "qstar_"))}, "eval_version": EVAL_VERSION,
            "seed": seed, "decoder": model_hash(model, "decoder"),
            "encoder": model_hash(model, "encoder")}
-    hit = cached(path, key)
-    if hit is not None and not math.isfinite(hit["bdmc"]["bdmc_gap"]):
-        print(f"[eval] recomputing: cached BDMC gap in {path} is not finite", flush=True)
-        hit = None
-    if hit is not None:
-        print(f"[eval] BDMC cached: gap {hit['bdmc']['bdmc_gap']:.3f} nats", flush=True)
-        return hit["bdmc"]
-    t0 = time.time()
-    result = certified_bdmc(model, cfg, seed, verbose=True)
-    print(f"[eval] BDMC ({result['bdmc_path']} path, {result['ais_steps_used']} steps): forward "
-          f"{result['bdmc_lower']:.2f}, reverse {result['bdmc_upper']:.2f}, gap "
-          f"{result['bdmc_gap']:.3f} nats{' (at the step cap)' if result['bdmc_at_cap'] else ''} "
-          f"({time.time() - t0:.0f}s)", flush=True)
-    write_cache(path, key, "bdmc", result)
-    return result
+    with blocking_lock(path):
+        hit = cached(path, key)
+        if hit is not None and not math.isfinite(hit["bdmc"]["bdmc_gap"]):
+            print(f"[eval] recomputing: cached BDMC gap in {path} is not finite", flush=True)
+            hit = None
+        if hit is not None:
+            print(f"[eval] BDMC cached: gap {hit['bdmc']['bdmc_gap']:.3f} nats", flush=True)
+            return hit["bdmc"]
+        t0 = time.time()
+        result = certified_bdmc(model, cfg, seed, verbose=True)
+        print(f"[eval] BDMC ({result['bdmc_path']} path, {result['ais_steps_used']} steps): "
+              f"forward {result['bdmc_lower']:.2f}, reverse {result['bdmc_upper']:.2f}, gap "
+              f"{result['bdmc_gap']:.3f} nats"
+              f"{' (at the step cap)' if result['bdmc_at_cap'] else ''} "
+              f"({time.time() - t0:.0f}s)", flush=True)
+        write_cache(path, key, "bdmc", result)
+        return result
 
 
 def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
                             out_dirs: dict, key_extra: dict = None, ais_source: str = None,
                             with_bdmc: bool = True, shared_qstar: bool = False) -> dict:
-    """evaluate_unlocked with each evaluation folder locked: a second process evaluating the
-    same model stops at once in one line, as a second training does (train.run_lock)."""
-    from .train import run_lock
-    with contextlib.ExitStack() as locks:
-        for d in out_dirs.values():
-            locks.enter_context(run_lock(d, "evaluated"))
-        return evaluate_unlocked(models, x, cfg, seed, out_dirs, key_extra, ais_source,
-                                 with_bdmc, shared_qstar)
-
-
-def evaluate_unlocked(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
-                      out_dirs: dict, key_extra: dict = None, ais_source: str = None,
-                      with_bdmc: bool = True, shared_qstar: bool = False) -> dict:
     """Gaps of several encoders that share ONE decoder, on the same points.
 
     log p^ is computed once (AIS on the decoder of the first model, from that model's q* or q,
@@ -382,6 +373,11 @@ def evaluate_unlocked(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
     Returns {name: summary}; per_point.csv and summary.json go to
     out_dirs[name]. Cached: an evaluation with the same config, seed and model contents is read
     back instead of recomputed.
+
+    Order: the decoder's BDMC (it sets the steps of AIS), then each chunk of cfg.point_chunk
+    points (every model's bounds and the chunk's AIS), computed once by whichever of the
+    processes running this evaluation claims it (common/runs/shards.py: SHARDS=N), then the
+    merge, which every such process makes alike.
     """
     key = {**eval_key(cfg, key_extra), "seed": seed, "models": sorted(models),
            **({"shared_qstar": True} if shared_qstar else {}),
@@ -392,29 +388,46 @@ def evaluate_unlocked(models: dict, x: torch.Tensor, cfg: EvalConfig, seed: int,
         print(f"[eval] cached: {', '.join(sorted(models))}", flush=True)
         return {n: s["summary"] for n, s in summaries.items()}
     source = ais_source or next(iter(models))
-    bounds, qstar_params = {}, None
-    fit = SharedQstar(models, cfg, verbose=True) if shared_qstar else None
-    for name, model in models.items():
-        t0 = time.time()
+    for model in models.values():
         model.eval()
-        bounds[name], params = encoder_bounds(model, x, cfg, seed, fit=fit, verbose=True)
-        if name == source:
-            qstar_params = params
-        b = bounds[name]
-        print(f"[eval] {name}: L[q] {b['L_q'].mean():.2f}, L[q*] {b['L_qstar'].mean():.2f} "
-              f"(q* capped {b['qstar_capped'].mean():.0%}, mean {b['qstar_steps'].mean():.0f} "
-              f"steps, probe {b['qstar_probe'][0]:+.3f}; {time.time() - t0:.0f}s)", flush=True)
     decoder_model = models[source]
-    # one BDMC per decoder: named by its content, so checkpoints of one run never share a file;
-    # first, since it sets how many steps the AIS of log p^ needs (certify or extend)
+    # one BDMC per decoder: named by its content, so checkpoints of one run never share a file
     bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent /
                         f"bdmc_{model_hash(decoder_model, 'decoder')[:10]}.json") \
         if with_bdmc else {}
     ais_cfg = replace(cfg, ais_steps=bdmc.get("ais_steps_used", cfg.ais_steps))
+    fit = SharedQstar(models, cfg, verbose=True) if shared_qstar else None
+    n = int(x.shape[0])
+    sizes = {s: min(cfg.point_chunk, n - s) for s in chunk_starts(n, cfg.point_chunk)}
     t0 = time.time()
-    ais_values, ais_stats = ais_logpx(decoder_model, x, ais_cfg, seed, qstar_params, verbose=True)
-    print(f"[eval] AIS {ais_values.mean():.2f} ({ais_cfg.ais_steps} steps; "
-          f"{time.time() - t0:.0f}s)", flush=True)
+
+    def compute(start):
+        xc, t1 = x[start:start + sizes[start]], time.time()
+        out = {"bounds": {}, "probes": {}}
+        for name, model in models.items():
+            out["bounds"][name], params, out["probes"][name] = encoder_bounds_chunk(
+                model, xc, cfg, seed, start, verbose=True, fit=fit)
+            if name == source:
+                qstar_params = params
+        out["ais"], out["ais_stats"] = ais_chunk(decoder_model, xc, ais_cfg, seed, start,
+                                                 qstar_params, verbose=True)
+        print(f"[eval] points {start}-{start + sizes[start] - 1} of {n} done "
+              f"({time.time() - t1:.0f}s)", flush=True)
+        return out
+
+    parts = computed_chunks(Path(out_dirs[source]) / "chunks", {**key, "bdmc": bdmc,
+                                                                "point_chunk": cfg.point_chunk},
+                            sizes, compute, label=f"{Path(out_dirs[source]).name}: ")
+    bounds = {name: assemble_bounds(models[name], [p["bounds"][name] for p in parts],
+                                    parts[0]["probes"][name]) for name in models}
+    ais_values = torch.cat([p["ais"] for p in parts])
+    ais_stats = ais_acceptance([p["ais_stats"] for p in parts])
+    for name, b in bounds.items():
+        print(f"[eval] {name}: L[q] {b['L_q'].mean():.2f}, L[q*] {b['L_qstar'].mean():.2f} "
+              f"(q* capped {b['qstar_capped'].mean():.0%}, mean {b['qstar_steps'].mean():.0f} "
+              f"steps, probe {b['qstar_probe'][0]:+.3f})", flush=True)
+    print(f"[eval] AIS {ais_values.mean():.2f} ({ais_cfg.ais_steps} steps); {len(parts)} "
+          f"chunk(s) in {time.time() - t0:.0f}s", flush=True)
     paper_rule = logpx_from(ais_values, bounds.values())
     pooled = pooled_logpx_from(ais_values, bounds.values())
     computed = {"computed_commit": git_commit(), "computed_command": command_line(),

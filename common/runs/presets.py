@@ -108,6 +108,10 @@ class RunConfig(EvalConfig):
                     len(set(value)) != len(value):   # layer sizes may repeat; selections not
                 raise ConfigError(f"{flag}={','.join(map(str, value))} lists a value twice; "
                                   f"give each once")
+        if self.qstar_probe_points > self.point_chunk:
+            raise ConfigError(f"--qstar-probe-points={self.qstar_probe_points} is more than "
+                              f"--point-chunk={self.point_chunk}: the probe runs on the first "
+                              f"chunk; give a point chunk of at least the probe's points")
         if not 0 < self.qstar_lr_decay <= 1:
             raise ConfigError(f"--qstar-lr-decay={self.qstar_lr_decay} is not allowed: the q* "
                               f"rate may only shrink; use a factor in (0, 1] (1: constant)")
@@ -142,7 +146,7 @@ SMOKE = dict(epochs=2, warmup_epochs=1, n_train=1000, n_valid_monitor=100, n_poi
              k_eval=64, qstar_samples=4, qstar_lr=1e-2, qstar_lr_decay=0.5,
              qstar_check_every=10, qstar_patience=1,
              qstar_max_steps=40, ais_chains=2, ais_steps=10, ais_leapfrog=2, ais_warmup=3,
-             ais_budget_cap=2, bdmc_points=8, qstar_probe_points=8)
+             ais_budget_cap=2, bdmc_points=8, qstar_probe_points=8, point_chunk=8)
 # quick's q* rule: Adam from lr 1e-2, halved per point at every window of 100 steps without a new
 # best (a gain of more than 0.05 nats), stop after 3 such windows in a row (patience 2), S = 10,
 # cap 6000. Measured on 200 MNIST test points of a 100-epoch flow model against the former rule
@@ -155,7 +159,7 @@ QUICK = dict(epochs=30, warmup_epochs=5, n_points=500, k_eval=1000, qstar_sample
              qstar_lr=1e-2, qstar_lr_decay=0.5, qstar_tol=0.05, qstar_check_every=100,
              qstar_patience=2, qstar_max_steps=6000,
              ais_chains=4, ais_steps=100, ais_leapfrog=5, ais_init_step=0.3, ais_warmup=20,
-             ais_proposal="qstar", bdmc_points=50, qstar_probe_points=50)
+             ais_proposal="qstar", bdmc_points=50, qstar_probe_points=50, point_chunk=250)
 # long: quick's estimators, 300 epochs under quick's rule (the paper's eight learning rates in
 # equal stages of 37.5 epochs), the entropy warm-up scaled with the length as quick's 5 of 30
 # (a sixth: 50 epochs at 300, 17 at 100; the paper: 400 of 3280, an eighth)
@@ -166,7 +170,7 @@ PAPER = dict(epochs=3280, warmup_epochs=400,  # entropy warm-up: the paper's 6.1
              qstar_warm_start=False, ais_chains=100, ais_steps=5000, ais_leapfrog=10,
              ais_init_step=0.01, ais_proposal="prior", ais_warmup=0, ais_budget_cap=2,
              bdmc_points=100,
-             qstar_probe_points=100)
+             qstar_probe_points=100, point_chunk=250)
 
 
 def presets(cls, smoke=None, quick=None, paper=None, long=None):
