@@ -17,6 +17,17 @@ SEEDS       ?=
 EPOCHS      ?=
 EVAL_ARGS   ?=
 STACK       ?=
+STEP        ?=
+TRAIN_ARGS  ?=
+LAUNCH      ?= local
+SLURM_PARTITION ?=
+SLURM_ACCOUNT   ?=
+SLURM_ARGS      ?=
+SLURM_CPUS      ?=
+SLURM_MEM_GB    ?= 16
+UNITS       ?=
+NODES       ?= 1
+GPUS_PER_NODE ?= 1
 export DATA_DIR RESULTS_DIR
 export PYTHONUNBUFFERED := 1
 
@@ -42,7 +53,8 @@ quoted_unsafe = $(or $(findstring ",$(call user_value,$1)),$(findstring `,$(call
 word_unsafe = $(or $(call quoted_unsafe,$1),$(findstring ',$(call user_value,$1)),$(findstring ;,$(call user_value,$1)),$(findstring &,$(call user_value,$1)),$(findstring |,$(call user_value,$1)),$(findstring <,$(call user_value,$1)),$(findstring >,$(call user_value,$1)),$(findstring $(LPAREN),$(call user_value,$1)),$(findstring $(RPAREN),$(call user_value,$1)),$(findstring $(HASH),$(call user_value,$1)))
 PATH_VARIABLES  := RESULTS_DIR DATA_DIR REPORT
 VALUE_VARIABLES := PRESET DEVICE SEED SEEDS NOISE DATASET VARIANT JOBS SHARDS EPOCHS EVAL_ARGS STACK \
-                   STUDIES LADDER_STUDIES LADDER_EPOCHS TEST_WORKERS
+                   STUDIES LADDER_STUDIES LADDER_EPOCHS TEST_WORKERS STEP TRAIN_ARGS LAUNCH \
+                   SLURM_PARTITION SLURM_ACCOUNT SLURM_ARGS SLURM_CPUS SLURM_MEM_GB NODES GPUS_PER_NODE
 $(foreach v,$(PATH_VARIABLES),$(if $(call quoted_unsafe,$v),$(error $v holds a character the shell would run or expand (one of " ` $$ \ or a newline); use a path without it)))
 $(foreach v,$(VALUE_VARIABLES),$(if $(call word_unsafe,$v),$(error $v holds a character the shell would run or expand (one of " ' ` $$ \ ; & | < > ( ) \# or a newline); use plain values, e.g. $v= as `make help` shows)))
 $(foreach v,RESULTS_DIR DATA_DIR,$(if $(strip $($v)),,$(error $v is empty; give it a folder (e.g. $v=$$PWD/$(if $(filter DATA_DIR,$v),data,results)) or leave it unset)))
@@ -70,6 +82,19 @@ endif
 ifneq ($(shell [[ "$(SHARDS)" =~ ^[1-9][0-9]{0,2}$$ ]] && echo ok),ok)
 $(error SHARDS=$(SHARDS) is not allowed; use a whole number >= 1, e.g. SHARDS=2)
 endif
+ifeq ($(filter $(LAUNCH),local slurm),)
+$(error LAUNCH=$(LAUNCH) is not allowed; use local (this machine) or slurm (each unit a Slurm job through submitit))
+endif
+ifneq ($(STEP),$(filter $(firstword $(STEP)),train evaluate plot))
+$(error STEP=$(STEP) is not allowed; use one of: train evaluate plot (empty = all three))
+endif
+$(foreach v,NODES GPUS_PER_NODE SLURM_MEM_GB $(if $(SLURM_CPUS),SLURM_CPUS),$(if $(shell [[ "$($v)" =~ ^[1-9][0-9]{0,4}$$ ]] && echo ok),,$(error $v=$($v) is not allowed; use a whole number >= 1)))
+# STEP=train|evaluate|plot: a study target runs that step only (what a Slurm job of
+# LAUNCH=slurm runs; common/runs/units.py); TRAIN_ARGS: flags for the train step only, e.g.
+# TRAIN_ARGS='--families flow' (one part of a study's training)
+SKIP_train    := $(if $(filter-out train,$(or $(STEP),train)),@:)
+SKIP_evaluate := $(if $(filter-out evaluate,$(or $(STEP),evaluate)),@:)
+SKIP_plot     := $(if $(filter-out plot,$(or $(STEP),plot)),@:)
 # SHARDS=N: the evaluations of exp52-exp55 run as N processes that share each evaluation's chunks
 # of points (EVAL_ARGS=--point-chunk sets their size), each on cores / N threads; the results are
 # the same bits as one process's (common/runs/shards.py)
@@ -119,7 +144,7 @@ DATASET_ARG := $(if $(DATASET),--dataset $(DATASET),)
 CHECK := $(PY) -m common.config $(DEVICE) $(PRESET)
 TIME  := $(PY) -m common.speed.steptime
 
-.PHONY: help setup data test test-e2e all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot screenshot bench profile clean check
+.PHONY: help setup data test test-e2e all studies ladder exp66 base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp55_runs exp_gradients exp_refit exp52_compare report snapshot screenshot bench profile clean check plan slurm-local slurm-local-stop
 
 # SHARED_BUILT=1 (set by `make all`): the shared units (base, exp55's runs) are built or built in
 # the study's own recipe, so no study waits on a prerequisite that another job is running
@@ -137,6 +162,9 @@ help:  ## list targets and variables
 	@echo "  VARIANT=$(VARIANT)   exp52: standard | large_encoder | no_annealing (Table 3)"
 	@echo "  JOBS=$(JOBS)            make all: studies run at once (torch threads = cores / JOBS)"
 	@echo "  SHARDS=$(SHARDS)          exp52-exp55: each evaluation as N processes sharing its chunks of points (same results)"
+	@echo "  LAUNCH=$(LAUNCH)       local | slurm (every unit a Slurm job: SLURM_PARTITION, SLURM_ACCOUNT, SLURM_ARGS, SLURM_CPUS, SLURM_MEM_GB)"
+	@echo "  STEP=$(STEP)            a study's train | evaluate | plot step only (empty = all)"
+	@echo "  NODES=$(NODES) GPUS_PER_NODE=$(GPUS_PER_NODE)  make plan: the cluster to schedule on"
 	@echo "  SEEDS=$(SEEDS)           make all: every study once per seed, claims judged across seeds (e.g. 0,1,2)"
 	@echo "  STUDIES=...      make all: the studies to run (default all: $(ALL_STUDIES))"
 	@echo "  EPOCHS=$(EPOCHS)          training length of every step (a rung of the ladder; empty = the preset's)"
@@ -178,77 +206,6 @@ test: setup  ## the unit tests (offline, synthetic data or tiny slices; a few mi
 test-e2e: setup  ## the end-to-end tests: every study through make on synthetic data, the report in a browser
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m e2e -n $(TEST_WORKERS) --dist loadgroup tests
 
-# Units that several studies share are targets of their own, so `make -j N` runs each once
-# and never two processes on one run folder (a run folder is locked while it trains).
-base: check data  ## the standard MNIST ffg VAE of exp52 (base of exp53, exp54, exp_refit)
-	$(TIME) exp52_train_base $(PY) -m exp52_testgap.train $(RUN_ARGS) --families ffg --datasets mnist$(if $(filter fashion,$(DATASET)),$(comma)fashion)
-
-exp52: check data $(if $(VARIANT_TAG),,$(BASE_PREREQ))  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
-	$(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)$(if $(SEEDS), --seeds $(SEEDS))$(if $(STACK), --stack $(STACK))
-	$(TIME) exp52_evaluate$(VARIANT_TAG) $(SHARD_RUN) $(PY) -m exp52_testgap.evaluate $(RUN_ARGS) --variant $(VARIANT) $(EVAL_ARGS)
-	$(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(VARIANT)
-
-exp52_variants: exp52_large_encoder exp52_no_annealing  ## Table 3: exp52 with a 500-500 encoder, and without entropy annealing
-
-exp52_large_encoder: check data  ## Table 3 left: exp52 with a 500-500 encoder (ffg, flow)
-	$(MAKE) --no-print-directory exp52 VARIANT=large_encoder
-
-exp52_no_annealing: check data  ## Table 3 right: exp52 without entropy annealing (ffg, flow)
-	$(MAKE) --no-print-directory exp52 VARIANT=no_annealing
-
-exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (grid log p(x) checks AIS)
-	$(TIME) exp51_train $(PY) -m exp51_posteriors.train $(RUN_ARGS)
-	$(TIME) exp51_evaluate $(PY) -m exp51_posteriors.evaluate $(RUN_ARGS) $(EVAL_ARGS)
-	$(TIME) exp51_plot $(PY) -m exp51_posteriors.plot $(RUN_ARGS)
-
-exp53: check data $(BASE_PREREQ)  ## frozen decoder, small encoders per family (hidden 100 and linear)
-	$(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(RUN_ARGS) $(DATASET_ARG)
-	$(TIME) exp53_evaluate $(SHARD_RUN) $(PY) -m exp53_frozen_decoder.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
-	$(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(RUN_ARGS) $(DATASET_ARG)
-
-exp54: check data $(BASE_PREREQ)  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden layers
-	$(TIME) exp54_train $(PY) -m exp54_decoder_size.train $(RUN_ARGS)
-	$(TIME) exp54_evaluate $(SHARD_RUN) $(PY) -m exp54_decoder_size.evaluate $(RUN_ARGS) $(EVAL_ARGS)
-	$(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(RUN_ARGS)
-
-exp55_runs: check data  ## train the five models of exp55 (used by exp55 and exp_gradients)
-	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG)
-
-exp55: check data $(if $(SHARED_BUILT),,exp55_runs)  ## gaps over training on train and validation, five models
-	$(if $(SHARED_BUILT),$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG))
-	$(TIME) exp55_evaluate $(SHARD_RUN) $(PY) -m exp55_dynamics.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
-	$(TIME) exp55_plot $(PY) -m exp55_dynamics.plot $(RUN_ARGS) $(DATASET_ARG)
-
-exp_gradients: check data $(if $(SHARED_BUILT),,exp55_runs)  ## encoder/decoder gradient norms of the exp55 runs
-	$(TIME) exp_gradients_evaluate $(PY) -m exp_gradients.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
-	$(TIME) exp_gradients_plot $(PY) -m exp_gradients.plot $(RUN_ARGS) $(DATASET_ARG)
-
-exp66: check data  ## Appendix 6.6 Figure 5: FFG and Flow on 1000 MNIST points for 3000 epochs
-	$(TIME) exp66_train $(PY) -m exp66_small_data.train $(RUN_ARGS)
-	$(TIME) exp66_evaluate $(PY) -m exp66_small_data.evaluate $(RUN_ARGS) $(EVAL_ARGS)
-	$(TIME) exp66_plot $(PY) -m exp66_small_data.plot $(RUN_ARGS)
-
-# claims by training length: the ladder's studies at every length of LADDER_EPOCHS (quick: the
-# long preset at 100 and 300 epochs beside make all's 30; smoke: 2 and 4 epochs), then the
-# table and figures (common/reporting/ladder.py). Runs resume and finished lengths are read back.
-LADDER_STUDIES ?= exp52 exp55
-LADDER_PRESET  := $(if $(filter smoke,$(PRESET)),smoke,long)
-LADDER_EPOCHS  ?= $(if $(filter smoke,$(PRESET)),2 4,100 300)
-ifneq ($(shell for e in $(LADDER_EPOCHS); do [[ "$$e" =~ ^[1-9][0-9]{0,5}$$ ]] || echo bad; done),)
-$(error LADDER_EPOCHS=$(LADDER_EPOCHS) is not allowed; use training lengths >= 1 separated by spaces, e.g. LADDER_EPOCHS="100 300")
-endif
-ladder: setup  ## claims by training length: LADDER_STUDIES at LADDER_EPOCHS, then the table and figures
-	@for e in $(LADDER_EPOCHS); do \
-	  $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) $(LADDER_STUDIES) \
-	    PRESET=$(LADDER_PRESET) EPOCHS=$$e || exit $$?; \
-	done
-	$(PY) -m common.reporting.ladder
-
-exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE flipped pixels
-	$(TIME) exp_refit_train $(PY) -m exp_refit.train $(RUN_ARGS) --noise $(NOISE)
-	$(TIME) exp_refit_evaluate $(PY) -m exp_refit.evaluate $(RUN_ARGS) --noise $(NOISE) $(EVAL_ARGS)
-	$(TIME) exp_refit_plot $(PY) -m exp_refit.plot $(RUN_ARGS) --noise $(NOISE)
-
 # `make all` in three phases, so that make -j never leaves a core idle behind a prerequisite (a
 # study waiting on base or exp55_runs lost its turn to studies queued meanwhile: exp52 and exp55
 # started last in the timed run of 2026-11-30 and a core idled its last 17 min):
@@ -271,6 +228,92 @@ BASE_USERS  := exp52 exp53 exp54 exp_refit# the studies that read the shared uni
 # phase 3: exp_gradients reads exp55's runs; exp52_compare compares the variants run here
 AFTER_STUDIES := $(if $(filter exp55,$(STUDIES)),exp_gradients) \
                  $(if $(filter exp52_large_encoder exp52_no_annealing,$(STUDIES)),exp52_compare)
+
+# LAUNCH=slurm: the goals' units (common/runs/units.py) become Slurm jobs through submitit, with
+# afterok dependencies; the command waits, prints progress and ends with the first failure
+# (common/runs/slurm.py). Each job runs `make <study> STEP=... LAUNCH=local` on a node.
+SLURM_GOALS := $(filter all studies base exp51 exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 exp_gradients exp66 exp_refit exp52_compare,$(MAKECMDGOALS))
+ifeq ($(LAUNCH),slurm)
+ifneq ($(filter-out $(SLURM_GOALS) setup data check plan report help slurm-local slurm-local-stop,$(MAKECMDGOALS)),)
+$(error LAUNCH=slurm is for the studies and make all; run $(filter-out $(SLURM_GOALS) setup data check plan report help slurm-local slurm-local-stop,$(MAKECMDGOALS)) without it)
+endif
+ifneq ($(SLURM_GOALS),)
+$(firstword $(SLURM_GOALS)): setup
+	$(PY) -m common.runs.slurm $(SLURM_GOALS) --studies "$(STUDIES)" $(RUN_ARGS) --shards $(SHARDS) $(if $(UNITS),--units $(UNITS)) --cpus="$(SLURM_CPUS)" --mem-gb $(SLURM_MEM_GB) --partition="$(SLURM_PARTITION)" --account="$(SLURM_ACCOUNT)" --slurm-args="$(SLURM_ARGS)" --make-vars="NOISE='$(NOISE)' DATASET='$(DATASET)' STACK='$(STACK)' EVAL_ARGS='$(EVAL_ARGS)' STUDIES='$(strip $(STUDIES))'"
+$(wordlist 2,$(words $(SLURM_GOALS)),$(SLURM_GOALS)): $(firstword $(SLURM_GOALS)) ; @:
+endif
+else
+# Units that several studies share are targets of their own, so `make -j N` runs each once
+# and never two processes on one run folder (a run folder is locked while it trains).
+base: check data  ## the standard MNIST ffg VAE of exp52 (base of exp53, exp54, exp_refit)
+	$(TIME) exp52_train_base $(PY) -m exp52_testgap.train $(RUN_ARGS) --families ffg --datasets mnist$(if $(filter fashion,$(DATASET)),$(comma)fashion)
+
+exp52: check data $(if $(VARIANT_TAG),,$(BASE_PREREQ))  ## test-set gaps on MNIST and Fashion-MNIST (ffg, flow, cflow); VARIANT= for Table 3
+	$(SKIP_train) $(TIME) exp52_train$(VARIANT_TAG) $(PY) -m exp52_testgap.train $(RUN_ARGS) --variant $(VARIANT)$(if $(SEEDS), --seeds $(SEEDS))$(if $(STACK), --stack $(STACK)) $(TRAIN_ARGS)
+	$(SKIP_evaluate) $(TIME) exp52_evaluate$(VARIANT_TAG) $(SHARD_RUN) $(PY) -m exp52_testgap.evaluate $(RUN_ARGS) --variant $(VARIANT) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp52_plot$(VARIANT_TAG) $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $(VARIANT)
+
+exp52_variants: exp52_large_encoder exp52_no_annealing  ## Table 3: exp52 with a 500-500 encoder, and without entropy annealing
+
+exp52_large_encoder: check data  ## Table 3 left: exp52 with a 500-500 encoder (ffg, flow)
+	$(MAKE) --no-print-directory exp52 VARIANT=large_encoder
+
+exp52_no_annealing: check data  ## Table 3 right: exp52 without entropy annealing (ffg, flow)
+	$(MAKE) --no-print-directory exp52 VARIANT=no_annealing
+
+exp51: check data  ## Figure 2: true and approximate posteriors of a 2-D VAE (grid log p(x) checks AIS)
+	$(SKIP_train) $(TIME) exp51_train $(PY) -m exp51_posteriors.train $(RUN_ARGS) $(TRAIN_ARGS)
+	$(SKIP_evaluate) $(TIME) exp51_evaluate $(PY) -m exp51_posteriors.evaluate $(RUN_ARGS) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp51_plot $(PY) -m exp51_posteriors.plot $(RUN_ARGS)
+
+exp53: check data $(BASE_PREREQ)  ## frozen decoder, small encoders per family (hidden 100 and linear)
+	$(SKIP_train) $(TIME) exp53_train $(PY) -m exp53_frozen_decoder.train $(RUN_ARGS) $(DATASET_ARG) $(TRAIN_ARGS)
+	$(SKIP_evaluate) $(TIME) exp53_evaluate $(SHARD_RUN) $(PY) -m exp53_frozen_decoder.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp53_plot $(PY) -m exp53_frozen_decoder.plot $(RUN_ARGS) $(DATASET_ARG)
+
+exp54: check data $(BASE_PREREQ)  ## Table 5: FFG VAEs with decoders of 0, 2 and 4 hidden layers
+	$(SKIP_train) $(TIME) exp54_train $(PY) -m exp54_decoder_size.train $(RUN_ARGS) $(TRAIN_ARGS)
+	$(SKIP_evaluate) $(TIME) exp54_evaluate $(SHARD_RUN) $(PY) -m exp54_decoder_size.evaluate $(RUN_ARGS) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(RUN_ARGS)
+
+exp55_runs: check data  ## train the five models of exp55 (used by exp55 and exp_gradients)
+	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG)
+
+exp55: check data $(if $(SHARED_BUILT),,exp55_runs)  ## gaps over training on train and validation, five models
+	$(SKIP_train) $(if $(SHARED_BUILT),$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG) $(TRAIN_ARGS))
+	$(SKIP_evaluate) $(TIME) exp55_evaluate $(SHARD_RUN) $(PY) -m exp55_dynamics.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp55_plot $(PY) -m exp55_dynamics.plot $(RUN_ARGS) $(DATASET_ARG)
+
+exp_gradients: check data $(if $(SHARED_BUILT),,exp55_runs)  ## encoder/decoder gradient norms of the exp55 runs
+	$(SKIP_evaluate) $(TIME) exp_gradients_evaluate $(PY) -m exp_gradients.evaluate $(RUN_ARGS) $(DATASET_ARG) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp_gradients_plot $(PY) -m exp_gradients.plot $(RUN_ARGS) $(DATASET_ARG)
+
+exp66: check data  ## Appendix 6.6 Figure 5: FFG and Flow on 1000 MNIST points for 3000 epochs
+	$(SKIP_train) $(TIME) exp66_train $(PY) -m exp66_small_data.train $(RUN_ARGS) $(TRAIN_ARGS)
+	$(SKIP_evaluate) $(TIME) exp66_evaluate $(PY) -m exp66_small_data.evaluate $(RUN_ARGS) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp66_plot $(PY) -m exp66_small_data.plot $(RUN_ARGS)
+
+# claims by training length: the ladder's studies at every length of LADDER_EPOCHS (quick: the
+# long preset at 100 and 300 epochs beside make all's 30; smoke: 2 and 4 epochs), then the
+# table and figures (common/reporting/ladder.py). Runs resume and finished lengths are read back.
+LADDER_STUDIES ?= exp52 exp55
+LADDER_PRESET  := $(if $(filter smoke,$(PRESET)),smoke,long)
+LADDER_EPOCHS  ?= $(if $(filter smoke,$(PRESET)),2 4,100 300)
+ifneq ($(shell for e in $(LADDER_EPOCHS); do [[ "$$e" =~ ^[1-9][0-9]{0,5}$$ ]] || echo bad; done),)
+$(error LADDER_EPOCHS=$(LADDER_EPOCHS) is not allowed; use training lengths >= 1 separated by spaces, e.g. LADDER_EPOCHS="100 300")
+endif
+ladder: setup  ## claims by training length: LADDER_STUDIES at LADDER_EPOCHS, then the table and figures
+	@for e in $(LADDER_EPOCHS); do \
+	  $(MAKE) --no-print-directory $(if $(filter-out 1,$(JOBS)),-j $(JOBS)) $(LADDER_STUDIES) \
+	    PRESET=$(LADDER_PRESET) EPOCHS=$$e || exit $$?; \
+	done
+	$(PY) -m common.reporting.ladder
+
+exp_refit: check data $(BASE_PREREQ)  ## refit the encoder on images with NOISE flipped pixels
+	$(SKIP_train) $(TIME) exp_refit_train $(PY) -m exp_refit.train $(RUN_ARGS) --noise $(NOISE) $(TRAIN_ARGS)
+	$(SKIP_evaluate) $(TIME) exp_refit_evaluate $(PY) -m exp_refit.evaluate $(RUN_ARGS) --noise $(NOISE) $(EVAL_ARGS)
+	$(SKIP_plot) $(TIME) exp_refit_plot $(PY) -m exp_refit.plot $(RUN_ARGS) --noise $(NOISE)
+
 all: check  ## every experiment, then the report (JOBS=N: N at once; SEEDS=0,1,2: per seed); timed as make_all
 	$(PY) -m common.speed.machine   # how fast this machine is, measured before anything runs (TIMES.md)
 ifeq ($(SEEDS),)
@@ -289,6 +332,16 @@ studies: check data  ## every experiment and the variants' comparison, no report
 exp52_compare: setup  ## Table 3: each variant against the standard exp52 models (seconds; after both)
 	for v in $(patsubst exp52_%,%,$(filter exp52_large_encoder exp52_no_annealing,$(STUDIES))); do \
 	  $(PY) -m exp52_testgap.plot $(RUN_ARGS) --variant $$v || exit $$?; done
+endif
+
+plan: setup  ## make all's schedule on a cluster, from the cost model: make plan PRESET=paper NODES=8 GPUS_PER_NODE=8 SHARDS=4
+	$(PY) -m common.runs.plan all --studies "$(STUDIES)" --preset $(PRESET) --device $(DEVICE) --nodes $(NODES) --gpus-per-node $(GPUS_PER_NODE) --shards $(SHARDS) $(if $(UNITS),--units $(UNITS))
+
+slurm-local:  ## a one-node Slurm on this machine (as root: installs slurm-wlm and munge), for LAUNCH=slurm's tests
+	@bash tools/slurm_local.sh start
+
+slurm-local-stop:  ## stop the one-node Slurm of make slurm-local (cancels its jobs)
+	@bash tools/slurm_local.sh stop
 
 report: setup  ## results/REPORT.md and results/report.html from whatever results exist
 	$(PY) -m common.reporting.report $(RUN_ARGS)

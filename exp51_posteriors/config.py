@@ -36,10 +36,12 @@ PRESETS = presets(Exp51Config,
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Grids are seconds; the q* fits (two FFG starts and a flow, by design) dominate."""
-    from common.speed.costmodel import eval_s, train_s
+    from common.speed.costmodel import eval_s, evaluation, study_cost, train_s
     c = PRESETS[preset]
-    return {"exp51": {"train": train_s(units, "ffg/exp51", c.epochs, c.batch_size),
-                      "evaluate": eval_s(units, c, "flow", c.n_candidates, qstar_steps)}}
+    return {"exp51": study_cost(
+        [("", train_s(units, "ffg/exp51", c.epochs, c.batch_size))],
+        [evaluation(eval_s(units, c, "flow", c.n_candidates, qstar_steps), 0.0, c.n_candidates)],
+        c.point_chunk, shardable=False)}
 
 
 STUDY = Study(

@@ -68,28 +68,32 @@ PRESETS = presets(Exp52Config, quick=dict(train_points=250, af_points=150, bdmc_
                   paper=dict(n_points=1000), long={})
 
 
-def _eval_s(units, c, family, qstar_steps):
-    """One model's evaluations: every split it is evaluated on (the training split: Table 3's
-    families, on c.points("train")), and its decoder's BDMC."""
-    from common.speed.costmodel import bdmc_s, eval_s
-    return sum(eval_s(units, c, family, c.points(s, family), qstar_steps) for s in c.eval_splits
-               if s != "train" or family in c.train_split_families) \
-        + bdmc_s(units, c, qstar_steps, family)
+def _evaluations(units, c, family, qstar_steps) -> list:
+    """One model's evaluations, as the evaluate step makes them: every split it is evaluated on
+    (the training split: Table 3's families, on c.points("train")), its decoder's BDMC with the
+    first (common/speed/costmodel.py: evaluation)."""
+    from common.speed.costmodel import bdmc_s, eval_s, evaluation
+    splits = [s for s in c.eval_splits if s != "train" or family in c.train_split_families]
+    return [evaluation(eval_s(units, c, family, c.points(s, family), qstar_steps),
+                       bdmc_s(units, c, qstar_steps, family) if i == 0 else 0.0,
+                       c.points(s, family)) for i, s in enumerate(splits)]
 
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """The standard models and each variant (as exp52's units: the 500-500 trunk costs a
     little more); stacked: one family's models of both data sets as one computation."""
-    from common.speed.costmodel import train_s
+    from common.speed.costmodel import study_cost, train_s
     out = {}
     for variant, overrides in VARIANTS.items():
         c = dataclasses.replace(PRESETS[preset], **overrides)
         stack = stacked and len(c.datasets) > 1
-        out["exp52" + ("" if variant == "standard" else f"_{variant}")] = {
-            "train": sum(train_s(units, f"{f}/standard", c.epochs, c.batch_size, stacked=stack)
-                         for _ in c.datasets for f in c.families),
-            "evaluate": sum(_eval_s(units, c, f, qstar_steps)
-                            for _ in c.datasets for f in c.families)}
+        # a training job per family (its data sets stacked or one after the other)
+        parts = [(f"--families {f}", sum(train_s(units, f"{f}/standard", c.epochs, c.batch_size,
+                                                 stacked=stack) for _ in c.datasets))
+                 for f in c.families]
+        out["exp52" + ("" if variant == "standard" else f"_{variant}")] = study_cost(
+            parts, [e for _ in c.datasets for f in c.families
+                    for e in _evaluations(units, c, f, qstar_steps)], c.point_chunk)
     return out
 
 

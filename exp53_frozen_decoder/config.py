@@ -38,16 +38,18 @@ PRESETS = presets(Exp53Config, smoke=dict(base_epochs=2),
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """The base decoder is exp52's; per split: L[q] of every encoder, q* of each family ONCE
     (SharedQstar), AIS once; one BDMC."""
-    from common.speed.costmodel import ais_s, bdmc_s, fits_of, qstar_s, train_s
+    from common.speed.costmodel import (ais_s, bdmc_s, evaluation, fits_of, qstar_s,
+                                        study_cost, train_s)
     c = PRESETS[preset]
     shared = sorted({f for fam in c.families for f in fits_of(fam, c)})
-    return {"exp53": {
-        "train": sum(train_s(units, f"{f}/{e}", c.epochs, c.batch_size)
-                     for e in c.encoders for f in c.families),
-        "evaluate": len(c.eval_splits) * (
-            len(c.encoders) * len(c.families) * c.n_points * c.k_eval * units["iwae_row"]
-            + qstar_s(units, c, shared, c.n_points, qstar_steps) + ais_s(units, c, c.n_points))
-        + bdmc_s(units, c, qstar_steps, c.families[0])}}
+    per_split = len(c.encoders) * len(c.families) * c.n_points * c.k_eval * units["iwae_row"] \
+        + qstar_s(units, c, shared, c.n_points, qstar_steps) + ais_s(units, c, c.n_points)
+    return {"exp53": study_cost(
+        [(f"--families {f}", sum(train_s(units, f"{f}/{e}", c.epochs, c.batch_size)
+                                 for e in c.encoders)) for f in c.families],
+        [evaluation(per_split, bdmc_s(units, c, qstar_steps, c.families[0]) if i == 0 else 0.0,
+                    c.n_points) for i, _ in enumerate(c.eval_splits)],
+        c.point_chunk)}
 
 
 STUDY = Study(

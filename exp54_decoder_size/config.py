@@ -19,14 +19,16 @@ PRESETS = presets(Exp54Config, quick=dict(n_points=300))
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Decoders of other depths counted as the standard one; the 2-layer one is exp52's."""
-    from common.speed.costmodel import bdmc_s, eval_s, train_s
+    from common.speed.costmodel import bdmc_s, eval_s, evaluation, study_cost, train_s
     from common.models.families import GAUSSIAN
     c = PRESETS[preset]
-    return {"exp54": {
-        "train": sum(train_s(units, "ffg/standard", c.epochs, c.batch_size)
-                     for n in c.decoder_layers if n != 2),
-        "evaluate": sum(len(c.eval_splits) * eval_s(units, c, GAUSSIAN, c.n_points, qstar_steps)
-                        + bdmc_s(units, c, qstar_steps) for _ in c.decoder_layers)}}
+    return {"exp54": study_cost(
+        [(f"--decoder-layers {n}", train_s(units, "ffg/standard", c.epochs, c.batch_size))
+         for n in c.decoder_layers if n != 2],
+        [evaluation(eval_s(units, c, GAUSSIAN, c.n_points, qstar_steps),
+                    bdmc_s(units, c, qstar_steps) if i == 0 else 0.0, c.n_points)
+         for _ in c.decoder_layers for i, _ in enumerate(c.eval_splits)],
+        c.point_chunk)}
 
 
 STUDY = Study(

@@ -48,16 +48,16 @@ PRESETS = presets(Exp55Config, smoke=dict(n_points=16, n_eval_epochs=2),
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Each model's training, then at each kept checkpoint both splits and its BDMC."""
-    from common.speed.costmodel import bdmc_s, eval_s, train_s
+    from common.speed.costmodel import bdmc_s, eval_s, evaluation, study_cost, train_s
     c = PRESETS[preset]
-    checkpoints = len(c.checkpoint_epochs())
-    return {"exp55": {
-        "train": sum(train_s(units, "/".join(MODELS[m]), c.epochs, c.batch_size)
-                     for m in c.models),
-        "evaluate": sum(checkpoints * (2 * eval_s(units, c, MODELS[m][0], c.n_points,
-                                                  qstar_steps)
-                                       + bdmc_s(units, c, qstar_steps, MODELS[m][0]))
-                        for m in c.models)}}
+    return {"exp55": study_cost(
+        [(f"--models {m}", train_s(units, "/".join(MODELS[m]), c.epochs, c.batch_size))
+         for m in c.models],
+        [evaluation(eval_s(units, c, MODELS[m][0], c.n_points, qstar_steps),
+                    bdmc_s(units, c, qstar_steps, MODELS[m][0]) if split == 0 else 0.0,
+                    c.n_points)
+         for m in c.models for _ in c.checkpoint_epochs() for split in range(2)],
+        c.point_chunk)}
 
 
 STUDY = Study(

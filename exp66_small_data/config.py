@@ -49,14 +49,15 @@ PRESETS = presets(Exp66Config,
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Training (10 steps an epoch), then per checkpoint, model and split: L[q] and IWAE (k),
     AIS, and one BDMC per checkpoint and model; no q*."""
-    from common.speed.costmodel import ais_s, bdmc_s, train_s
+    from common.speed.costmodel import ais_s, bdmc_s, evaluation, study_cost, train_s
     c = PRESETS[preset]
     per = c.n_points * c.k_eval * units["iwae_row"] + ais_s(units, c, c.n_points)
-    return {"exp66": {
-        "train": sum(train_s(units, f"{f}/standard", c.epochs, c.batch_size, n=c.n_small)
-                     for f in c.families),
-        "evaluate": len(c.checkpoint_epochs()) * len(c.families) *
-        (2 * per + bdmc_s(units, c, 0))}}
+    return {"exp66": study_cost(
+        [(f"--families {f}", train_s(units, f"{f}/standard", c.epochs, c.batch_size,
+                                     n=c.n_small)) for f in c.families],
+        [evaluation(2 * per, bdmc_s(units, c, 0), c.n_points)
+         for _ in c.checkpoint_epochs() for _ in c.families],
+        c.point_chunk, shardable=False)}
 
 
 STUDY = Study(

@@ -44,16 +44,17 @@ REFIT_SIZE = 10_000   # set A (the corrupted validation split)
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
     """Per noise level: the encoder refit, the IWAE curves on A and B, and L[q*] before and
     after on both."""
-    from common.speed.costmodel import eval_s, train_s
+    from common.speed.costmodel import eval_s, evaluation, study_cost, train_s
     from common.models.families import GAUSSIAN
     c = PRESETS[preset]
     curve_rows = 2 * c.n_curve_points * c.iwae_k * (c.refit_epochs // c.eval_every + 1)
-    return {"exp_refit": {
-        "train": len(c.noise) * train_s(units, "ffg/standard", c.refit_epochs, c.refit_batch,
-                                        REFIT_SIZE),
-        "evaluate": len(c.noise) * (curve_rows * units["iwae_row"]
-                                    + 2 * 2 * eval_s(units, c, GAUSSIAN, c.qstar_points,
-                                                     qstar_steps))}}
+    return {"exp_refit": study_cost(
+        [("", len(c.noise) * train_s(units, "ffg/standard", c.refit_epochs, c.refit_batch,
+                                     REFIT_SIZE))],
+        [evaluation(curve_rows * units["iwae_row"]
+                    + 2 * 2 * eval_s(units, c, GAUSSIAN, c.qstar_points, qstar_steps),
+                    0.0, c.qstar_points) for _ in c.noise],
+        c.point_chunk, shardable=False)}
 
 
 STUDY = Study(

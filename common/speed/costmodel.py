@@ -86,6 +86,36 @@ def bdmc_s(units, cfg, qstar_steps: float, family: str = GAUSSIAN) -> float:
     return fit + 2 * ais_s(units, cfg, n)
 
 
+def evaluation(work_s: float, bdmc_s: float, n_points: int) -> dict:
+    """One evaluation of an evaluate step: its work over points (shared between SHARDS), the
+    BDMC it runs first (per decoder, one process: 0 where another evaluation of the same decoder
+    made it) and its points (chunks of point_chunk bound the shards that help)."""
+    return {"work_s": work_s, "bdmc_s": bdmc_s, "n_points": n_points}
+
+
+def study_cost(train_parts: list, evaluations: list, point_chunk: int,
+               shardable: bool = True) -> dict:
+    """A study's (or results folder's) cost as the launcher runs it: `train_parts`, pairs
+    (the train step's flags that train that part alone, e.g. "--families flow", or "" for the
+    whole step; seconds), which may train at once; then the evaluate step, its `evaluations`
+    one after the other, each cut into chunks of `point_chunk` points that SHARDS processes
+    share (where `shardable`: the studies whose evaluate step uses
+    common/runs/experiment.evaluate_decoder_family)."""
+    return {"train": sum(s for _, s in train_parts),
+            "evaluate": sum(e["work_s"] + e["bdmc_s"] for e in evaluations),
+            "train_parts": [list(p) for p in train_parts], "evaluations": evaluations,
+            "point_chunk": point_chunk, "shardable": shardable}
+
+
+def evaluate_wall_s(study: dict, shards: int) -> float:
+    """Wall time of a study's evaluate step run as `shards` processes: each evaluation's BDMC
+    by one of them, its chunks spread over min(shards, chunks) (a chunk is never split)."""
+    if not study["shardable"]:
+        shards = 1
+    return sum(e["bdmc_s"] + e["work_s"] / max(1, min(shards, -(-e["n_points"] // study["point_chunk"])))
+               for e in study["evaluations"])
+
+
 def predict(units: dict, preset: str, qstar_steps: float, stacked: bool = False) -> dict:
     """Predicted seconds per study (and per results folder, exp52's variants apart) and phase
     for `preset`, and the total: each study's folder declares its own count (Study.cost) of
