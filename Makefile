@@ -237,9 +237,12 @@ ifeq ($(LAUNCH),slurm)
 ifneq ($(filter-out $(SLURM_GOALS) setup data check plan report help slurm-local slurm-local-stop,$(MAKECMDGOALS)),)
 $(error LAUNCH=slurm is for the studies and make all; run $(filter-out $(SLURM_GOALS) setup data check plan report help slurm-local slurm-local-stop,$(MAKECMDGOALS)) without it)
 endif
+ifneq ($(SEEDS),)
+$(error SEEDS= is not for LAUNCH=slurm; launch once per seed with SEED=, e.g. SEED=1)
+endif
 ifneq ($(SLURM_GOALS),)
 $(firstword $(SLURM_GOALS)): setup
-	$(PY) -m common.runs.slurm $(SLURM_GOALS) --studies "$(STUDIES)" $(RUN_ARGS) --shards $(SHARDS) $(if $(UNITS),--units $(UNITS)) --cpus="$(SLURM_CPUS)" --mem-gb $(SLURM_MEM_GB) --partition="$(SLURM_PARTITION)" --account="$(SLURM_ACCOUNT)" --slurm-args="$(SLURM_ARGS)" --make-vars="NOISE='$(NOISE)' DATASET='$(DATASET)' STACK='$(STACK)' EVAL_ARGS='$(EVAL_ARGS)' STUDIES='$(strip $(STUDIES))'"
+	$(PY) -m common.runs.slurm $(patsubst exp52,exp52$(VARIANT_TAG),$(SLURM_GOALS)) --studies "$(STUDIES)" $(RUN_ARGS) --shards $(SHARDS) $(if $(UNITS),--units $(UNITS)) --cpus="$(SLURM_CPUS)" --mem-gb $(SLURM_MEM_GB) --partition="$(SLURM_PARTITION)" --account="$(SLURM_ACCOUNT)" --slurm-args="$(SLURM_ARGS)" --make-vars="NOISE='$(NOISE)' DATASET='$(DATASET)' STACK='$(STACK)' EVAL_ARGS='$(EVAL_ARGS)' STUDIES='$(strip $(STUDIES))'"
 $(wordlist 2,$(words $(SLURM_GOALS)),$(SLURM_GOALS)): $(firstword $(SLURM_GOALS)) ; @:
 endif
 else

@@ -53,7 +53,12 @@ SchedulerParameters=defer_batch
 $node RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
-  pgrep -x munged >/dev/null || munged --force
+  # munged as its own user (as root it refuses its log and socket folders)
+  mkdir -p /run/munge && chown munge:munge /run/munge
+  if [ -e /var/log/munge/munged.log ] && [ "$(stat -c %U /var/log/munge/munged.log)" != munge ]; then
+    rm -f /var/log/munge/munged.log
+  fi
+  pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
   pgrep -x slurmctld >/dev/null || slurmctld
   pgrep -x slurmd >/dev/null || slurmd
   for _ in $(seq 60); do
