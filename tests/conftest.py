@@ -29,9 +29,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
             # under pytest-xdist (make test-e2e: --dist loadgroup) the smoke run's readers go to
             # one worker and its three longest users (each runs more studies on top of it) to
-            # another, so both stay busy; the smoke run itself is made once (the fixture below)
+            # another, the real-Slurm tests (tests/test_slurm_e2e.py) as a third group, so both
+            # stay busy; the smoke run itself is made once (the fixture below)
             item.add_marker(pytest.mark.xdist_group(
-                "smoke_long" if item.originalname in LONG_SMOKE_USERS else "smoke"))
+                "smoke_long" if item.originalname in LONG_SMOKE_USERS else
+                "slurm" if item.module.__name__.endswith("test_slurm_e2e") else "smoke"))
 
 
 @pytest.fixture(autouse=True)
