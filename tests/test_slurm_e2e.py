@@ -41,8 +41,10 @@ def slurm_make(data, results, *args, **popen):
 
 
 def per_point_files(results: Path, folder: str) -> dict:
+    """The smoke run's per-point files (other tests add other lengths' and seeds' runs to the
+    shared local folder: only runs/smoke-seed0/ is the smoke run)."""
     return {p.relative_to(results): p.read_bytes()
-            for p in sorted((results / folder).rglob("per_point.csv"))}
+            for p in sorted((results / folder / "runs" / "smoke-seed0").rglob("per_point.csv"))}
 
 
 def table(path: Path) -> list:
