@@ -26,7 +26,7 @@ from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, a
                               ais_chunk, assemble_bounds, certified_bdmc, certificates,
                               chunk_starts, encoder_bounds_chunk, logpx_from, pooled_logpx_from,
                               model_hash, own_family, summarise, write_per_point)
-from .shards import blocking_lock, computed_chunks
+from .shards import computed_chunks, file_lock
 from .presets import EVAL_ONLY
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
                     restore_metrics, run_identity, train)
@@ -342,7 +342,7 @@ def decoder_bdmc(model: VAE, cfg: EvalConfig, seed: int, path: Path) -> dict:
               if f.startswith(("ais_", "bdmc_", "qstar_"))}, "eval_version": EVAL_VERSION,
            "seed": seed, "decoder": model_hash(model, "decoder"),
            "encoder": model_hash(model, "encoder")}
-    with blocking_lock(path):
+    with file_lock(path):
         hit = cached(path, key)
         if hit is not None and not math.isfinite(hit["bdmc"]["bdmc_gap"]):
             print(f"[eval] recomputing: cached BDMC gap in {path} is not finite", flush=True)

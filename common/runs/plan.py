@@ -77,6 +77,7 @@ def schedule(units: list, slots: int) -> dict:
     with the longest path to the end starts on it (a unit is ready when its dependencies have
     ended). Returns {name: (start, end)}."""
     by_name = {u.name: u for u in units}
+    order = {u.name: i for i, u in enumerate(units)}
     users = {u.name: [] for u in units}
     for u in units:
         for d in u.deps:
@@ -100,7 +101,7 @@ def schedule(units: list, slots: int) -> dict:
         for v in users[name]:
             waiting[v] -= 1
             if not waiting[v]:
-                heapq.heappush(ready, (-rank[v], units.index(by_name[v]), v))
+                heapq.heappush(ready, (-rank[v], order[v], v))
     return times
 
 

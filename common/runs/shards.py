@@ -18,6 +18,7 @@ Results are bit-identical between shard counts at one thread count (a different 
 threads may change the order of floating-point sums inside a matmul).
 """
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -61,24 +62,36 @@ def write_chunk(path: Path, key: str, n: int, result: dict) -> None:
         torch.save({"key": key, "n": n, "result": result}, tmp)
 
 
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True):
+    """An exclusive lock on path's `.lock` file while the block runs; yields False (and holds
+    nothing) when not blocking and another process holds it. The lock goes with its process."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(path).with_suffix(".lock"), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _locked_compute(folder: Path, key: str, start: int, n: int, compute, blocking: bool):
     """The chunk's result read back or computed under its lock; None when not blocking and
     another process holds the lock (it is computing the chunk)."""
     path = chunk_path(folder, start)
-    with open(path.with_suffix(".lock"), "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
+    with file_lock(path, blocking) as held:
+        if not held:
             return None
-        try:
-            hit = read_chunk(path, key, n)
-            if hit is not None:
-                return hit
-            result = compute(start)
-            write_chunk(path, key, n, result)
-            return result
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+        hit = read_chunk(path, key, n)
+        if hit is not None:
+            return hit
+        result = compute(start)
+        write_chunk(path, key, n, result)
+        return result
 
 
 def computed_chunks(folder: Path, key: dict, sizes: dict, compute, label: str = "") -> list:
@@ -103,23 +116,6 @@ def computed_chunks(folder: Path, key: dict, sizes: dict, compute, label: str = 
     for start in waiting:   # another process's: wait for it (or compute it, if that one died)
         done[start] = _locked_compute(folder, key, start, sizes[start], compute, blocking=True)
     return [done[s] for s in sizes]
-
-
-def blocking_lock(path: Path):
-    """A context manager holding an exclusive lock on path's `.lock` file until it exits (the
-    per-decoder BDMC: computed by one process, read back by the others)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def held():
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(Path(path).with_suffix(".lock"), "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-    return held()
 
 
 # ---- launching N copies of a step ----------------------------------------------------------

@@ -113,6 +113,7 @@ def cancel(ids):
 class Launch:
     def __init__(self, a, units):
         self.a, self.units = a, units
+        self.by_name = {u.name: u for u in units}
         self.folder = Path(a.results_dir) / "slurm"
         self.state_path = self.folder / "state.json"
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
@@ -157,8 +158,7 @@ class Launch:
 
     def log_of(self, name) -> Path:
         from submitit.core.utils import JobPaths
-        unit = next(u for u in self.units if u.name == name)
-        return JobPaths(self.unit_folder(unit), self.jobs[name], 0).stdout
+        return JobPaths(self.unit_folder(self.by_name[name]), self.jobs[name], 0).stdout
 
     def eta_s(self, finished: set, started: dict) -> float:
         """The cost model's longest remaining chain, with running units' elapsed time off."""
@@ -185,8 +185,7 @@ class Launch:
                     if q[job][0] == "PENDING" and "DependencyNeverSatisfied" in q[job][1]:
                         return self.failed(name, "a unit it depends on failed")
                     continue
-                result = outcome(self.unit_folder(next(u for u in self.units
-                                                       if u.name == name)), job)
+                result = outcome(self.unit_folder(self.by_name[name]), job)
                 if result is None:
                     if time.time() - lost_since.setdefault(name, time.time()) > LOST_AFTER_S:
                         return self.failed(name, "it ended without a result (cancelled, "
