@@ -128,8 +128,9 @@ class EvalConfig:
                                     # SHARDS=N (each chunk draws from its own seed, so a result
                                     # depends on it and not on the shards). Smaller costs more:
                                     # a quick flow evaluation of 200 MNIST points took 112 s in
-                                    # one chunk, 122 s in 2, 156 s in 4 (each chunk's q* ends
-                                    # with a tail of few points); quick and paper: 250
+                                    # one chunk, 122 s in 2, 156 and 198 s in 4 (each chunk's
+                                    # q* ends with a tail of few points; tools/chunk_cost.py);
+                                    # quick and paper: 250
 
 
 def own_local(model: VAE):
