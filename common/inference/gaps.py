@@ -52,7 +52,7 @@ from ..models.posteriors import log_standard_normal, log_weight
 from .timing import count, unit
 from ..models.vae import VAE, BatchLikelihood
 
-EVAL_VERSION = 10  # bump when what an evaluation computes changes: cached evaluations are redone
+EVAL_VERSION = 11  # bump when what an evaluation computes changes: cached evaluations are redone
                   # (4: the ffg q* of a flow model starts from shrunk moments, has certificates;
                   # 5: the probe continues each fit, the max rule's pooled certificate;
                   # 6: q*'s non-finite guard, AF's bounded log-variances;
@@ -61,7 +61,9 @@ EVAL_VERSION = 10  # bump when what an evaluation computes changes: cached evalu
                   # probe measures the reported L[q*], the best of the fit and its floor;
                   # 9: log p^ is AIS, the paper's max rule a column beside it;
                   # 10: certify or extend: AIS runs the steps its BDMC certified; a q* fit that
-                  # lost to another member is retried from it at a tenth of the lr)
+                  # lost to another member is retried from it at a tenth of the lr;
+                  # 11: every chunk probes its own q* fits and extends them until certified;
+                  # the probe scores both fits on common random numbers)
 LOGPX_RULE = "ais"   # what sets log p^ (and so every gap): AIS, no per-point selection
 AIS_PROPOSALS = ("prior", "encoder", "qstar")
 # a number is certified when its decoder's BDMC gap, the q* cap share and the probe are within
@@ -81,6 +83,7 @@ CERTIFICATE_FIELDS = ["certified", "certificate_misses", "bdmc_gap", "bdmc_lower
                       "max_rule_excess",
                       "ais_acceptance", "ais_acceptance_min",
                       "qstar_capped", "qstar_steps", "qstar_probe", "qstar_fallback",
+                      "qstar_budget",
                       "ffg_fit_certified", "qstar_capped_ffg", "qstar_probe_ffg"]
 # ... and what made them: the commit, command and time that COMPUTED each row (a cached row
 # keeps its own), and the config it belongs to (rows of one config_id merge across subset runs)
@@ -119,6 +122,9 @@ class EvalConfig:
                                     # instead: biased upward (docs/estimators.md, "AIS step size")
     ais_budget_cap: int = 8         # certify or extend: while the BDMC gap exceeds its target,
                                     # AIS's steps double, up to this multiple of ais_steps
+    qstar_budget_cap: int = 4       # certify or extend q*: while a chunk's probe misses its
+                                    # target, that family's fits of the chunk run on under twice
+                                    # the patience and cap, up to this multiple (1: never)
     bdmc_points: int = 50           # simulated points for the BDMC bound on AIS's error
     qstar_probe_points: int = 50    # points on which q* may run twice as long (0: no probe)
     qstar_probe_mode: str = "continue"  # continue: each fit runs on from where it stopped under
@@ -220,15 +226,20 @@ START_SAMPLES = 100  # samples that score the candidate starts of a q*
 
 
 def start_score(model: VAE, x: torch.Tensor, params: dict, seed: int,
-                family: str) -> torch.Tensor:
-    """ELBO per point of a per-point q (flat parameters of a local family), over START_SAMPLES
-    samples."""
+                family: str, samples: int = START_SAMPLES, chunk: int = 500) -> torch.Tensor:
+    """ELBO per point of a per-point q (flat parameters of a local family), over `samples`
+    samples drawn from `seed` (chunk at a time): two members scored with the same seed share
+    their base draws (common random numbers)."""
     local = local_of(model, family)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    total = torch.zeros(x.shape[0], device=x.device)
     with unit("start scores"), torch.no_grad():
-        count(fwd_rows=x.shape[0] * START_SAMPLES)
-        z, log_q = local.rsample(params, START_SAMPLES,
-                                 torch.Generator(device=x.device).manual_seed(seed))
-        return log_weight(model.log_likelihood(x, z), log_standard_normal(z), log_q).mean(0)
+        count(fwd_rows=x.shape[0] * samples)
+        for size in [chunk] * (samples // chunk) + ([samples % chunk] if samples % chunk else []):
+            z, log_q = local.rsample(params, size, generator)
+            total += log_weight(model.log_likelihood(x, z), log_standard_normal(z),
+                                log_q).sum(0)
+    return total / samples
 
 
 def best_start(model: VAE, x: torch.Tensor, starts: list, seed: int, family: str) -> dict:
@@ -345,36 +356,81 @@ def reported_change(fitted: torch.Tensor, longer: torch.Tensor, floor: torch.Ten
 
 
 def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
-                      fit=None, floors: dict = None) -> dict:
-    """{family: mean L[q*] (as reported) on the first cfg.qstar_probe_points points when the same
-    fit may run twice as long (twice the patience, twice the step cap), minus the reported one}
+                      fit=None, floors: dict = None, budgets: dict = None) -> dict:
+    """{family: mean L[q*] on the first cfg.qstar_probe_points points when the same fit may run
+    twice as long (twice the patience, twice the step cap), minus the fitted one, both scored
+    on the same k_eval draws (start_score from one seed: common random numbers)}
     for the fits a row uses (ffg, and the flow family for flow models); floors: {family: the
     best other member per point} where the row reports the better of the fit and those
     (reported_change). qstar_probe_mode "continue" lets each fit run on from where it stopped
     (continue_local: the extra steps only); "refit" repeats the whole fit (fit_qstar, or the
-    given SharedQstar) with the doubled budget."""
+    given SharedQstar) with the doubled budget. budgets: {family: the budget its fits ran
+    under} (default 1; the probe runs them on under twice that)."""
     n = min(cfg.qstar_probe_points, x.shape[0])
     if n == 0:
         return {f: float("nan") for f in row_fits(model, cfg)}
     floors = floors or {}
     with unit("probe"):
         longer = fit.longer(model, x[:n], fits, seed) if fit else \
-            longer_fits(model, x[:n], fits, cfg, seed)
-    return {f: reported_change(fits[f].elbo[:n], longer[f].elbo[:n],
-                               floors[f][:n] if f in floors else None)
-            for f in row_fits(model, cfg)}
+            longer_fits(model, x[:n], fits, cfg, seed, budgets=budgets)
+        # both fits scored on the same draws (common random numbers): their difference is what
+        # the longer run changed, not the noise of two estimates (the ffg q* of quick's Fashion
+        # flow model, 1000 samples each: +0.11 after twice the budget, -0.14 after four times)
+        out = {}
+        for f in row_fits(model, cfg):
+            first = {k: v[:n] for k, v in fits[f].params.items()}
+            scored = [start_score(model, x[:n], params, seed + 2, f, cfg.k_eval)
+                      for params in (first, longer[f].params)]
+            out[f] = reported_change(*scored, floors[f][:n] if f in floors else None)
+    return out
 
 
 def longer_fits(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
-                fit=None) -> dict:
+                fit=None, budgets: dict = None) -> dict:
     """The fits of the first len(x) points (of the chunk `fits` was made on) allowed to run
-    twice as long, per family of `fits` (the probe's comparison)."""
+    twice as long (twice the budget each ran under, budgets: {family: budget}, default 1), per
+    family of `fits` (the probe's comparison)."""
+    budgets = budgets or {}
     if cfg.qstar_probe_mode == "refit":
         return fit(x, seed, budget=2) if fit else fit_qstar(model, x, cfg, seed, budget=2)
     idx = torch.arange(x.shape[0], device=x.device)
     return {f: continue_local(BatchLikelihood(model, x), local_of(model, f), r, idx,
-                              seed=seed + 1, **qstar_rule(cfg, budget=2))
+                              seed=seed + 1, **qstar_rule(cfg, budget=2 * budgets.get(f, 1)))
             for f, r in fits.items()}
+
+
+def own_floor(model: VAE, l_q: torch.Tensor, fits: dict) -> torch.Tensor:
+    """Per point, the best other member of the own family that a row reports where its q* fit
+    ends below it: the encoder's q, and the Gaussian q* where it is a member."""
+    floor = l_q
+    if own_family(model) != GAUSSIAN and GAUSSIAN in fits and own_local(model).gaussian_member:
+        floor = torch.maximum(floor, fits[GAUSSIAN].elbo)
+    return floor
+
+
+def certify_qstar(model: VAE, xc: torch.Tensor, fits: dict, cfg: EvalConfig, seed: int,
+                  l_q: torch.Tensor) -> tuple:
+    """Certify or extend the q* fits of one chunk: the convergence probe on its first points
+    (convergence_probe); while a family's |probe| exceeds CERTIFICATE_TARGETS["qstar_probe"]
+    and twice its budget is within cfg.qstar_budget_cap, every fit of that family in the chunk
+    runs on under twice the budget (continue_local: twice the patience and step cap), and the
+    probe is measured again from there. Each chunk decides alone, so shards give the same
+    bits. Returns (fits, {family: probe}, {family: budget used})."""
+    budgets = {f: 1 for f in fits}
+    target = CERTIFICATE_TARGETS["qstar_probe"]
+    idx = torch.arange(xc.shape[0], device=xc.device)
+    while True:
+        probes = convergence_probe(model, xc, fits, cfg, seed, None,
+                                   {own_family(model): own_floor(model, l_q, fits)}, budgets)
+        short = [f for f, change in probes.items()
+                 if abs(change) > target and 2 * budgets[f] <= cfg.qstar_budget_cap]
+        if not short or cfg.qstar_probe_mode != "continue":
+            return fits, probes, budgets
+        for f in short:
+            budgets[f] *= 2
+            with unit(f"q* {f} extension"):
+                fits[f] = continue_local(BatchLikelihood(model, xc), local_of(model, f), fits[f],
+                                         idx, seed=seed + 1, **qstar_rule(cfg, budgets[f]))
 
 
 def row_fits(model: VAE, cfg: EvalConfig = None) -> list:
@@ -420,6 +476,9 @@ def encoder_bounds_chunk(model: VAE, xc: torch.Tensor, cfg: EvalConfig, seed: in
     l_q, i_q = amortised_bounds(model, xc, cfg.k_eval)
     fits = fit(xc, seed + start) if fit else fit_qstar(model, xc, cfg, seed + start,
                                                        verbose=verbose)
+    probes, budgets = None, {f: 1 for f in families}
+    if fit is None:   # this model's own fits: every chunk probes them, extends until certified
+        fits, probes, budgets = certify_qstar(model, xc, dict(fits), cfg, seed + start, l_q)
     columns, chosen_params = {"L_q": l_q, "iwae_q": i_q}, None
     # other members of the own family found, each with its parameters (the AIS proposal of
     # a point where it beats the fitted q*); the encoder's q first
@@ -449,22 +508,25 @@ def encoder_bounds_chunk(model: VAE, xc: torch.Tensor, cfg: EvalConfig, seed: in
                             lambda r=r: gaussian_member(model, r, seed + start)))
         columns.update({f"L_qstar_{family}": elbo, f"iwae_qstar_{family}": iwae,
                         f"qstar_steps_{family}": r.steps.float(),
-                        f"qstar_capped_{family}": r.capped.float()})
-    probes = None
-    if start == 0:   # the own family's row reports the best of the fit and the members
-        floor = torch.stack([m[0] for m in members]).max(0).values
+                        f"qstar_capped_{family}": r.capped.float(),
+                        f"qstar_budget_{family}": torch.full_like(elbo, budgets[family])})
+    if fit is not None and start == 0:   # a shared q* (exp53): probed on the first chunk only,
+        floor = torch.stack([m[0] for m in members]).max(0).values   # for the whole evaluation
         probes = convergence_probe(model, xc, fits, cfg, seed, fit, {own_family(model): floor})
+    if probes is not None:
+        for family, change in probes.items():
+            columns[f"qstar_probe_{family}"] = torch.full_like(l_q, change)
     return {k: v.cpu() for k, v in columns.items()}, chosen_params, probes
 
 
 def assemble_bounds(model: VAE, chunks: list, probes: dict) -> dict:
-    """encoder_bounds' per-point columns from its chunks' (in order), with the probe (one
-    number per evaluation, from the first chunk) as a column."""
+    """encoder_bounds' per-point columns from its chunks' (in order), with the probe as a
+    column: each chunk's own (its points carry it), or a shared q*'s, measured on the first
+    chunk (`probes`) and carried by every point."""
+    chunks = [{**{f"qstar_probe_{f}": torch.full_like(c["L_q"], change)
+                  for f, change in probes.items()}, **c} for c in chunks]
     out = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-    n = out["L_q"].shape[0]
     out["L_qstar"] = out[f"L_qstar_{own_family(model)}"]
-    for family, change in probes.items():
-        out[f"qstar_probe_{family}"] = torch.full((n,), change)
     out["qstar_probe"] = out[f"qstar_probe_{own_family(model)}"]
     return out
 
@@ -710,6 +772,14 @@ def qstar_within_targets(capped: float, probe: float) -> bool:
         abs(probe) <= CERTIFICATE_TARGETS["qstar_probe"]
 
 
+def worst_probe(column: torch.Tensor) -> float:
+    """The probe of an evaluation: its chunks' (carried by their points) farthest from 0."""
+    finite = column[torch.isfinite(column)]
+    if finite.numel() == 0:
+        return column[0].item()
+    return finite[finite.abs().argmax()].item()
+
+
 def certificates(per_point: dict, bdmc: dict) -> dict:
     """The evidence that a row's numbers converged, and whether it is within CERTIFICATE_TARGETS."""
     paper = per_point.get("logpx_paper", per_point["logpx"])
@@ -719,8 +789,11 @@ def certificates(per_point: dict, bdmc: dict) -> dict:
                if "logpx_pooled" in per_point else {}),
             "qstar_capped": per_point["qstar_capped"].mean().item(),
             "qstar_steps": per_point["qstar_steps"].mean().item(),
-            "qstar_probe": per_point["qstar_probe"][0].item(),
+            "qstar_probe": worst_probe(per_point["qstar_probe"]),
             "qstar_fallback": per_point["qstar_fallback"].mean().item(), **bdmc}
+    budgets = [v.max().item() for k, v in per_point.items() if k.startswith("qstar_budget_")]
+    if budgets:   # the largest multiple of the q* rule's budget a chunk's fits ran under
+        cert["qstar_budget"] = max(budgets)
     misses = [f"{k} not measured" if k not in cert else f"{k} {cert[k]:.3g} > {t}"
               for k, t in CERTIFICATE_TARGETS.items() if not abs(cert.get(k, math.inf)) <= t]
     cert["certified"] = not misses
@@ -728,7 +801,7 @@ def certificates(per_point: dict, bdmc: dict) -> dict:
     # the ffg q* behind L[q*_FFG] (for an ffg model: its own q*, certified above)
     if "qstar_capped_ffg" in per_point and "qstar_probe_ffg" in per_point:
         cert["qstar_capped_ffg"] = per_point["qstar_capped_ffg"].mean().item()
-        cert["qstar_probe_ffg"] = per_point["qstar_probe_ffg"][0].item()
+        cert["qstar_probe_ffg"] = worst_probe(per_point["qstar_probe_ffg"])
         cert["ffg_fit_certified"] = qstar_within_targets(cert["qstar_capped_ffg"],
                                                          cert["qstar_probe_ffg"])
     return cert

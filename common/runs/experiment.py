@@ -25,7 +25,7 @@ from ..data import data_identity, load_dataset, load_intensities
 from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, ais_acceptance,
                               ais_chunk, assemble_bounds, certified_bdmc, certificates,
                               chunk_starts, encoder_bounds_chunk, logpx_from, pooled_logpx_from,
-                              model_hash, own_family, summarise, write_per_point)
+                              model_hash, own_family, summarise, worst_probe, write_per_point)
 from .shards import computed_chunks, file_lock
 from .presets import EVAL_ONLY
 from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
@@ -425,7 +425,7 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
     for name, b in bounds.items():
         print(f"[eval] {name}: L[q] {b['L_q'].mean():.2f}, L[q*] {b['L_qstar'].mean():.2f} "
               f"(q* capped {b['qstar_capped'].mean():.0%}, mean {b['qstar_steps'].mean():.0f} "
-              f"steps, probe {b['qstar_probe'][0]:+.3f})", flush=True)
+              f"steps, probe {worst_probe(b['qstar_probe']):+.3f})", flush=True)
     print(f"[eval] AIS {ais_values.mean():.2f} ({ais_cfg.ais_steps} steps); {len(parts)} "
           f"chunk(s) in {time.time() - t0:.0f}s", flush=True)
     paper_rule = logpx_from(ais_values, bounds.values())
