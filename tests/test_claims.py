@@ -201,3 +201,25 @@ def test_every_gap_table_shows_the_q_star_fallback_share(tmp_path):
                if line.startswith("| q* fallback (share)"))
     assert [c.strip() for c in row.strip("|").split("|")][1:] == ["6.0%", "n/a"]
     assert "q* fallback (share)" in (tmp_path / "t.tex").read_text()
+
+
+def test_exp66s_overfitting_claim_needs_only_the_last_checkpoint_certified():
+    """AIS is a stochastic lower bound of log p(x): an unconverged AIS at the best checkpoint
+    only shrinks best - last, so "the best checkpoint above the last" is certified by the last
+    checkpoint's BDMC alone; an uncertified last checkpoint leaves it not certified."""
+    from exp66_small_data.config import PRESETS
+    from exp66_small_data.evaluate import claims_of
+
+    def row(epoch, split, logpx, certified, family="ffg"):
+        return {"family": family, "split": split, "epoch": epoch, "logpx": logpx,
+                "logpx_sem": 1.0, "logpx_paper": logpx, "logpx_paper_sem": 1.0, "gap": 5.0,
+                "gap_sem": 1.0, "gap_paper": 5.0, "gap_paper_sem": 1.0, "logpx_rule": "ais",
+                "certified": certified}
+    from dataclasses import replace
+    cfg = replace(PRESETS["smoke"], families=("ffg",))
+    for last_certified in (True, False):
+        rows = [row(1, "test", -150.0, False), row(97, "test", -118.0, False),
+                row(3000, "test", -207.0, last_certified), row(3000, "train", -37.0, True)]
+        (falls,) = [c for c in claims_of(rows, cfg, 3000) if "falls late" in c["claim"]]
+        assert falls["difference"] == pytest.approx(89.0) and falls["detail"] == "best: epoch 97"
+        assert falls["verdict"] == ("held" if last_certified else "not certified")

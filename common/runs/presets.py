@@ -23,7 +23,7 @@ from ..models.vae import ModelConfig, model_config
 # fields only evaluation scripts take (a train script has no flag for them)
 EVAL_ONLY = tuple(f.name for f in fields(EvalConfig)) + ("eval_splits", "train_split_families",
                                                          "train_points", "qstar_points",
-                                                         "af_points")
+                                                         "af_points", "last_budget_cap")
 
 # whole-number fields where 0 means "all" or "none"; every other one must be >= 1
 MAY_BE_ZERO = {"warmup_fraction", "qstar_tol", "n_points", "n_train", "n_valid_monitor",
