@@ -7,14 +7,19 @@ first screen, from the claims.json files in DIR."""
 import argparse
 import base64
 import datetime
+import functools
 import re
 import shutil
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 from ..config import (ConfigError, atomic_write_text, check_results_dir, edited_by_hand,
                      git_commit, read_json_or, results_dir, write_json)
+
+ROOT = Path(__file__).resolve().parents[2]   # the checkout whose git history names versions
+
 
 def experiments() -> list:
     """(folder, title, figure stems, the claim it tests) of every study's results folders, in
@@ -205,7 +210,8 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
            "(between seeds and the points', in quadrature; with 3 or more seeds; with fewer, "
            "held in every seed) and every seed is certified."
            if several else ""), "",
-          *summary, "", *aside, *paper_rule_notice(root, sections), *longest_screen(root, across, ladder_rows),
+          *summary, "", *aside, *paper_rule_notice(root, sections),
+          *older_code_notice(root, sections), *longest_screen(root, across, ladder_rows),
           header,
           "|" + "---|" * header.count(" |")] + ["| " + " | ".join(r) + " |" for r in rows]
     md.append("")
@@ -269,15 +275,72 @@ def paper_rule_folders(root: Path, folders) -> list:
     return out
 
 
-def paper_rule_notice(root: Path, sections: list) -> list:
-    """The first screen's warning where some numbers were made by the paper's max rule."""
+@functools.lru_cache(maxsize=None)
+def version_at(commit: str):
+    """EVAL_VERSION in the code of a commit (a provenance's git_commit, "+dirty" or not), read
+    from git where this checkout has it; None where it cannot be read."""
+    commit = commit.split("+")[0]
+    if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        return None
+    for path in ("common/inference/gaps.py", "common/gaps.py"):   # before and after the layers
+        try:
+            text = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        found = re.search(r"^EVAL_VERSION = (\d+)", text, re.M)
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def older_code_folders(root: Path, folders) -> list:
+    """[(folder, its evaluation version or None)] of the results folders made by another
+    EVAL_VERSION than the code computes today: the one its provenance.json records, else the
+    one of its recorded commit (version_at; None where neither is known): numbers today's code
+    would not reproduce."""
+    from ..inference.gaps import EVAL_VERSION
+    out = []
+    for folder in folders:
+        path = root / folder / "provenance.json"
+        if not path.exists():
+            continue
+        prov = read_json_or(path, None, "its code version is not known")
+        prov = prov if isinstance(prov, dict) else {}
+        version = prov.get("eval_version", version_at(str(prov.get("git_commit", ""))))
+        if version != EVAL_VERSION:
+            out.append((folder, version))
+    return out
+
+
+def study_folders(root: Path, sections: list) -> list:
+    """Every results folder of these report sections: each study's, its other training lengths'
+    and its other seeds'."""
     from .ladder import rungs
     from .seeds import seed_folders
     names = []
     for s in sections:
         names += [s["folder"]] + [p.name for _, _, p in rungs(root, s["folder"])] + \
             [p.name for seeds in seed_folders(root, s["folder"]).values() for p in seeds.values()]
-    old = paper_rule_folders(root, list(dict.fromkeys(names)))
+    return list(dict.fromkeys(names))
+
+
+def older_code_notice(root: Path, sections: list) -> list:
+    """The first screen's warning where some folders were made by older evaluation code."""
+    from ..inference.gaps import EVAL_VERSION
+    old = older_code_folders(root, study_folders(root, sections))
+    if not old:
+        return []
+    cells = [f"{f} ({'version ' + str(v) if v is not None else 'version not recorded'})"
+             for f, v in old]
+    return [f"**{len(old)} folder{'s' if len(old) > 1 else ''} made by older evaluation code** "
+            f"(today's EVAL_VERSION {EVAL_VERSION}; `make all` would recompute them): "
+            + "; ".join(cells) + ".", ""]
+
+
+def paper_rule_notice(root: Path, sections: list) -> list:
+    """The first screen's warning where some numbers were made by the paper's max rule."""
+    old = paper_rule_folders(root, study_folders(root, sections))
     if not old:
         return []
     cells = [f"{f}" + (f" (max rule − pooled {min(e):.2f}–{max(e):.2f} nats)" if e else

@@ -62,7 +62,7 @@ class Experiment:
         self.runs = base / "runs" / run_tag(key, self.preset, self.config.epochs, self.seed)
         # taken at start: the commit and command that this run's code and config came from
         self._provenance = {**provenance(self.preset, self.seed, self.device),
-                            "config": self.config}
+                            "eval_version": EVAL_VERSION, "config": self.config}
         torch.manual_seed(self.seed)
 
     def provenance(self) -> dict:
