@@ -14,7 +14,9 @@ class Exp54Config(RunConfig):
     eval_splits: tuple = ("test",)
 
 
-PRESETS = presets(Exp54Config, quick=dict(n_points=300))
+PRESETS = presets(Exp54Config, quick=dict(n_points=300),
+                  # long: the three decoders 300 epochs (the 2-layer one is exp52's long base)
+                  long={})
 
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:
