@@ -119,7 +119,7 @@ endif
 endif
 # the long preset (300 epochs; EPOCHS= for other lengths) is for the studies whose models train
 # on the full data
-LONG_STUDIES := exp52 exp53 exp54 exp55 exp_gradients
+LONG_STUDIES := exp52 exp53 exp54 exp55 exp_gradients exp_refit
 ifeq ($(PRESET),long)
 NOT_LONG := $(filter-out $(LONG_STUDIES) ladder report snapshot screenshot help setup data test test-e2e check clean,$(MAKECMDGOALS))
 ifneq ($(NOT_LONG),)

@@ -36,7 +36,9 @@ PRESETS = presets(RefitConfig,
                   quick=dict(refit_epochs=100, eval_every=5, n_refit=10000,
                              n_curve_points=1000, qstar_points=200),
                   paper=dict(refit_epochs=200, n_refit=10000, n_curve_points=10000,
-                             qstar_points=1000))
+                             qstar_points=1000),
+                  # long: quick's refit (100 epochs) of exp52's 300-epoch base
+                  long={})
 
 REFIT_SIZE = 10_000   # set A (the corrupted validation split)
 

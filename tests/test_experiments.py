@@ -298,9 +298,9 @@ def test_a_length_whose_runs_are_missing_names_the_command_that_trains_it(dirs, 
                            "--epochs", "7"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "make exp52 PRESET=smoke EPOCHS=7" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "exp_refit.train", "--preset", "long"],
+    proc = subprocess.run([sys.executable, "-m", "exp66_small_data.train", "--preset", "long"],
                           cwd=ROOT, env=env, capture_output=True, text=True)
-    assert proc.returncode == 2 and "exp_refit has no long preset" in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "exp66 has no long preset" in proc.stderr, proc.stderr
     assert sorted(p.name for p in dirs[1].iterdir()) == before     # nothing written
 
 
