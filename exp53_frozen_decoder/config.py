@@ -43,7 +43,8 @@ def cost(units, preset, qstar_steps, stacked=False) -> dict:
     c = PRESETS[preset]
     shared = sorted({f for fam in c.families for f in fits_of(fam, c)})
     per_split = len(c.encoders) * len(c.families) * c.n_points * c.k_eval * units["iwae_row"] \
-        + qstar_s(units, c, shared, c.n_points, qstar_steps) + ais_s(units, c, c.n_points)
+        + qstar_s(units, c, shared, c.n_points, qstar_steps, shared=True) \
+        + ais_s(units, c, c.n_points)
     return {"exp53": study_cost(
         [(f"--families {f}", sum(train_s(units, f"{f}/{e}", c.epochs, c.batch_size)
                                  for e in c.encoders)) for f in c.families],

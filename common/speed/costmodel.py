@@ -38,14 +38,18 @@ def probe_steps(cfg, qstar_steps: float) -> float:
         else 2 * qstar_steps
 
 
-def qstar_s(units, cfg, fits: list, n_points: int, qstar_steps: float) -> float:
-    """q* fits of these families on n_points, the probe (on qstar_probe_points) and the IWAE of
-    each q* and of each probed fit (k_eval)."""
+def qstar_s(units, cfg, fits: list, n_points: int, qstar_steps: float,
+            shared: bool = False) -> float:
+    """q* fits of these families on n_points, the probe (on qstar_probe_points of every chunk of
+    point_chunk points; of the first chunk only for a q* shared by encoders, exp53's; an
+    extension where a probe misses is not counted) and the IWAE of each q* and the probe's two
+    scores of each probed fit (k_eval)."""
+    chunks = 1 if shared else math.ceil(n_points / cfg.point_chunk)
+    probed = chunks * min(cfg.qstar_probe_points, n_points)
     fit = sum(n_points * cfg.qstar_samples * qstar_steps * units["qstar_row"][f] for f in fits)
-    probe = sum(cfg.qstar_probe_points * cfg.qstar_samples * probe_steps(cfg, qstar_steps)
+    probe = sum(probed * cfg.qstar_samples * probe_steps(cfg, qstar_steps)
                 * units["qstar_row"][f] for f in fits)
-    return fit + probe + len(fits) * (n_points + cfg.qstar_probe_points) * cfg.k_eval \
-        * units["iwae_row"]
+    return fit + probe + len(fits) * (n_points + 2 * probed) * cfg.k_eval * units["iwae_row"]
 
 
 def ais_chain_moves(cfg) -> int:
