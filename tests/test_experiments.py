@@ -278,7 +278,6 @@ def test_report_builds_from_smoke_results(dirs, smoke):
     (["SEEDS=a,b"], "SEEDS=a,b is not allowed"),
     (["SEEDS="], "SEEDS= is not allowed"),
     (["EPOCHS=0"], "EPOCHS=0 is not allowed"),
-    (["PRESET=long"], "PRESET=long is not defined for exp_refit"),
     (["JOBS=two"], "JOBS=two is not allowed"),
     (["STUDIES=exp52 exp99"], "names exp99, not a study of make all"),
     (["STUDIES= "], "STUDIES is empty"),
@@ -289,6 +288,13 @@ def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_the_long_preset_is_refused_for_a_study_without_one(tmp_path):
+    """exp66 runs the paper's full length at every preset: PRESET=long is not one of its."""
+    proc = make("exp66", (tmp_path / "d", tmp_path / "r"), "PRESET=long", check=False)
+    assert proc.returncode == 2 and "PRESET=long is not defined for exp66" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
 
 
 def test_a_length_whose_runs_are_missing_names_the_command_that_trains_it(dirs, smoke, tmp_path):

@@ -348,14 +348,18 @@ def test_shared_qstar_fits_each_family_once_for_all_encoders_of_one_decoder(monk
     assert len([k for k in fit.fits if k[0] == "longer"]) == 1
     assert torch.equal(bounds["flow"]["L_qstar_ffg"], bounds["cflow"]["L_qstar_ffg"])
     assert torch.equal(bounds["flow"]["qstar_probe_ffg"], bounds["cflow"]["qstar_probe_ffg"])
-    longer = fit.fits[("longer", 0, 3)]["flow"].elbo
+    longer = fit.fits[("longer", 0, 3)]["flow"].params
     for f in ("flow", "cflow"):   # the own-family q*: the shared fit, floored by this q
-        shared = fit(x, 0)["flow"].elbo
+        shared = fit(x, 0)["flow"]
         floor = torch.maximum(bounds[f]["L_q"], bounds[f]["L_qstar_ffg"])
-        assert torch.equal(bounds[f]["L_qstar"], torch.maximum(shared, floor))
-        # its probe: the change of that reported value when the shared fit runs longer
+        assert torch.equal(bounds[f]["L_qstar"], torch.maximum(shared.elbo, floor))
+        # its probe: the change of that reported value when the shared fit runs longer, both
+        # scored on the same draws
+        first = {k: v[:3] for k, v in shared.params.items()}
+        scored = [gaps.start_score(models[f], x[:3], p, 2, "flow", cfg.k_eval)
+                  for p in (first, longer)]
         assert bounds[f]["qstar_probe"][0].item() == pytest.approx(
-            gaps.reported_change(shared[:3], longer, floor[:3]), abs=1e-5)
+            gaps.reported_change(*scored, floor[:3]), abs=1e-5)
     calls.clear()   # without sharing: each model fits its own, ffg three times, flow twice
     [gaps.encoder_bounds(m, x, cfg, 0) for m in models.values()]
     assert sorted(calls) == ["ffg"] * 3 + ["flow"] * 2
@@ -415,18 +419,20 @@ def test_a_flow_models_ffg_fit_has_its_own_certificate(monkeypatch):
     model, x = _one_decoder_models()["flow"], synthetic_binary(6)
     cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4, qstar_probe_mode="refit")
 
-    def fake(elbo, capped):
-        n = x.shape[0]
+    def fake(elbo, capped, n):
         return LocalOptResult(elbo=torch.full((n,), elbo), iwae=torch.full((n,), elbo + 1),
-                              steps=torch.full((n,), 100), params=gaps.encoder_init(model, x, "flow"),
+                              steps=torch.full((n,), 100), params={"score": torch.full((n,), elbo)},
                               capped=torch.tensor(capped))
 
     # the ffg fit capped on points 0 and 3 and 0.5 nats short; the flow fit converged
     def fit_qstar(model, x, cfg, seed, budget=1, verbose=False):
         gain = 0.5 if budget == 2 else 0.0
-        return {"ffg": fake(-120.0 + gain, [True, False, False, True, False, False][:len(x)]),
-                "flow": fake(-100.0 + gain / 10, [False] * len(x))}
+        return {"ffg": fake(-120.0 + gain, [True, False, False, True, False, False][:len(x)],
+                            len(x)),
+                "flow": fake(-100.0 + gain / 10, [False] * len(x), len(x))}
     monkeypatch.setattr(gaps, "fit_qstar", fit_qstar)
+    # the probe scores each fit's parameters (on common draws): here the score they carry
+    monkeypatch.setattr(gaps, "start_score", lambda m, x, params, *a: params["score"])
     bounds, _ = gaps.encoder_bounds(model, x, cfg, 0)
     assert bounds["qstar_capped"].sum() == 0 and bounds["qstar_capped_ffg"].sum() == 2
     assert bounds["qstar_probe"][0].item() == pytest.approx(0.05, abs=1e-4)   # float32
@@ -445,7 +451,7 @@ def test_the_ais_proposal_of_a_point_whose_qstar_lost_is_the_member_that_won(mon
     import common.inference.gaps as gaps
     from common.inference.local_opt import LocalOptResult
     model, x = _one_decoder_models()["flow"], synthetic_binary(6)
-    cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=4, qstar_probe_mode="refit")
+    cfg = gaps.EvalConfig(k_eval=8, qstar_probe_points=0)   # its fake ffg fit has no parameters
     q = gaps.encoder_init(model, x, "flow")
     odd = {k: v + 1.0 for k, v in q.items()}          # the fitted q*'s parameters
 
