@@ -83,3 +83,32 @@ def test_the_committed_report_shows_the_verdicts_of_the_committed_claims():
     html = (results / "report.html").read_text()
     counts = re.findall(r"\*\*(exp[^*]+)\*\*: (\d+ of \d+ held)", "\n".join(claims))
     assert counts and all(f"<strong>{s}</strong>: {n}" in html for s, n in counts)
+
+
+def test_the_committed_report_names_every_folder_made_by_older_evaluation_code():
+    """Every committed number comes from the committed code, or the first screen says which
+    folders are older: the folders whose recorded evaluation version (provenance.json, else its
+    commit's EVAL_VERSION) differs from today's are exactly those REPORT.md lists."""
+    from common.reporting.report import experiments, older_code_folders, study_folders
+    results = ROOT / "docs" / "results"
+    folders = study_folders(results, [{"folder": f} for f, *_ in experiments()])
+    assert "exp66_small_data" in folders and "exp52_testgap_long" in folders
+    old = {f for f, _ in older_code_folders(results, folders)}
+    report = (results / "REPORT.md").read_text()
+    line = next((s for s in report.splitlines() if "made by older evaluation code" in s), "")
+    listed = set(re.findall(r"(?:: |; )([a-z0-9_]+) \(", line))
+    assert listed == old, (sorted(listed - old), sorted(old - listed))
+
+
+def test_a_folder_is_older_when_its_recorded_evaluation_version_differs(tmp_path):
+    import json
+
+    from common.inference.gaps import EVAL_VERSION
+    from common.reporting.report import older_code_folders
+    for name, prov in (("today", {"eval_version": EVAL_VERSION}),
+                       ("older", {"eval_version": EVAL_VERSION - 1}),
+                       ("unknown", {"git_commit": "not-a-commit"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "provenance.json").write_text(json.dumps(prov))
+    assert older_code_folders(tmp_path, ["today", "older", "unknown", "absent"]) == \
+        [("older", EVAL_VERSION - 1), ("unknown", None)]
