@@ -377,7 +377,7 @@ def convergence_probe(model: VAE, x: torch.Tensor, fits: dict, cfg: EvalConfig, 
         # the longer run changed, not the noise of two estimates (the ffg q* of quick's Fashion
         # flow model, 1000 samples each: +0.11 after twice the budget, -0.14 after four times)
         out = {}
-        for f in row_fits(model, cfg):
+        for f in [f for f in row_fits(model, cfg) if f in fits]:
             first = {k: v[:n] for k, v in fits[f].params.items()}
             scored = [start_score(model, x[:n], params, seed + 2, f, cfg.k_eval)
                       for params in (first, longer[f].params)]
@@ -416,14 +416,16 @@ def certify_qstar(model: VAE, xc: torch.Tensor, fits: dict, cfg: EvalConfig, see
     runs on under twice the budget (continue_local: twice the patience and step cap), and the
     probe is measured again from there. Each chunk decides alone, so shards give the same
     bits. Returns (fits, {family: probe}, {family: budget used})."""
-    budgets = {f: 1 for f in fits}
+    budgets, probes = {f: 1 for f in fits}, {}
     target = CERTIFICATE_TARGETS["qstar_probe"]
     idx = torch.arange(xc.shape[0], device=xc.device)
+    probed = fits   # the fits to probe: all, then only those extended since
     while True:
-        probes = convergence_probe(model, xc, fits, cfg, seed, None,
-                                   {own_family(model): own_floor(model, l_q, fits)}, budgets)
-        short = [f for f, change in probes.items()
-                 if abs(change) > target and 2 * budgets[f] <= cfg.qstar_budget_cap]
+        probes.update(convergence_probe(model, xc, probed, cfg, seed, None,
+                                        {own_family(model): own_floor(model, l_q, fits)},
+                                        budgets))
+        short = [f for f in probed if abs(probes[f]) > target and
+                 2 * budgets[f] <= cfg.qstar_budget_cap]
         if not short or cfg.qstar_probe_mode != "continue":
             return fits, probes, budgets
         for f in short:
@@ -431,6 +433,7 @@ def certify_qstar(model: VAE, xc: torch.Tensor, fits: dict, cfg: EvalConfig, see
             with unit(f"q* {f} extension"):
                 fits[f] = continue_local(BatchLikelihood(model, xc), local_of(model, f), fits[f],
                                          idx, seed=seed + 1, **qstar_rule(cfg, budgets[f]))
+        probed = {f: fits[f] for f in short}
 
 
 def row_fits(model: VAE, cfg: EvalConfig = None) -> list:
@@ -511,8 +514,8 @@ def encoder_bounds_chunk(model: VAE, xc: torch.Tensor, cfg: EvalConfig, seed: in
                         f"qstar_capped_{family}": r.capped.float(),
                         f"qstar_budget_{family}": torch.full_like(elbo, budgets[family])})
     if fit is not None and start == 0:   # a shared q* (exp53): probed on the first chunk only,
-        floor = torch.stack([m[0] for m in members]).max(0).values   # for the whole evaluation
-        probes = convergence_probe(model, xc, fits, cfg, seed, fit, {own_family(model): floor})
+        probes = convergence_probe(model, xc, fits, cfg, seed, fit,   # for the whole evaluation
+                                   {own_family(model): own_floor(model, l_q, fits)})
     if probes is not None:
         for family, change in probes.items():
             columns[f"qstar_probe_{family}"] = torch.full_like(l_q, change)

@@ -15,10 +15,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from ..config import (ConfigError, atomic_write_text, check_results_dir, edited_by_hand,
+from ..config import (ROOT, ConfigError, atomic_write_text, check_results_dir, edited_by_hand,
                      git_commit, read_json_or, results_dir, write_json)
-
-ROOT = Path(__file__).resolve().parents[2]   # the checkout whose git history names versions
 
 
 def experiments() -> list:
@@ -307,7 +305,8 @@ def older_code_folders(root: Path, folders) -> list:
             continue
         prov = read_json_or(path, None, "its code version is not known")
         prov = prov if isinstance(prov, dict) else {}
-        version = prov.get("eval_version", version_at(str(prov.get("git_commit", ""))))
+        version = prov["eval_version"] if "eval_version" in prov else \
+            version_at(str(prov.get("git_commit", "")))
         if version != EVAL_VERSION:
             out.append((folder, version))
     return out
