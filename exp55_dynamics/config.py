@@ -22,6 +22,10 @@ class Exp55Config(RunConfig):
     qstar_ffg_fit: bool = False      # no flow model's ffg q*: the figure and the claim use each
                                      # model's own-family L[q*] only
     n_eval_epochs: int = 5           # how many log-spaced checkpoints when eval_epochs is ()
+    ais_other_path: str = "prior"    # epoch-1 checkpoints: AIS from the prior where BDMC finds it
+                                     # closer than from q*
+    ais_budget_cap: int = 16         # AIS may double to 16 x ais_steps (quick's large encoder at
+                                     # epoch 1: BDMC 0.555 at 8 x from q*)
 
     def checkpoint_epochs(self) -> tuple:
         if self.eval_epochs:

@@ -70,7 +70,8 @@ def main(argv=None):
                 else cfg
             bdmc = decoder_bdmc(model, bdmc_cfg, exp.seed,
                                 run / f"bdmc_{model_hash(model, 'decoder')[:10]}.json")
-            ais_cfg = replace(cfg, ais_steps=bdmc["ais_steps_used"])   # certify or extend
+            ais_cfg = replace(cfg, ais_steps=bdmc["ais_steps_used"],   # certify or extend,
+                              ais_proposal=bdmc["bdmc_path"])           # on the path it chose
             for split in SPLITS:
                 s = evaluate(model, points[split], ais_cfg, exp.seed,
                              run / f"eval_e{epoch}_{split}.json")

@@ -165,7 +165,8 @@ def test_certify_or_extend_doubles_ais_steps_until_bdmc_certifies_and_log_p_uses
     before = gaps.bdmc_bound(model, replace(cfg, ais_steps=used // 2), 0, data=data)
     assert before["bdmc_gap"] > target                 # it stopped at the first that certified
     assert gaps.bdmc_bound(model, replace(cfg, ais_steps=used), 0, data=data) == \
-        {k: v for k, v in r.items() if k not in ("ais_steps_used", "bdmc_at_cap")}
+        {k: v for k, v in r.items()
+         if k not in ("ais_steps_used", "bdmc_at_cap", "bdmc_paths_tried")}
     capped = gaps.certified_bdmc(model, replace(cfg, ais_budget_cap=1), 0)
     assert capped["ais_steps_used"] == 2 and capped["bdmc_at_cap"]
     # the evaluation: AIS of log p^ ran `used` steps, and the row says so
@@ -199,3 +200,42 @@ def test_the_first_screen_answers_at_the_longest_length_with_trend_and_paper(tmp
     assert "toward the paper (+1.90" in row
     (tmp_path / "exp52_testgap_long" / "claims.json").unlink()
     assert longest_screen(tmp_path, {}) == []            # one length: the quick table alone
+
+
+def test_bdmc_tries_the_other_path_where_the_first_misses_and_log_p_runs_the_one_it_chose(
+        tmp_path):
+    """An early checkpoint: the decoder barely depends on z (the posterior is near the prior)
+    while the encoder's q is narrow and far away. AIS from q misses its BDMC target; with
+    ais_other_path='prior' BDMC measures the prior's path too, keeps the one with the smaller
+    gap, and the AIS of log p^ runs from that start."""
+    from dataclasses import replace
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(z_dim=2, enc_hidden=(32,), dec_hidden=(32,))).eval()
+    with torch.no_grad():
+        first = next(m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear))
+        first.weight.mul_(0.2)                         # p(x|z) nearly flat in z
+        model.encoder.head.weight.zero_()              # q = N(4, e^-8) for every x
+        model.encoder.head.bias.copy_(torch.tensor([4.0, 4.0, -8.0, -8.0]))
+    cfg = gaps.EvalConfig(n_points=8, k_eval=50, ais_chains=4, ais_steps=4, ais_leapfrog=5,
+                          ais_init_step=0.3, ais_proposal="encoder", ais_warmup=0,
+                          ais_budget_cap=1, bdmc_points=10)
+    target = gaps.CERTIFICATE_TARGETS["bdmc_gap"]
+    from_q = gaps.certified_bdmc(model, cfg, 0)
+    assert from_q["bdmc_path"] == "encoder" and from_q["bdmc_gap"] > target
+    assert from_q["bdmc_paths_tried"] == "encoder"
+    both = gaps.certified_bdmc(model, replace(cfg, ais_other_path="prior"), 0)
+    assert both["bdmc_paths_tried"] == "encoder,prior" and both["bdmc_path"] == "prior"
+    assert abs(both["bdmc_gap"]) <= target and not both["bdmc_at_cap"]
+    prior_cfg = replace(cfg, ais_proposal="prior")
+    assert gaps.bdmc_bound(model, prior_cfg, 0)["bdmc_gap"] == both["bdmc_gap"]
+    # a first path that certifies is kept without measuring the other
+    assert gaps.certified_bdmc(model, replace(prior_cfg, ais_other_path="encoder"), 0)[
+        "bdmc_paths_tried"] == "prior"
+    # log p^'s AIS runs from the prior, as BDMC chose
+    x, _ = gaps.simulate(model, 8, seed=3)
+    summary = evaluate_one(model, x, replace(cfg, ais_other_path="prior"), 0, tmp_path / "eval")
+    assert summary["bdmc_path"] == "prior" and abs(summary["bdmc_gap"]) <= target
+    ais, _ = gaps.ais_logpx(model, x, prior_cfg, 0)
+    assert summary["ais"] == pytest.approx(ais.mean().item(), abs=1e-5)
+    with pytest.raises(ValueError, match="unknown AIS proposal 'nope'"):
+        gaps.bdmc_paths(replace(cfg, ais_other_path="nope"))

@@ -395,7 +395,8 @@ def evaluate_decoder_family(models: dict, x: torch.Tensor, cfg: EvalConfig, seed
     bdmc = decoder_bdmc(decoder_model, cfg, seed, Path(out_dirs[source]).parent /
                         f"bdmc_{model_hash(decoder_model, 'decoder')[:10]}.json") \
         if with_bdmc else {}
-    ais_cfg = replace(cfg, ais_steps=bdmc.get("ais_steps_used", cfg.ais_steps))
+    ais_cfg = replace(cfg, ais_steps=bdmc.get("ais_steps_used", cfg.ais_steps),   # the path
+                      ais_proposal=bdmc.get("bdmc_path", cfg.ais_proposal))     # BDMC certified
     fit = SharedQstar(models, cfg, verbose=True) if shared_qstar else None
     n = int(x.shape[0])
     sizes = {s: min(cfg.point_chunk, n - s) for s in chunk_starts(n, cfg.point_chunk)}

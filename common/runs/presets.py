@@ -131,6 +131,9 @@ class RunConfig(EvalConfig):
         if self.ais_proposal not in AIS_PROPOSALS:
             raise ConfigError(f"--ais-proposal={self.ais_proposal} is not allowed; use one of: "
                               f"{', '.join(AIS_PROPOSALS)}")
+        if self.ais_other_path not in ("",) + AIS_PROPOSALS:
+            raise ConfigError(f"--ais-other-path={self.ais_other_path} is not allowed; use one "
+                              f"of: {', '.join(AIS_PROPOSALS)} (or '' for none)")
         for name in ("families", "train_split_families"):
             for f in getattr(self, name, ()):
                 if f not in FAMILIES:
