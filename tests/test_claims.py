@@ -178,13 +178,31 @@ def test_a_trend_that_passes_the_papers_value_and_overshoots_it_is_away():
     the right direction at first, but it ends farther from the paper, so "away"; a move that
     crosses the paper's value and ends nearer is "toward"; within 2 s.e. is "flat"."""
     from common.reporting import ladder
-    at = lambda a, b: {30: {"difference": a, "sem": 0.05}, 300: {"difference": b, "sem": 0.05}}  # noqa: E731
+    at = lambda a, b: {30: {"difference": a, "sem": 0.05, "verdict": "not held"},  # noqa: E731
+                       300: {"difference": b, "sem": 0.05, "verdict": "not held"}}
     assert ladder.trend(at(-0.03, 0.38), -0.01).startswith("away from the paper (+0.41")
     assert ladder.trend(at(-0.39, 0.74), 0.93).startswith("toward the paper (+1.13")
     assert ladder.trend(at(-1.0, 0.5), 0.0).startswith("toward the paper")
     assert ladder.trend(at(1.06, 0.43), -0.09).startswith("toward the paper")
     assert ladder.trend(at(2.26, 2.89), 1.16).startswith("away from the paper")
     assert ladder.trend(at(0.10, 0.15), 1.0).startswith("flat")
+    assert "->" not in ladder.trend(at(2.26, 2.89), 1.16)   # no verdict changed: none named
+
+
+def test_a_trend_names_where_the_verdict_changed_with_the_change_and_its_se():
+    """exp55's "the encoder overfits": not held at 30 epochs, held at 100 and 300: the trend
+    says at which length it changed, by how much the difference moved there and its s.e."""
+    from common.reporting import ladder
+    at = {30: {"difference": 0.10, "sem": 0.30, "verdict": "not held"},
+          100: {"difference": 1.90, "sem": 0.40, "verdict": "held"},
+          300: {"difference": 2.50, "sem": 0.40, "verdict": "held"}}
+    text = ladder.trend(at, None)
+    assert text.startswith("up (+2.40 ± 0.50)")
+    assert text.endswith("; not held -> held at 100 epochs (+1.80 ± 0.50 from 30)")
+    at[300]["verdict"] = "not certified"
+    assert ladder.trend(at, None).endswith(
+        "; not held -> held at 100 epochs (+1.80 ± 0.50 from 30)"
+        "; held -> not certified at 300 epochs (+0.60 ± 0.57 from 100)")
 
 
 def test_every_gap_table_shows_the_q_star_fallback_share(tmp_path):

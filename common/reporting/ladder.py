@@ -69,18 +69,36 @@ def trend(lengths: dict, paper) -> str:
     """How the difference moves from the shortest to the longest length: toward the paper's
     value (the longest length ends nearer to it), away from it (ends farther: a move that
     passes the paper's value and overshoots it is away), or flat (within TREND_SE combined
-    s.e.); up/down without a paper value. With one length: "–"."""
+    s.e.); up/down without a paper value; then, where the verdict changes between lengths, each
+    change, at the length where it happened, with the change of the difference there and its
+    s.e. (verdict_changes). With one length: "one length only"."""
     if len(lengths) < 2:
-        return "–"
+        return "one length only"
     first, last = lengths[min(lengths)], lengths[max(lengths)]
     change = last["difference"] - first["difference"]
     se = math.hypot(first["sem"], last["sem"])
+    changes = "".join(f"; {c}" for c in verdict_changes(lengths))
     if abs(change) <= TREND_SE * se:
-        return f"flat ({change:+.2f} ± {se:.2f})"
+        return f"flat ({change:+.2f} ± {se:.2f}){changes}"
     if paper is None:
-        return f"{'up' if change > 0 else 'down'} ({change:+.2f} ± {se:.2f})"
+        return f"{'up' if change > 0 else 'down'} ({change:+.2f} ± {se:.2f}){changes}"
     toward = abs(last["difference"] - paper) < abs(first["difference"] - paper)
-    return f"{'toward the paper' if toward else 'away from the paper'} ({change:+.2f} ± {se:.2f})"
+    return f"{'toward the paper' if toward else 'away from the paper'} ({change:+.2f} ± " \
+           f"{se:.2f}){changes}"
+
+
+def verdict_changes(lengths: dict) -> list:
+    """Each change of verdict between consecutive measured lengths: "not held -> held at 300
+    epochs (+1.20 ± 0.30 from 100)", the difference's change over that step and its s.e."""
+    out = []
+    epochs = sorted(lengths)
+    for a, b in zip(epochs, epochs[1:]):
+        ra, rb = lengths[a], lengths[b]
+        if ra["verdict"] != rb["verdict"]:
+            out.append(f"{ra['verdict']} -> {rb['verdict']} at {b} epochs "
+                       f"({rb['difference'] - ra['difference']:+.2f} ± "
+                       f"{math.hypot(ra['sem'], rb['sem']):.2f} from {a})")
+    return out
 
 
 def cell(r: dict) -> str:
