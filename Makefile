@@ -280,7 +280,7 @@ exp54: check data $(BASE_PREREQ)  ## Table 5: FFG VAEs with decoders of 0, 2 and
 	$(SKIP_plot) $(TIME) exp54_plot $(PY) -m exp54_decoder_size.plot $(RUN_ARGS)
 
 exp55_runs: check data  ## train the five models of exp55 (used by exp55 and exp_gradients)
-	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG)
+	$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG) $(TRAIN_ARGS)
 
 exp55: check data $(if $(SHARED_BUILT),,exp55_runs)  ## gaps over training on train and validation, five models
 	$(SKIP_train) $(if $(SHARED_BUILT),$(TIME) exp55_train $(PY) -m exp55_dynamics.train $(RUN_ARGS) $(DATASET_ARG) $(TRAIN_ARGS))

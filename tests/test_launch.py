@@ -142,6 +142,14 @@ def test_make_step_runs_one_step_with_its_train_args():
     assert bad.returncode == 2 and "run bench without it" in bad.stderr
 
 
+def test_exp55s_models_follow_train_args_when_make_trains_them_first():
+    """`make exp55 TRAIN_ARGS=--models ...` trains only those models: the exp55_runs step that
+    trains them before the evaluation passes TRAIN_ARGS too (it trained all six before)."""
+    out = dry_run("exp55", "PRESET=smoke", "TRAIN_ARGS=--models ffg,flow").stdout.splitlines()
+    train = [l for l in out if "exp55_dynamics.train" in l and not l.startswith(":")]
+    assert train and all(l.endswith("--models ffg,flow") for l in train), train
+
+
 def test_slurm_args_and_sbatch_parameters():
     assert slurm.parse_slurm_args("--qos=high --constraint=h100") == {
         "qos": "high", "constraint": "h100"}
