@@ -199,7 +199,7 @@ def parse_config(cls, presets: dict, argv=None, description: str = "", exclude=(
     --print-config prints the resolved config and the overrides applied, then exits 0.
     """
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--preset", default="quick", help="smoke | quick | paper")
+    parser.add_argument("--preset", default="quick", help=" | ".join(presets))   # this study's presets
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--seed", default="0", help="integer seed")
     parser.add_argument("--print-config", action="store_true",
