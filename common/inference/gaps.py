@@ -585,11 +585,14 @@ def encoder_density(model: VAE, x: torch.Tensor):
         return model.encoder.posterior(x).proposal()
 
 
+def check_proposal(path: str) -> None:
+    if path not in AIS_PROPOSALS:
+        raise ValueError(f"unknown AIS proposal {path!r}; allowed: {', '.join(AIS_PROPOSALS)}")
+
+
 def ais_proposal(model: VAE, x: torch.Tensor, cfg: EvalConfig, qstar_params: dict = None):
     """q0 of AIS for these points: None (the prior), the encoder's q, or the fitted q*."""
-    if cfg.ais_proposal not in AIS_PROPOSALS:
-        raise ValueError(f"unknown AIS proposal {cfg.ais_proposal!r}; "
-                         f"allowed: {', '.join(AIS_PROPOSALS)}")
+    check_proposal(cfg.ais_proposal)
     if cfg.ais_proposal == "prior":
         return None
     if cfg.ais_proposal == "encoder":
@@ -722,10 +725,10 @@ def certified_bdmc(model: VAE, cfg: EvalConfig, seed: int, verbose: bool = False
 
 def bdmc_paths(cfg: EvalConfig) -> tuple:
     """The AIS starts certified_bdmc may try, in order: ais_proposal, then ais_other_path."""
-    for path in (cfg.ais_proposal, cfg.ais_other_path):
-        if path and path not in AIS_PROPOSALS:
-            raise ValueError(f"unknown AIS proposal {path!r}; allowed: {', '.join(AIS_PROPOSALS)}")
-    return tuple(dict.fromkeys(p for p in (cfg.ais_proposal, cfg.ais_other_path) if p))
+    paths = tuple(dict.fromkeys(p for p in (cfg.ais_proposal, cfg.ais_other_path) if p))
+    for path in paths:
+        check_proposal(path)
+    return paths
 
 
 def model_hash(model: torch.nn.Module, part: str = None) -> str:
