@@ -193,13 +193,28 @@ def test_the_first_screen_answers_at_the_longest_length_with_trend_and_paper(tmp
             json_.dumps({"preset": "quick", "config": {"epochs": epochs}}))
         write_claims(tmp_path / folder, [claim("exp52 §5.2", "flows reduce the total gap",
                                                "MNIST Flow vs FFG", d, 0.2, True, paper=1.5)])
-    lines = longest_screen(tmp_path, {})
+    lines = longest_screen(tmp_path, [])
     assert "1 of 1 held" in lines[0]
     (row,) = [line for line in lines if line.startswith("| exp52")]
     assert "| 300 epochs |" in row and "+2.00 ± 0.20 **held**" in row and "+1.50" in row
-    assert "toward the paper (+1.90" in row
+    assert "toward the paper (+1.90" in row and row.endswith("| – |")
+    # seeds: the seeds column reads the longest length's seeds where it has several
+    from common.reporting import seeds
+    for folder, d in (("exp52_testgap_seed1", 0.2), ("exp52_testgap_long_seed1", -0.1),
+                      ("exp52_testgap_long_seed2", 2.1)):
+        (tmp_path / folder).mkdir()
+        write_claims(tmp_path / folder, [claim("exp52 §5.2", "flows reduce the total gap",
+                                               "MNIST Flow vs FFG", d, 0.2, True, paper=1.5)])
+    (row,) = [line for line in longest_screen(tmp_path, seeds.collect(tmp_path))
+              if line.startswith("| exp52")]
+    assert "2 of 3 at 300 epochs: +1.33 ±" in row and "**not held** across seeds" in row
+    for folder in ("exp52_testgap_long_seed1", "exp52_testgap_long_seed2"):
+        (tmp_path / folder / "claims.json").unlink()
+    (row,) = [line for line in longest_screen(tmp_path, seeds.collect(tmp_path))
+              if line.startswith("| exp52")]
+    assert "0 of 2 (quick): +0.15" in row      # one seed at 300: the quick length's seeds
     (tmp_path / "exp52_testgap_long" / "claims.json").unlink()
-    assert longest_screen(tmp_path, {}) == []            # one length: the quick table alone
+    assert longest_screen(tmp_path, []) == []            # one length: the quick table alone
 
 
 def test_bdmc_tries_the_other_path_where_the_first_misses_and_log_p_runs_the_one_it_chose(

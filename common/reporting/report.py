@@ -8,6 +8,7 @@ import argparse
 import base64
 import datetime
 import functools
+import math
 import re
 import shutil
 import subprocess
@@ -164,7 +165,8 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
     if not claims:
         return ["## Did the paper's claims hold?", "", "No experiment has judged a claim yet "
                 "(claims.json beside its tables).", ""] + aside
-    entries = [e for e in seeds_mod.collect(root) if not e["length"]]
+    every_length = seeds_mod.collect(root)
+    entries = [e for e in every_length if not e["length"]]
     across = {(e["study"], e["claim"], e["column"]): e for e in entries}
     several = any(e["seeds"] > 1 for e in entries)
     studies_seen = list(dict.fromkeys(c["study"] for c in claims))
@@ -209,7 +211,7 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
            "held in every seed) and every seed is certified."
            if several else ""), "",
           *summary, "", *aside, *paper_rule_notice(root, sections),
-          *older_code_notice(root, sections), *longest_screen(root, across, ladder_rows),
+          *older_code_notice(root, sections), *longest_screen(root, every_length, ladder_rows),
           header,
           "|" + "---|" * header.count(" |")] + ["| " + " | ".join(r) + " |" for r in rows]
     md.append("")
@@ -219,18 +221,21 @@ def claims_screen(root: Path, sections: list, figures: bool = True,
     return md
 
 
-def longest_screen(root: Path, across: dict, rows: list = None) -> list:
+def longest_screen(root: Path, seed_entries: list, rows: list = None) -> list:
     """Where RESULTS_DIR holds more than one training length (common/reporting/ladder.py): per
     claim, the verdict at the longest length measured, its trend over lengths and the paper's
-    value, and the seeds where it holds (at the quick length, where seeds exist); the quick
-    length's full table follows it."""
+    value, and the seeds where it holds: at that longest length where it has several seeds
+    (its folders F_long, F_long_seed<k>, ...), else at the quick length. seed_entries:
+    common/reporting/seeds.collect's entries of every length. The quick length's full table
+    follows it."""
     from . import ladder
     from ..results.claims import cell
     rows = ladder.collect(root) if rows is None else rows
     if len({r["epochs"] for r in rows}) < 2:
         return []
+    across = {(e["length"], e["study"], e["claim"], e["column"]): e for e in seed_entries}
     head = ["claim (study: claim, column)", "longest length", "ours there", "paper", "trend",
-            "seeds held (quick)"]
+            "seeds held (there; else quick)"]
     claims = ladder.by_claim(rows)
     held = sum(at[max(at)]["verdict"] == "held" for at in claims.values())
     lines = [f"**At the longest training length measured: {held} of {len(claims)} held** (each "
@@ -240,13 +245,26 @@ def longest_screen(root: Path, across: dict, rows: list = None) -> list:
     for key, at in claims.items():
         longest = max(at)
         paper = ladder.paper_of(at)
-        e = across.get(key)
         lines.append("| " + " | ".join([
             cell(f"{key[0]}: {key[1]}, {key[2]}"), f"{longest} epochs" +
             ("" if len(at) > 1 else " (the only one)"), ladder.cell(at[longest]),
             "–" if paper is None else f"{paper:+.2f}", ladder.trend(at, paper),
-            f"{e['seeds_held']} of {e['seeds']}" if e and e["seeds"] > 1 else "–"]) + " |")
+            seeds_cell(across, key, at[longest])]) + " |")
     return lines + [""]
+
+
+def seeds_cell(across: dict, key: tuple, longest: dict) -> str:
+    """In how many seeds a claim holds at its longest length (with the across-seed verdict
+    and the mean ± combined s.e.), where that length has several seeds; else at the quick
+    length ("(quick)"); "–" with one seed."""
+    length = longest["folder"][len(longest["results"]):] if "results" in longest else ""
+    for at, label in ((length, f" at {longest['epochs']} epochs"), ("", " (quick)")):
+        e = across.get((at, *key))
+        if e and e["seeds"] > 1:
+            sem = "" if math.isnan(e["combined_sem"]) else f" ± {e['combined_sem']:.2f}"
+            return (f"{e['seeds_held']} of {e['seeds']}{label}: {e['mean']:+.2f}{sem} "
+                    f"**{e['across_seeds']}** across seeds")
+    return "–"
 
 
 def paper_rule_folders(root: Path, folders) -> list:
