@@ -241,3 +241,38 @@ def test_exp66s_overfitting_claim_needs_only_the_last_checkpoint_certified():
         (falls,) = [c for c in claims_of(rows, cfg, 3000) if "falls late" in c["claim"]]
         assert falls["difference"] == pytest.approx(89.0) and falls["detail"] == "best: epoch 97"
         assert falls["verdict"] == ("held" if last_certified else "not certified")
+
+
+def test_a_folder_not_measured_at_the_long_length_names_its_command_and_cost(tmp_path):
+    """CLAIMS.md's by-length table ends with the results folders judged at 30 epochs but not at
+    the long preset's 300: the make command that measures each, and the cost model's hours
+    from the make-bench file beside them (none without one); a folder measured at 300 is not
+    listed, nor one never measured; exp_gradients trains nothing."""
+    import json
+    import shutil
+
+    from common.reporting import ladder
+    from common.results.claims import claim
+    from common.runs.plan import CPU_UNITS
+    for folder, epochs in (("exp52_testgap_large_encoder", 30), ("exp54_decoder_size", 30),
+                           ("exp54_decoder_size_long", 300), ("exp_gradients", 30)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "provenance.json").write_text(
+            json.dumps({"preset": "long" if epochs == 300 else "quick",
+                        "config": {"epochs": epochs}}))
+        write_claims(tmp_path / folder, [claim("s", "t", "c", 1.0, 0.1, True)])
+    rows = ladder.collect(tmp_path)
+    missing = {m["folder"]: m for m in ladder.unmeasured(tmp_path, rows)}
+    assert sorted(missing) == ["exp52_testgap_large_encoder", "exp_gradients"]
+    m = missing["exp52_testgap_large_encoder"]
+    assert m["command"] == "make exp52 PRESET=long VARIANT=large_encoder"
+    assert m["hours"] is None and m["epochs"] == 300 and m["measured"] == [30]
+    assert "no make-bench file here" in ladder.markdown(rows, list(missing.values()))
+    (tmp_path / "bench").mkdir()
+    shutil.copy(CPU_UNITS, tmp_path / "bench")          # the committed make-bench file
+    missing = {m["folder"]: m for m in ladder.unmeasured(tmp_path, rows)}
+    assert missing["exp52_testgap_large_encoder"]["hours"] > 0.1
+    text = ladder.markdown(rows, list(missing.values()))
+    assert "`make exp52 PRESET=long VARIANT=large_encoder`, about" in text
+    assert "exp_gradients (measured at 30 epochs): `make exp_gradients PRESET=long`, nothing " \
+           "trained" in text

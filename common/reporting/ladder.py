@@ -110,8 +110,9 @@ def paper_of(at: dict):
     return next((r["paper"] for r in at.values() if r.get("paper") is not None), None)
 
 
-def markdown(rows: list) -> str:
-    """The claims table by length: one line per claim and column."""
+def markdown(rows: list, missing: list = ()) -> str:
+    """The claims table by length: one line per claim and column; then the results folders
+    not measured at the long preset's length and their cost (unmeasured)."""
     claims = by_claim(rows)
     lengths = sorted({r["epochs"] for r in rows})
     head = ["study", "claim", "column", *[f"{e} epochs" for e in lengths],
@@ -129,7 +130,75 @@ def markdown(rows: list) -> str:
     summary = ", ".join(f"{held[e]} of {total[e]} held at {e} epochs" for e in lengths)
     return (f"Claims by training length ({summary}). A claim is held when its difference "
             f"exceeds {HOLD_SE:g} s.e. and every evaluation behind it is certified; each "
-            f"length is its own training runs and evaluation.\n\n" + "\n".join(lines) + "\n")
+            f"length is its own training runs and evaluation.\n\n" + "\n".join(lines) + "\n"
+            + ("\n" + unmeasured_markdown(missing) if missing else ""))
+
+
+def bench_file(root: Path):
+    """The make-bench file a results folder holds (results/bench/, or a snapshot's bench_cpu/),
+    or None."""
+    return next((p for p in (root / "bench" / "bench.json", root / "bench_cpu" / "bench.json")
+                 if p.exists()), None)
+
+
+def unmeasured(root: Path, rows: list) -> list:
+    """The results folders judged at some length but not at their study's long preset (300
+    epochs): per folder, the command that measures it there and what the cost model
+    (common/speed/costmodel.py) predicts for it with the make-bench units found under root
+    (None without them): [{"folder", "epochs", "measured", "command", "hours", "unit_s",
+    "trains"}]."""
+    from ..runs.plan import load_units
+    from ..speed.costmodel import predict
+    from ..studies import results_of, studies
+    measured = {}
+    for r in rows:
+        measured.setdefault(r["results"], set()).add(r["epochs"])
+    bench = bench_file(root)
+    predicted, unit = {}, None
+    if bench is not None:
+        try:
+            units, qstar_steps, *_ = load_units(bench)
+            predicted = predict(units, "long", qstar_steps)
+            unit = read_json_or(bench, {}, "").get("epoch_s_ffg")
+        except (ValueError, KeyError, TypeError) as err:   # an older bench file: no cost
+            print(f"[ladder] no cost for the lengths not measured: {bench}: {err}",
+                  file=sys.stderr)
+    out = []
+    for s in studies().values():
+        long = s.presets.get("long")
+        if long is None:
+            continue
+        for r in results_of(s):
+            have = measured.get(r.folder)
+            if not have or long.epochs in have:
+                continue
+            key = s.name + (f"_{r.step_tag}" if r.step_tag else "")
+            cost = predicted.get(key)
+            out.append({"folder": r.folder, "epochs": long.epochs, "measured": sorted(have),
+                        "command": f"make {s.name} PRESET=long" +
+                                   (f" VARIANT={r.step_tag}" if r.step_tag else ""),
+                        "hours": cost["total"] / 3600 if cost else None, "unit_s": unit,
+                        # a study that trains nothing (exp_gradients reads exp55's runs)
+                        "trains": bool(s.models("long")) if s.models else True})
+    return out
+
+
+def unmeasured_markdown(missing: list) -> str:
+    if not missing:
+        return ""
+    lines = [f"Not measured at {missing[0]['epochs']} epochs (the long preset), with what the "
+             "cost model predicts for it on the machine of the make-bench file here (2 threads; "
+             "its speed unit, the MNIST ffg trainer epoch, beside; the reference machine's is "
+             "5.1 s)" + ("" if any(m["hours"] is not None for m in missing)
+                         else ": no make-bench file here, so no cost") + ":", ""]
+    for m in missing:
+        cost = ("nothing trained or fitted: seconds once the runs it reads exist"
+                if not m.get("trains", True) else "the cost model has no count for it") \
+            if m["hours"] is None else \
+            f"about {m['hours']:.1f} h" + (f" (unit {m['unit_s']:.2f} s)" if m["unit_s"] else "")
+        lines.append(f"- {m['folder']} (measured at {', '.join(map(str, m['measured']))} "
+                     f"epochs): `{m['command']}`, {cost}")
+    return "\n".join(lines) + "\n"
 
 
 def slug(study: str) -> str:
@@ -195,7 +264,7 @@ def main(argv=None) -> int:
               f"ladder)", file=sys.stderr)
         return 2
     write_json(root / "claims_by_length.json", rows)
-    atomic_write_text(root / "CLAIMS_BY_LENGTH.md", markdown(rows))
+    atomic_write_text(root / "CLAIMS_BY_LENGTH.md", markdown(rows, unmeasured(root, rows)))
     figures = plot(rows, root / "ladder")
     lengths = sorted({r["epochs"] for r in rows})
     print(f"[ladder] {len(by_claim(rows))} claims at {len(lengths)} lengths {lengths}; wrote "

@@ -375,7 +375,7 @@ def ladder_screen(root: Path, figures: bool = True, rows: list = None) -> list:
     rows = ladder.collect(root) if rows is None else rows
     if len({r["epochs"] for r in rows}) < 2:
         return []
-    md = ["## Claims by training length", "", ladder.markdown(rows)]
+    md = ["## Claims by training length", "", ladder.markdown(rows, ladder.unmeasured(root, rows))]
     if figures:
         for png in ladder.plot(rows, root / "ladder"):
             md += [f"![{png.stem}]({png.relative_to(root).as_posix()})", ""]
