@@ -276,3 +276,21 @@ def test_a_folder_not_measured_at_the_long_length_names_its_command_and_cost(tmp
     assert "`make exp52 PRESET=long VARIANT=large_encoder`, about" in text
     assert "exp_gradients (measured at 30 epochs): `make exp_gradients PRESET=long`, nothing " \
            "trained" in text
+
+
+def test_the_glance_counts_the_claims_the_snapshot_judges_across_seeds(tmp_path):
+    """GLANCE.md (the README's verdicts at a glance) says, per results folder and length with
+    several seeds in the snapshot itself (exp55 at 300 epochs: F_long, F_long_seed1, ...), how
+    many claims hold across seeds and how many have seeds that disagree; one seed says
+    nothing."""
+    from common.reporting import seeds
+    from common.reporting.report import seeds_glance
+    from common.results.claims import claim
+    text = "the encoder overfits"
+    for folder, d in (("exp55_dynamics_long", 2.2), ("exp55_dynamics_long_seed1", 0.5),
+                      ("exp55_dynamics_long_seed2", 2.1), ("exp55_dynamics", 0.1)):
+        write_claims(tmp_path / folder, [claim("exp55 §5.5", text, "ffg", d, 0.5, True),
+                                         claim("exp55 §5.5", text, "flow", 3.0, 0.2, True)])
+    (line,) = seeds_glance(seeds.collect(tmp_path))
+    assert line.startswith("Claims across seeds in exp55_dynamics_long (seeds 0, 1, 2): 1 of 2 "
+                           "held across seeds (1 with verdicts that differ")

@@ -130,15 +130,36 @@ def set_aside_claims(root: Path, sections: list) -> list:
             f"{', '.join(found)}; their claims are missing here until the study is rerun.", ""]
 
 
+def seeds_glance(entries: list) -> list:
+    """One line per results folder and length judged across several seeds in the snapshot's
+    own folders (common/reporting/seeds.collect's entries): how many of its claims hold across
+    seeds and in how many the seeds' verdicts differ."""
+    groups = {}
+    for e in entries:
+        if e["seeds"] > 1:
+            groups.setdefault(e["results"] + e["length"], []).append(e)
+    lines = []
+    for folder, mine in groups.items():
+        seeds = sorted({x["seed"] for e in mine for x in e["per_seed"]})
+        held = sum(e["across_seeds"] == "held" for e in mine)
+        differ = sum(0 < e["seeds_held"] < e["seeds"] for e in mine)
+        lines.append(f"Claims across seeds in {folder} (seeds {', '.join(map(str, seeds))}): "
+                     f"{held} of {len(mine)} held across seeds ({differ} with verdicts that "
+                     f"differ between seeds; the first screen's last column).")
+    return lines
+
+
 def write_glance(dest: Path) -> Path:
     """dest/GLANCE.md, the README's verdicts at a glance, cut from the snapshot's own files: the
-    headline and per-study counts of CLAIMS.md, its by-length sentence, and the first sentence
-    of every CLAIMS_ACROSS_SEEDS.md in the snapshot (with its folder)."""
+    headline and per-study counts of CLAIMS.md, its by-length sentence, the claims the snapshot
+    itself judges across seeds (its folders F, F_seed<k> of one length: seeds_glance), and the
+    first sentence of every CLAIMS_ACROSS_SEEDS.md in the snapshot (with its folder)."""
     lines = (dest / "CLAIMS.md").read_text().splitlines() if (dest / "CLAIMS.md").exists() else []
     head = [lines[0].split(". ")[0] + "."] if lines else ["No claims judged in this snapshot."]
     studies = [line for line in lines if line.startswith("- **")]
     by_length = [line for line in lines if line.startswith("Claims by training length (")]
-    seeds = []
+    from . import seeds as seeds_mod
+    seeds = seeds_glance(seeds_mod.collect(dest))
     for f in sorted(dest.glob("**/CLAIMS_ACROSS_SEEDS.md")):
         first = f.read_text().split("\n", 1)[0].split(" Held across seeds")[0]
         seeds.append(f"{first} ([{f.relative_to(dest).as_posix()}]"
