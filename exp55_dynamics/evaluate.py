@@ -5,6 +5,7 @@ from common.results import brief
 from common.results.claims import compare_rows, write_claims
 from common.config import guarded
 from common.runs.experiment import Experiment, evaluate_one
+from common.runs.shards import my_order
 from common.inference.gaps import CERTIFICATE_FIELDS, COMPUTED_FIELDS, PAPER_RULE_FIELDS
 from common.results.tables import gap_table, merge_rows, write_csv
 
@@ -22,21 +23,26 @@ SPLITS = ("train", "valid")
 def main(argv=None):
     exp = Experiment("exp55", argv, __doc__)
     cfg = exp.config
-    rows = []
     points = {s: exp.data(cfg.dataset, s, cfg.n_points) for s in SPLITS}
-    for name in cfg.models:
+    units = [(name, epoch, split) for name in cfg.models for epoch in cfg.checkpoint_epochs()
+             for split in SPLITS]
+    summaries, loaded = {}, {}
+    # each unit is one chunk of points: shards (SHARDS=N) start on different units (my_order)
+    for name, epoch, split in my_order(units):
         run = dynamics_run_dir(exp, name)
-        family, architecture = MODELS[name]
-        for epoch in cfg.checkpoint_epochs():
-            model = exp.load(run, cfg.model_config(family, architecture),
-                             cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()),
-                             checkpoint=f"epoch_{epoch}.pt", data=exp.data_identity(cfg.dataset))
-            for split in SPLITS:
-                print(f"[exp55] {name} epoch {epoch} {split}", flush=True)
-                summary = evaluate_one(model, points[split], cfg, exp.seed,
-                                       run / f"eval_e{epoch}_{split}",
-                                       {"epoch": epoch, "split": split})
-                rows.append({"model": name, "split": split, "epoch": epoch, **summary})
+        if (name, epoch) not in loaded:
+            family, architecture = MODELS[name]
+            loaded.clear()   # one model in memory at a time
+            loaded[(name, epoch)] = exp.load(
+                run, cfg.model_config(family, architecture),
+                cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()),
+                checkpoint=f"epoch_{epoch}.pt", data=exp.data_identity(cfg.dataset))
+        print(f"[exp55] {name} epoch {epoch} {split}", flush=True)
+        summaries[(name, epoch, split)] = evaluate_one(
+            loaded[(name, epoch)], points[split], cfg, exp.seed, run / f"eval_e{epoch}_{split}",
+            {"epoch": epoch, "split": split})
+    rows = [{"model": name, "split": split, "epoch": epoch, **summaries[(name, epoch, split)]}
+            for name, epoch, split in units]
     # a subset run (--families ffg) updates its rows and keeps the others of this config
     rows = merge_rows(exp.out / "gaps_over_epochs.csv", rows, ("model", "split", "epoch"),
                       exp.config_id(("models",)))

@@ -113,3 +113,24 @@ def test_launcher_fails_with_the_shards_status_and_refuses_bad_counts():
                                                          (2, 16, 8)])
 def test_threads_per_shard_never_oversubscribe(shard_count, cores, threads):
     assert shards.threads_per_shard(shard_count, cores) == threads
+
+
+def test_each_shard_starts_on_its_own_share_of_the_units_and_visits_all(monkeypatch):
+    """exp55's units (a checkpoint and split) are one chunk each: shards that took them in the
+    same order would wait on each other; rotated, shard k of n starts at the k-th n-th, and
+    every shard still visits every unit once. Alone, the order is the list's."""
+    units = list(range(7))
+    assert shards.my_order(units) == units
+    monkeypatch.setenv("SHARD_COUNT", "2")
+    orders = []
+    for k in (0, 1):
+        monkeypatch.setenv("SHARD_INDEX", str(k))
+        orders.append(shards.my_order(units))
+    assert orders[0] == units and orders[1] == [3, 4, 5, 6, 0, 1, 2]
+    assert all(sorted(o) == units for o in orders)
+    assert shards.my_order([]) == []
+    # the launcher tells each process its index and the count
+    out = run([sys.executable, "-m", "common.runs.shards", "2", "--", sys.executable, "-c",
+               "import os; print('shard', os.environ['SHARD_INDEX'], os.environ['SHARD_COUNT'])"])
+    assert out.returncode == 0
+    assert "[shard 1/2] shard 0 2" in out.stdout and "[shard 2/2] shard 1 2" in out.stdout

@@ -118,6 +118,20 @@ def computed_chunks(folder: Path, key: dict, sizes: dict, compute, label: str = 
     return [done[s] for s in sizes]
 
 
+def my_order(units: list) -> list:
+    """The order in which this process visits a step's evaluation units (under `launch`,
+    SHARD_INDEX k of SHARD_COUNT n in its environment): rotated to start at the k-th n-th of
+    the list. Where each unit is a single chunk (exp55: one checkpoint and split of 100
+    points), n shards in the same order would wait on one another's chunk instead of working;
+    rotated, they start on different units, and each still visits every unit (computing it,
+    or reading back what another process computed). Alone: the list as given."""
+    k, n = int(os.environ.get("SHARD_INDEX", 0)), int(os.environ.get("SHARD_COUNT", 1))
+    if n <= 1 or not units:
+        return list(units)
+    start = len(units) * k // n
+    return list(units[start:]) + list(units[:start])
+
+
 # ---- launching N copies of a step ----------------------------------------------------------
 
 def threads_per_shard(shards: int, cores: int = None) -> int:
@@ -131,9 +145,11 @@ def launch(shards: int, command: list) -> int:
     """Run `command` as `shards` processes at once (each on threads_per_shard threads, its
     lines prefixed with [shard k/N]); the first failure stops the others. Returns the exit
     status: 0, or the first failing process's."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_shard(shards)), PYTHONUNBUFFERED="1")
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True) for _ in range(shards)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_shard(shards)), PYTHONUNBUFFERED="1",
+               SHARD_COUNT=str(shards))
+    procs = [subprocess.Popen(command, env=dict(env, SHARD_INDEX=str(k)), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+             for k in range(shards)]
 
     def relay(k, proc):
         for line in proc.stdout:
