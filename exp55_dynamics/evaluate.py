@@ -26,20 +26,19 @@ def main(argv=None):
     points = {s: exp.data(cfg.dataset, s, cfg.n_points) for s in SPLITS}
     units = [(name, epoch, split) for name in cfg.models for epoch in cfg.checkpoint_epochs()
              for split in SPLITS]
-    summaries, loaded = {}, {}
+    summaries, loaded, model = {}, None, None
     # each unit is one chunk of points: shards (SHARDS=N) start on different units (my_order)
     for name, epoch, split in my_order(units):
         run = dynamics_run_dir(exp, name)
-        if (name, epoch) not in loaded:
+        if loaded != (name, epoch):   # a checkpoint's splits follow each other: loaded once
             family, architecture = MODELS[name]
-            loaded.clear()   # one model in memory at a time
-            loaded[(name, epoch)] = exp.load(
-                run, cfg.model_config(family, architecture),
-                cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()),
-                checkpoint=f"epoch_{epoch}.pt", data=exp.data_identity(cfg.dataset))
+            model = exp.load(run, cfg.model_config(family, architecture),
+                             cfg.train_config(checkpoint_epochs=cfg.checkpoint_epochs()),
+                             checkpoint=f"epoch_{epoch}.pt", data=exp.data_identity(cfg.dataset))
+            loaded = (name, epoch)
         print(f"[exp55] {name} epoch {epoch} {split}", flush=True)
         summaries[(name, epoch, split)] = evaluate_one(
-            loaded[(name, epoch)], points[split], cfg, exp.seed, run / f"eval_e{epoch}_{split}",
+            model, points[split], cfg, exp.seed, run / f"eval_e{epoch}_{split}",
             {"epoch": epoch, "split": split})
     rows = [{"model": name, "split": split, "epoch": epoch, **summaries[(name, epoch, split)]}
             for name, epoch, split in units]

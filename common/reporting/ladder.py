@@ -192,10 +192,13 @@ def unmeasured_markdown(missing: list) -> str:
              "5.1 s)" + ("" if any(m["hours"] is not None for m in missing)
                          else ": no make-bench file here, so no cost") + ":", ""]
     for m in missing:
-        cost = ("nothing trained or fitted: seconds once the runs it reads exist"
-                if not m.get("trains", True) else "the cost model has no count for it") \
-            if m["hours"] is None else \
-            f"about {m['hours']:.1f} h" + (f" (unit {m['unit_s']:.2f} s)" if m["unit_s"] else "")
+        if m["hours"] is not None:
+            cost = f"about {m['hours']:.1f} h" + (f" (unit {m['unit_s']:.2f} s)" if m["unit_s"]
+                                                   else "")
+        elif not m["trains"]:
+            cost = "nothing trained or fitted: seconds once the runs it reads exist"
+        else:
+            cost = "the cost model has no count for it"
         lines.append(f"- {m['folder']} (measured at {', '.join(map(str, m['measured']))} "
                      f"epochs): `{m['command']}`, {cost}")
     return "\n".join(lines) + "\n"

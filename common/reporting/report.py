@@ -8,7 +8,6 @@ import argparse
 import base64
 import datetime
 import functools
-import math
 import re
 import shutil
 import subprocess
@@ -138,15 +137,10 @@ def seeds_glance(entries: list) -> list:
     for e in entries:
         if e["seeds"] > 1:
             groups.setdefault(e["results"] + e["length"], []).append(e)
-    lines = []
-    for folder, mine in groups.items():
-        seeds = sorted({x["seed"] for e in mine for x in e["per_seed"]})
-        held = sum(e["across_seeds"] == "held" for e in mine)
-        differ = sum(0 < e["seeds_held"] < e["seeds"] for e in mine)
-        lines.append(f"Claims across seeds in {folder} (seeds {', '.join(map(str, seeds))}): "
-                     f"{held} of {len(mine)} held across seeds ({differ} with verdicts that "
-                     f"differ between seeds; the first screen's last column).")
-    return lines
+    from .seeds import summary
+    return [f"Claims across seeds in {folder} (seeds "
+            f"{', '.join(map(str, sorted({x['seed'] for e in mine for x in e['per_seed']})))}): "
+            f"{summary(mine)}; the first screen's last column)." for folder, mine in groups.items()]
 
 
 def write_glance(dest: Path) -> Path:
@@ -278,13 +272,12 @@ def seeds_cell(across: dict, key: tuple, longest: dict) -> str:
     """In how many seeds a claim holds at its longest length (with the across-seed verdict
     and the mean ± combined s.e.), where that length has several seeds; else at the quick
     length ("(quick)"); "–" with one seed."""
-    length = longest["folder"][len(longest["results"]):] if "results" in longest else ""
+    from .seeds import across_cell
+    length = longest["folder"][len(longest["results"]):]   # ladder rows: "_long", "_long_e100"
     for at, label in ((length, f" at {longest['epochs']} epochs"), ("", " (quick)")):
         e = across.get((at, *key))
         if e and e["seeds"] > 1:
-            sem = "" if math.isnan(e["combined_sem"]) else f" ± {e['combined_sem']:.2f}"
-            return (f"{e['seeds_held']} of {e['seeds']}{label}: {e['mean']:+.2f}{sem} "
-                    f"**{e['across_seeds']}** across seeds")
+            return f"{e['seeds_held']} of {e['seeds']}{label}: {across_cell(e)} across seeds"
     return "–"
 
 

@@ -108,6 +108,20 @@ def seed_cell(r: dict) -> str:
     return f"{r['difference']:+.2f} ± {r['sem']:.2f} ({said})"
 
 
+def across_cell(e: dict) -> str:
+    """The across-seed mean ± combined s.e. (none with one seed) and verdict of one entry."""
+    sem = "" if math.isnan(e["combined_sem"]) else f" ± {e['combined_sem']:.2f}"
+    return f"{e['mean']:+.2f}{sem} **{e['across_seeds']}**"
+
+
+def summary(entries: list) -> str:
+    """How many entries hold across seeds, and in how many the seeds' verdicts differ."""
+    held = sum(e["across_seeds"] == "held" for e in entries)
+    flipped = sum(0 < e["seeds_held"] < e["seeds"] for e in entries)
+    return (f"{held} of {len(entries)} held across seeds ({flipped} with verdicts that differ "
+            f"between seeds")
+
+
 def markdown(entries: list) -> str:
     seeds = sorted({x["seed"] for e in entries for x in e["per_seed"]})
     head = ["study", "claim", "column", *[f"seed {k}" for k in seeds], "paper", "seeds held",
@@ -116,17 +130,13 @@ def markdown(entries: list) -> str:
     for e in entries:
         by_seed = {x["seed"]: x for x in e["per_seed"]}
         cells = [seed_cell(by_seed[k]) if k in by_seed else "" for k in seeds]
-        sem = "" if math.isnan(e["combined_sem"]) else f" ± {e['combined_sem']:.2f}"
         column = e["column"] + (f" [{e['length'].strip('_')}]" if e["length"] else "")
         lines.append("| " + " | ".join(
             [e["study"], e["claim"], column, *cells,
              "–" if e["paper"] is None else f"{e['paper']:+.2f}",
              f"{e['seeds_held']} of {e['seeds']}",
-             f"{e['mean']:+.2f}{sem} **{e['across_seeds']}**"]) + " |")
-    held = sum(e["across_seeds"] == "held" for e in entries)
-    flipped = [e for e in entries if 0 < e["seeds_held"] < e["seeds"]]
-    return (f"Claims across seeds: {held} of {len(entries)} held across seeds "
-            f"({len(flipped)} with verdicts that differ between seeds). Held across seeds: with "
+             across_cell(e)]) + " |")
+    return (f"Claims across seeds: {summary(entries)}). Held across seeds: with "
             f"3 or more seeds, the mean difference exceeds {HOLD_SE:g} combined s.e. (the "
             f"between-seed s.e. and the seeds' mean per-point s.e. in quadrature: every seed is "
             f"evaluated on the same points) and every seed is certified; with fewer, held in "
