@@ -294,3 +294,20 @@ def test_the_glance_counts_the_claims_the_snapshot_judges_across_seeds(tmp_path)
     (line,) = seeds_glance(seeds.collect(tmp_path))
     assert line.startswith("Claims across seeds in exp55_dynamics_long (seeds 0, 1, 2): 1 of 2 "
                            "held across seeds (1 with verdicts that differ")
+
+
+def test_make_ladder_climbs_every_study_that_has_a_long_preset_by_default():
+    """The ladder climbed exp52 and exp55 only, so Table 3, exp53, exp54 and exp_refit were judged
+    at 30 epochs alone; its default is every study with a long preset (exp52's variants too)."""
+    import os
+    import subprocess
+    from common.studies import ROOT, studies
+    env = {k: v for k, v in os.environ.items() if k != "LADDER_STUDIES"}   # the Makefile's default
+    proc = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    line = next(l for l in proc.stdout.splitlines() if l.strip().startswith("LADDER_STUDIES="))
+    climbed = set(line.split("(default: ")[1].rstrip(")").split())
+    long_studies = {name for name, s in studies().items() if "long" in s.presets}
+    assert long_studies <= climbed, long_studies - climbed
+    if any(v != "standard" for v in studies()["exp52"].variants):
+        assert "exp52_variants" in climbed
