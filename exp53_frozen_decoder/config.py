@@ -16,9 +16,16 @@ class Exp53Config(RunConfig):
     base_epochs: int = 30            # epochs of the base ffg VAE whose decoder is frozen
                                      # (0: as many as the encoders', the long preset's rule)
     eval_splits: tuple = ("test", "train")
+    stop_patience: int = 0           # P > 0: an encoder stops once its validation ELBO stops
+                                     # improving (the mean of its last P epochs no higher than
+                                     # of the P before; common/runs/train.plateaued), at most
+                                     # `epochs`; 0: every epoch (long: 20, fixed before any run)
 
     def validate(self):
         super().validate()
+        if self.stop_patience and not self.n_valid_monitor:
+            raise ConfigError("--stop-patience needs the validation monitor: set "
+                              "--n-valid-monitor to a number of points >= 1, e.g. 1000")
         for e in self.encoders:
             if e not in ("small_encoder", "linear_encoder"):
                 raise ConfigError(f"--encoders={e} is not allowed; use small_encoder, "
@@ -32,7 +39,9 @@ PRESETS = presets(Exp53Config, smoke=dict(base_epochs=2),
                   # capped, probe +0.135; at 12000 / patience 6 none capped, probe +0.061)
                   quick=dict(epochs=30, base_epochs=30, n_points=200, eval_splits=("test",),
                              qstar_max_steps=12_000, qstar_patience=3),
-                  paper=dict(base_epochs=3280), long=dict(base_epochs=0))
+                  # long: the encoders on the 300-epoch decoder, each until its validation
+                  # bound stops improving (at most 300 epochs)
+                  paper=dict(base_epochs=3280), long=dict(base_epochs=0, stop_patience=20))
 
 
 def cost(units, preset, qstar_steps, stacked=False) -> dict:

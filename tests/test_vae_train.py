@@ -96,8 +96,8 @@ def test_checkpoint_is_written_at_most_once_a_minute_and_a_kill_between_resumes_
     monkeypatch.setattr(trainer, "SAVE_EVERY_S", float("inf"))
     saved = []
     real_end_epoch = trainer.end_epoch
-    monkeypatch.setattr(trainer, "end_epoch", lambda *a: (saved.append(a[4] + 1),
-                                                          real_end_epoch(*a)))
+    monkeypatch.setattr(trainer, "end_epoch", lambda *a, **k: (saved.append(a[4] + 1),
+                                                               real_end_epoch(*a, **k)))
     torch.manual_seed(0)
     straight = train(tiny_model(), x, xv, cfg, tmp_path / "a", seed=3)
     assert saved == [1, 3, 6]
@@ -535,3 +535,57 @@ def test_the_eta_is_not_inflated_by_one_long_epoch():
     assert eta_minutes(ends, 0) == 0
     assert math.isnan(eta_minutes([0.0], 5))                 # no epoch measured yet
     assert eta_minutes(list(range(0, 300, 10)) + [900], 3) == pytest.approx(0.5)  # last 10 only
+
+
+def test_plateaued_compares_the_means_of_the_last_two_windows():
+    from common.runs.train import plateaued
+    rising = [-100 + 0.1 * e for e in range(40)]
+    assert not plateaued(rising, 10)
+    assert plateaued(rising[:20] + [rising[19] - 0.01 * e for e in range(20)], 10)   # fell back
+    flat = [-90.0, -90.2] * 20
+    assert plateaued(flat, 10)
+    # one lucky monitor draw (1 nat up, ten epochs' rise) does not stop a rise, as "no epoch
+    # beat the best for P epochs" would have
+    lucky = rising[:30] + [rising[30] + 1.0] + rising[31:]
+    assert max(lucky[31:36]) < lucky[30]
+    assert not any(plateaued(lucky[:n], 5) for n in range(31, 41))
+    assert not plateaued(flat, 0) and not plateaued(flat[:19], 10)   # off; too few epochs
+
+
+def test_a_run_that_stops_early_reads_as_finished_and_keeps_older_identities(tmp_path, capsys,
+                                                                              monkeypatch):
+    """stop_patience: the run ends when plateaued() says so (after the warm-up), last.pt says it
+    stopped, and a second call loads it instead of training on; a run with the default 0 has the
+    identity it had before the field existed."""
+    import common.runs.train as trainer
+    from common.runs.experiment import read_metrics, train_or_load
+    seen = []
+    monkeypatch.setattr(trainer, "plateaued", lambda v, p: seen.append(list(v)) or len(v) >= 3)
+    x = synthetic_binary(100)
+    small = model_config(family="ffg", z_dim=4, enc_hidden=(32,), dec_hidden=(32,))
+    cfg = TrainConfig(epochs=10, batch_size=50, n_valid_monitor=10, warmup_epochs=2,
+                      stop_patience=4)
+    first = train_or_load(tmp_path, small, cfg, x, x, seed=0, device="cpu")
+    assert "stopped after epoch 5 of 10" in capsys.readouterr().out
+    assert [len(v) for v in seen] == [0, 0, 1, 2, 3]           # the warm-up's epochs left out
+    state = trainer.read_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 5 and state["stopped_early"]
+    assert [int(r["epoch"]) for r in read_metrics(tmp_path, 10, "exp53")] == [1, 2, 3, 4, 5]
+    again = train_or_load(tmp_path, small, cfg, x, x, seed=0, device="cpu")
+    assert "[train]" not in capsys.readouterr().out and len(seen) == 5
+    for a, b in zip(first.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(trainer.RunMismatch, match="stop_patience"):   # another stopping rule
+        train_or_load(tmp_path, small, TrainConfig(epochs=10, batch_size=50, n_valid_monitor=10,
+                                                   warmup_epochs=2), x, x, seed=0, device="cpu")
+    assert "stop_patience" not in trainer.run_identity(small, TrainConfig(), 0)["train"]
+    assert trainer.run_identity(small, cfg, 0)["train"]["stop_patience"] == 4
+
+
+def test_every_preset_of_every_study_is_a_valid_config():
+    """exp53's long preset (base_epochs=0: as many as the encoders') was refused by its own
+    range check, so `make exp53 PRESET=long` stopped before training."""
+    from common.studies import studies
+    for name, study in studies().items():
+        for preset, config in study.presets.items():
+            config.validate()

@@ -28,8 +28,8 @@ from ..inference.gaps import (EVAL_VERSION, EvalConfig, SharedQstar, add_gaps, a
                               model_hash, own_family, summarise, worst_probe, write_per_point)
 from .shards import computed_chunks, file_lock
 from .presets import EVAL_ONLY
-from .train import (RunMismatch, TrainConfig, check_identity, model_from_state, read_checkpoint,
-                    restore_metrics, run_identity, train)
+from .train import (RunMismatch, TrainConfig, check_identity, finished, model_from_state,
+                    read_checkpoint, restore_metrics, run_identity, train)
 from ..models.vae import VAE
 
 
@@ -93,7 +93,8 @@ class Experiment:
                               f"first")
         state = read_checkpoint(path, self.device)
         check_identity(state, run_identity(model_config, train_config, self.seed, data), path)
-        if checkpoint == "last.pt" and state["epoch"] != train_config.epochs:
+        if checkpoint == "last.pt" and (state["epoch"] > train_config.epochs
+                                        or not finished(state, train_config)):
             raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
                               f"{train_config.epochs}; run `make {self.key}` first")
         return model_from_state(state, self.device)
@@ -191,6 +192,11 @@ def trained_epochs(run_dir: Path) -> int:
     return read_checkpoint(path)["epoch"]
 
 
+def run_finished(run_dir: Path, train_config: TrainConfig) -> bool:
+    path = Path(run_dir) / "last.pt"
+    return path.exists() and finished(read_checkpoint(path), train_config)
+
+
 def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_train, x_valid,
                   seed: int, device, init_from: Path = None, label: str = "",
                   data: dict = None) -> VAE:
@@ -201,7 +207,7 @@ def train_or_load(run_dir: Path, model_config, train_config: TrainConfig, x_trai
     """
     last = Path(run_dir) / "last.pt"
     state = read_checkpoint(last, device) if last.exists() else None
-    if state is not None and state["epoch"] >= train_config.epochs:
+    if state is not None and finished(state, train_config):
         check_identity(state, run_identity(model_config, train_config, seed, data), last)
         if state["epoch"] > train_config.epochs:
             raise RunMismatch(f"{run_dir} is trained for {state['epoch']} epochs, not "
@@ -230,8 +236,8 @@ def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains
     alone, within float tolerance)."""
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(run_dirs)
     datas = list(datas) if datas else [None] * len(run_dirs)
-    todo = [i for i, d in enumerate(run_dirs) if trained_epochs(d) < train_config.epochs]
-    if not stack or len(todo) < 2:
+    todo = [i for i, d in enumerate(run_dirs) if not run_finished(d, train_config)]
+    if not stack or len(todo) < 2 or train_config.stop_patience:   # (stacked runs stop together)
         return [train_or_load(d, model_config, train_config, xt, xv, s, device, label=lab,
                               data=da)
                 for d, xt, xv, s, lab, da in zip(run_dirs, x_trains, x_valids, seeds, labels, datas)]
@@ -259,7 +265,8 @@ def train_many(run_dirs: list, model_config, train_config: TrainConfig, x_trains
 
 
 def read_metrics(run_dir: Path, epochs: int, target: str) -> list:
-    """metrics.csv of a finished run: one readable row per epoch 1..epochs, else CorruptFile. The
+    """metrics.csv of a finished run: one readable row per epoch 1..epochs (1..the epoch it stopped
+    at, for a run stopped early), else CorruptFile. The
     checkpoint carries the true rows: a file that differs from them in any field (a hand edit)
     is rebuilt from it first, and said so."""
     from ..results.tables import read_csv
@@ -269,6 +276,8 @@ def read_metrics(run_dir: Path, epochs: int, target: str) -> list:
     last = Path(run_dir) / "last.pt"
     if last.exists():
         state = read_checkpoint(last)
+        if state.get("stopped_early"):   # TrainConfig.stop_patience: fewer epochs than asked
+            epochs = state["epoch"]
         rows = [{k: r.get(k) for k in METRIC_FIELDS} for r in state.get("metrics", [])]
         if rows and not metrics_file_matches(path, rows):
             print(f"[metrics] {path} differs from its checkpoint's rows; rebuilt from "

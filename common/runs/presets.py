@@ -28,7 +28,7 @@ EVAL_ONLY = tuple(f.name for f in fields(EvalConfig)) + ("eval_splits", "train_s
 # whole-number fields where 0 means "all" or "none"; every other one must be >= 1
 MAY_BE_ZERO = {"warmup_fraction", "qstar_tol", "n_points", "n_train", "n_valid_monitor",
                "warmup_epochs", "ais_warmup", "qstar_probe_points",
-               "corruption_seed", "train_points", "af_points"}
+               "corruption_seed", "train_points", "af_points", "base_epochs", "stop_patience"}
 LARGEST = 2 ** 31 - 1   # every whole number (a seed too: torch and the make variables take this)
 
 # lists of whole numbers: the smallest each element may be

@@ -49,6 +49,10 @@ class TrainConfig:
     checkpoint_epochs: tuple = ()  # extra kept checkpoints (exp55 evaluates at these)
     freeze_decoder: bool = False   # train only the encoder (exp53, exp_refit)
     constant_lr: bool = False      # keep lr fixed instead of the IWAE schedule (exp_refit)
+    stop_patience: int = 0         # P > 0: stop before `epochs` once the validation ELBO stops
+                                   # improving after the warm-up (plateaued(): the mean of its
+                                   # last P epochs no higher than of the P before; exp53's long
+                                   # encoders); 0: every epoch
     dynamic_binarisation: bool = False  # x_train holds grey levels: fresh bits at every batch
     compile: str = "auto"          # torch.compile the step's forward and backward (on CUDA with
                                    # CUDA graphs): on | off | auto (on a GPU: on an H200, flow 4.8
@@ -74,6 +78,28 @@ def schedule_id(cfg: TrainConfig) -> str:
     return f"8 equal stages from {cfg.lr:g} over {cfg.epochs} epochs"
 
 
+# training fields added after identities were first recorded: they count only when set off
+# their default, so older runs keep their identity
+ADDED_TRAIN_FIELDS = {"stop_patience": 0}
+
+
+def plateaued(valid_elbos: list, patience: int) -> bool:
+    """Whether training stops after these per-epoch validation ELBOs: the mean of the last
+    `patience` is no higher than the mean of the `patience` before them (window means, not the
+    best single epoch, so one lucky draw of the single-sample monitor does not stop a run that
+    is still improving). patience 0: never."""
+    if patience <= 0 or len(valid_elbos) < 2 * patience:
+        return False
+    last = valid_elbos[-patience:]
+    before = valid_elbos[-2 * patience:-patience]
+    return sum(last) <= sum(before)
+
+
+def finished(state: dict, cfg: "TrainConfig") -> bool:
+    """A checkpoint's run is done: all its epochs, or stopped early by plateaued()."""
+    return state["epoch"] >= cfg.epochs or bool(state.get("stopped_early"))
+
+
 def run_identity(model_config: ModelConfig, cfg: TrainConfig, seed: int, data: dict = None) -> dict:
     """What a run's weights depend on: the model, the training config (with the schedule in
     place of the epoch count, so a constant-lr run may be extended), the seed, and what the
@@ -81,7 +107,8 @@ def run_identity(model_config: ModelConfig, cfg: TrainConfig, seed: int, data: d
     fields added after identities were first recorded (vae.ADDED_FIELDS) count only when set
     off their default and read by the model's family, so older runs keep their identity."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items()
-             if k not in ("epochs", "checkpoint_epochs", "lr", "constant_lr", "compile")}
+             if k not in ("epochs", "checkpoint_epochs", "lr", "constant_lr", "compile")
+             and not (k in ADDED_TRAIN_FIELDS and v == ADDED_TRAIN_FIELDS[k])}
     uses = FAMILIES[model_config.family].uses
     model = {k: v for k, v in dataclasses.asdict(model_config).items()
              if not (k in ADDED_FIELDS and (v == ADDED_FIELDS[k] or k not in uses))}
@@ -397,10 +424,13 @@ def save_due(epoch: int, cfg: TrainConfig, last_saved) -> bool:
 
 
 def end_epoch(run_dir: Path, model, optimizer, gen, epoch: int, cfg: TrainConfig,
-              config_for_ckpt: dict, identity: dict, rows: list) -> None:
+              config_for_ckpt: dict, identity: dict, rows: list, stopped: bool = False) -> None:
     """The checkpoint(s) of a finished epoch, then metrics.csv (rebuilt from the checkpoint if a
-    kill falls between the two). Callers write it when save_due says so."""
+    kill falls between the two). Callers write it when save_due says so, and when the run stops
+    early (stopped: recorded in last.pt, so the run reads as finished)."""
     extra = {"rng_state": gen.get_state(), "rng_device": gen.device.type}
+    if stopped:
+        extra["stopped_early"] = True
     if epoch + 1 in cfg.checkpoint_epochs:
         save_checkpoint(run_dir / f"epoch_{epoch + 1}.pt", model, optimizer, epoch + 1,
                         config_for_ckpt, identity, rows, extra)
@@ -431,7 +461,7 @@ def prepare_run(model: VAE, cfg: TrainConfig, run_dir: Path, seed: int, resume: 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         restore_generator(gen, state, log_prefix)
-        start_epoch = state["epoch"]
+        start_epoch = cfg.epochs if finished(state, cfg) else state["epoch"]   # nothing left
         if start_epoch < cfg.epochs:
             print(f"{log_prefix}resuming from epoch {start_epoch} ({last})", flush=True)
         rows = restore_metrics(run_dir, state)
@@ -507,14 +537,22 @@ def _train(model, x_train, x_valid, cfg, run_dir, seed, resume, extra_config, lo
                           enc_norm_sum.item() / n_batches, dec_norm_sum.item() / n_batches,
                           n_enc, n_dec)
         rows.append(row)
-        if save_due(epoch, cfg, last_saved):
-            end_epoch(run_dir, model, optimizer, gen, epoch, cfg, config_for_ckpt, identity, rows)
+        stop = epoch + 1 < cfg.epochs and plateaued(   # judged after the entropy warm-up
+            [r["valid_elbo"] for r in rows if r["epoch"] > cfg.warmup_epochs], cfg.stop_patience)
+        if stop or save_due(epoch, cfg, last_saved):
+            end_epoch(run_dir, model, optimizer, gen, epoch, cfg, config_for_ckpt, identity, rows,
+                      stopped=stop)
             last_saved = time.monotonic()
         epoch_ends.append(time.time())
         eta = eta_minutes(epoch_ends, cfg.epochs - epoch - 1)
         _progress(f"{log_prefix}epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train elbo "
                   f"{row['train_elbo']:.2f} valid elbo {valid_elbo:.2f} "
                   f"({row['wall_s']:.1f}s, eta {eta:.1f} min)")
+        if stop:
+            print(f"\n{log_prefix}stopped after epoch {epoch + 1} of {cfg.epochs}: the mean "
+                  f"validation ELBO of the last {cfg.stop_patience} epochs is no higher than of "
+                  f"the {cfg.stop_patience} before (stop_patience)", flush=True)
+            break
     if sys.stdout.isatty() and cfg.epochs > start_epoch:
         print()
     model.eval()
