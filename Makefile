@@ -122,7 +122,8 @@ endif
 LONG_STUDIES := exp52 exp52_variants exp52_large_encoder exp52_no_annealing exp53 exp54 exp55 \
                 exp_gradients exp_refit
 ifeq ($(PRESET),long)
-NOT_LONG := $(filter-out $(LONG_STUDIES) ladder plan report snapshot screenshot help setup data test test-e2e check clean,$(MAKECMDGOALS))
+# (exp55_runs and base: the training steps of long studies, run alone)
+NOT_LONG := $(filter-out $(LONG_STUDIES) exp55_runs base ladder plan report snapshot screenshot help setup data test test-e2e check clean,$(MAKECMDGOALS))
 ifneq ($(NOT_LONG),)
 $(error PRESET=long is not defined for $(NOT_LONG); it is for $(LONG_STUDIES): run e.g. make exp52 PRESET=long, or make ladder)
 endif

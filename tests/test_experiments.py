@@ -291,6 +291,14 @@ def test_bad_variables_are_refused_with_exit_2(tmp_path, variables, message):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("target", ["exp55_runs", "base"])
+def test_the_long_preset_trains_a_long_study_s_models_alone(tmp_path, target):
+    """exp55_runs (exp55's models) and base (exp52's ffg, the decoder of exp53, exp54 and
+    exp_refit) are the training steps of long studies: PRESET=long runs them (dry run here)."""
+    proc = make(target, (tmp_path / "d", tmp_path / "r"), "PRESET=long", "EPOCHS=100", "-n")
+    assert "--preset long" in proc.stdout and "--epochs 100" in proc.stdout
+
+
 def test_the_long_preset_is_refused_for_a_study_without_one(tmp_path):
     """exp66 runs the paper's full length at every preset: PRESET=long is not one of its."""
     proc = make("exp66", (tmp_path / "d", tmp_path / "r"), "PRESET=long", check=False)
