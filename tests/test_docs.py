@@ -112,3 +112,21 @@ def test_a_folder_is_older_when_its_recorded_evaluation_version_differs(tmp_path
         (tmp_path / name / "provenance.json").write_text(json.dumps(prov))
     assert older_code_folders(tmp_path, ["today", "older", "unknown", "absent"]) == \
         [("older", EVAL_VERSION - 1), ("unknown", None)]
+
+
+def test_a_folder_of_version_11_is_todays_where_no_qstar_fit_fell_back(tmp_path):
+    """EVAL_VERSION 12 changed only the points whose q* fit lost to another member: a version-11
+    folder whose every qstar_fallback is 0 (or whose study fits no q* through encoder_bounds)
+    holds today's numbers; one with a fallback, or with no record of them, is older."""
+    import json
+
+    from common.reporting.report import older_code_folders
+    rows = {"none_fell_back": "0.0\n0.0\n", "one_fell_back": "0.0\n0.013\n", "no_record": None}
+    for name, column in [*rows.items(), ("exp66_small_data_long", None)]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "provenance.json").write_text(json.dumps({"eval_version": 11}))
+        if column:
+            (tmp_path / name / "gaps.csv").write_text("model,qstar_fallback\n" + "".join(
+                f"m{i},{v}\n" for i, v in enumerate(column.split())))
+    assert older_code_folders(tmp_path, [*rows, "exp66_small_data_long"]) == \
+        [("one_fell_back", 11), ("no_record", 11)]

@@ -6,6 +6,7 @@ listed, never invented. `--snapshot DIR` also copies the report, tables and PNGs
 first screen, from the claims.json files in DIR."""
 import argparse
 import base64
+import csv
 import datetime
 import functools
 import re
@@ -324,11 +325,35 @@ def version_at(commit: str):
     return None
 
 
+# studies that fit no q* through encoder_bounds (exp51 fits its own, exp66 and the gradients none):
+# EVAL_VERSION 12's change to q*'s fallbacks cannot touch their numbers
+NO_ENCODER_QSTAR = ("exp51_posteriors", "exp66_small_data", "exp_gradients")
+
+
+def same_as_today(folder: Path, version) -> bool:
+    """Whether a folder made by an earlier evaluation version holds what today's code computes:
+    its version is one of SAME_WITHOUT_FALLBACK and no q* fit of it fell back (every
+    qstar_fallback of its CSVs is 0, and it has some), or its study fits no q* that could."""
+    from ..inference.gaps import SAME_WITHOUT_FALLBACK
+    if version not in SAME_WITHOUT_FALLBACK:
+        return False
+    if folder.name.startswith(NO_ENCODER_QSTAR):
+        return True
+    shares = []
+    for path in sorted(folder.glob("*.csv")):
+        with open(path, newline="") as f:
+            shares += [r["qstar_fallback"] for r in csv.DictReader(f) if "qstar_fallback" in r]
+    try:
+        return bool(shares) and all(float(v) == 0 for v in shares if v != "")
+    except ValueError:
+        return False
+
+
 def older_code_folders(root: Path, folders) -> list:
     """[(folder, its evaluation version or None)] of the results folders made by another
     EVAL_VERSION than the code computes today: the one its provenance.json records, else the
-    one of its recorded commit (version_at; None where neither is known): numbers today's code
-    would not reproduce."""
+    one of its recorded commit (version_at; None where neither is known), unless same_as_today
+    says that version's numbers are today's: numbers today's code would not reproduce."""
     from ..inference.gaps import EVAL_VERSION
     out = []
     for folder in folders:
@@ -339,7 +364,7 @@ def older_code_folders(root: Path, folders) -> list:
         prov = prov if isinstance(prov, dict) else {}
         version = prov["eval_version"] if "eval_version" in prov else \
             version_at(str(prov.get("git_commit", "")))
-        if version != EVAL_VERSION:
+        if version != EVAL_VERSION and not same_as_today(root / folder, version):
             out.append((folder, version))
     return out
 

@@ -39,6 +39,7 @@ CERTIFICATE_ROWS = [("BDMC gap (nats)", "bdmc_gap", "{:.3f}"),
                     ("max rule − pooled log p̂ (nats)", "max_rule_excess", "{:.3f}"),
                     ("q* stopped by cap (share)", "qstar_capped", "{:.1%}"),
                     ("q* fallback (share)", "qstar_fallback", "{:.1%}"),
+                    ("q* lost within noise: tie (share)", "qstar_tie", "{:.1%}"),
                     ("q* probe, 2x steps (nats)", "qstar_probe", "{:+.3f}"),
                     ("Certified", "certified", "{}")]
 
@@ -61,7 +62,7 @@ def _cell(summary: dict, field: str, fmt: str) -> str:
 
 
 def certificate_caption() -> str:
-    from ..inference.gaps import CERTIFICATE_TARGETS
+    from ..inference.gaps import CERTIFICATE_TARGETS, LOSS_SES, TIE_NATS
     t = CERTIFICATE_TARGETS
     return (f"log p̂ = AIS (no per-point selection; its error bounded by the BDMC gap); rows "
             f"marked \"paper's max rule\" take log p̂ = max(AIS, IWAE of q, IWAE of each q*) per "
@@ -73,8 +74,10 @@ def certificate_caption() -> str:
             f"estimates pooled with fixed equal weights (no selection); an upper bound on how far "
             f"the max's selection lifts log p̂. q* fallback: share of points whose fitted q*, "
             f"retried from the winner at a tenth and a hundredth of the rate, still ended below "
-            f"another member of its family (the encoder's q; for flows also the Gaussian q*), "
-            f"whose L[q*] is used there.")
+            f"another member of its family (the encoder's q; for flows also the Gaussian q*) by "
+            f"more than {LOSS_SES:g} s.e. of their paired difference on common draws (or by more "
+            f"than {TIE_NATS} nat), whose L[q*] is used there; a tie (lost by less) keeps the "
+            f"fit's L[q*].")
 
 
 # log p^ and the gaps it enters, by the paper's max rule (rows under ours, where measured)
