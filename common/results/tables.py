@@ -76,8 +76,8 @@ def certificate_caption() -> str:
             f"retried from the winner at a tenth and a hundredth of the rate, still ended below "
             f"another member of its family (the encoder's q; for flows also the Gaussian q*) by "
             f"more than {LOSS_SES:g} s.e. of their paired difference on common draws (or by more "
-            f"than {TIE_NATS} nat), whose L[q*] is used there; a tie (lost by less) keeps the "
-            f"fit's L[q*].")
+            f"than {TIE_NATS} nat), whose L[q*] is used there; a tie (the best of the fit and "
+            f"its retries lost by less) keeps that attempt's L[q*].")
 
 
 # log p^ and the gaps it enters, by the paper's max rule (rows under ours, where measured)
