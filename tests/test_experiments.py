@@ -523,3 +523,8 @@ def test_refit_certifies_the_fit_that_sets_each_points_L_qstar():
     before["L_qstar"][1] = -100.0                    # now the refit fit sets every point
     cert = qstar_certificate(before, after)
     assert cert["qstar_capped"] == 0.0 and cert["certified"]
+    for b in (before, after):                         # a fallback of the winning fit counts
+        b["qstar_fallback"], b["qstar_tie"] = torch.zeros(4), torch.zeros(4)
+    after["qstar_fallback"][2] = 1.0
+    cert = qstar_certificate(before, after)
+    assert cert["qstar_fallback"] == 0.25 and cert["qstar_tie"] == 0.0 and not cert["certified"]
