@@ -240,6 +240,11 @@ def local_bounds(model: VAE, x: torch.Tensor, family: str, cfg: EvalConfig, seed
 START_SAMPLES = 100  # samples that score the candidate starts of a q*
 
 
+def sample_chunks(samples: int, chunk: int) -> list:
+    """Sizes of the chunks `samples` draws are taken in, `chunk` at a time (memory bound)."""
+    return [chunk] * (samples // chunk) + ([samples % chunk] if samples % chunk else [])
+
+
 def start_score(model: VAE, x: torch.Tensor, params: dict, seed: int,
                 family: str, samples: int = START_SAMPLES, chunk: int = 500) -> torch.Tensor:
     """ELBO per point of a per-point q (flat parameters of a local family), over `samples`
@@ -250,7 +255,7 @@ def start_score(model: VAE, x: torch.Tensor, params: dict, seed: int,
     total = torch.zeros(x.shape[0], device=x.device)
     with unit("start scores"), torch.no_grad():
         count(fwd_rows=x.shape[0] * samples)
-        for size in [chunk] * (samples // chunk) + ([samples % chunk] if samples % chunk else []):
+        for size in sample_chunks(samples, chunk):
             z, log_q = local.rsample(params, size, generator)
             total += log_weight(model.log_likelihood(x, z), log_standard_normal(z),
                                 log_q).sum(0)
@@ -591,18 +596,21 @@ def retry_lost_fits(model: VAE, x: torch.Tensor, cfg: EvalConfig, seed: int, los
         retry = local_bounds(model, x[idx], own_family(model), replace(cfg, qstar_lr=lr),
                              seed + 1 + round_, init={k: v[idx] for k, v in chosen.items()})
         won = retry.elbo > elbo[idx]
-        take = idx[won]
-        elbo[take], iwae[take] = retry.elbo[won].to(elbo), retry.iwae[won].to(iwae)
-        for k in chosen:
-            chosen[k][take] = retry.params[k][won].to(chosen[k])
-        lost[take] = False
-        closer = retry.elbo.to(best_elbo) > best_elbo[idx]
-        better = idx[closer]
-        best_elbo[better] = retry.elbo[closer].to(best_elbo)
-        best_iwae[better] = retry.iwae[closer].to(best_iwae)
-        for k in best_params:
-            best_params[k][better] = retry.params[k][closer].to(best_params[k])
+        write_where(retry, idx, won, elbo, iwae, chosen)
+        lost[idx[won]] = False
+        write_where(retry, idx, retry.elbo.to(best_elbo) > best_elbo[idx],
+                    best_elbo, best_iwae, best_params)
     return elbo, iwae, chosen, lost, (best_elbo, best_iwae, best_params)
+
+
+def write_where(result, idx: torch.Tensor, mask: torch.Tensor, elbo: torch.Tensor,
+                iwae: torch.Tensor, params: dict) -> None:
+    """In place: the points idx[mask] of (elbo, iwae, params) take a fit's `result` (computed
+    on the points idx) where mask holds."""
+    at = idx[mask]
+    elbo[at], iwae[at] = result.elbo[mask].to(elbo), result.iwae[mask].to(iwae)
+    for k in params:
+        params[k][at] = result.params[k][mask].to(params[k])
 
 
 # a fit counts as lost to another member (a fallback) only when the member's ELBO beats the
@@ -620,8 +628,7 @@ def significant_losses(model: VAE, x: torch.Tensor, fitted: tuple, member: dict,
     beats it by more than LOSS_SES standard errors: both scored on the same `samples` base draws
     (common random numbers), d_s = log w_member(z_s) - log w_fit(z'_s), loss when
     mean(d) > LOSS_SES * sd(d) / sqrt(samples) or mean(d) > TIE_NATS, or where the fit's ELBO is
-    not finite. Two
-    estimates of one ELBO differ by noise alone: a fit that converged to the member (a retry
+    not finite. Two estimates of one ELBO differ by noise alone: a fit that converged to the member (a retry
     from it at a lower rate) "loses" about half the time, and counting those as failures, then
     keeping the larger of two noisy estimates, overstates both the fallback share and L[q*]."""
     out = torch.zeros_like(lost, dtype=torch.bool)
@@ -635,7 +642,7 @@ def significant_losses(model: VAE, x: torch.Tensor, fitted: tuple, member: dict,
     generators = [torch.Generator(device=x.device).manual_seed(seed + 3) for _ in range(2)]
     with unit("q* loss test"), torch.no_grad():
         count(fwd_rows=2 * idx.numel() * samples)
-        for size in [chunk] * (samples // chunk) + ([samples % chunk] if samples % chunk else []):
+        for size in sample_chunks(samples, chunk):
             weights = []
             for params, generator in zip((member, fit_params), generators):
                 z, log_q = local.rsample({k: v[idx] for k, v in params.items()}, size, generator)

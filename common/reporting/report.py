@@ -6,7 +6,6 @@ listed, never invented. `--snapshot DIR` also copies the report, tables and PNGs
 first screen, from the claims.json files in DIR."""
 import argparse
 import base64
-import csv
 import datetime
 import functools
 import re
@@ -339,14 +338,15 @@ def same_as_today(folder: Path, version) -> bool:
         return False
     if folder.name.startswith(NO_ENCODER_QSTAR):
         return True
+    from ..results.tables import read_csv
     shares = []
-    for path in sorted(folder.glob("*.csv")):
-        with open(path, newline="") as f:
-            shares += [r["qstar_fallback"] for r in csv.DictReader(f) if "qstar_fallback" in r]
     try:
-        return bool(shares) and all(float(v) == 0 for v in shares if v != "")
-    except ValueError:
+        for path in sorted(folder.glob("*.csv")):
+            shares += [float(r["qstar_fallback"]) for r in read_csv(path)
+                       if r.get("qstar_fallback", "") != ""]
+    except Exception:  # noqa: BLE001 - an unreadable CSV is reported by its own step
         return False
+    return bool(shares) and all(v == 0 for v in shares)
 
 
 def older_code_folders(root: Path, folders) -> list:
