@@ -130,3 +130,19 @@ def test_a_folder_of_version_11_is_todays_where_no_qstar_fit_fell_back(tmp_path)
                 f"m{i},{v}\n" for i, v in enumerate(column.split())))
     assert older_code_folders(tmp_path, [*rows, "exp66_small_data_long"]) == \
         [("one_fell_back", 11), ("no_record", 11)]
+
+
+def test_a_folder_of_an_earlier_version_with_a_tie_is_older(tmp_path):
+    """Versions 12 to 14 changed the points whose q* fit, retried, still lost to another member:
+    a tie (lost within noise) as much as a fallback. A version-13 folder with neither holds
+    today's numbers; one with a tie does not."""
+    import json
+
+    from common.reporting.report import older_code_folders
+    rows = {"neither": ("0.0", "0.0"), "a_tie": ("0.0", "0.007")}
+    for name, (fallback, tie) in rows.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "provenance.json").write_text(json.dumps({"eval_version": 13}))
+        (tmp_path / name / "gaps.csv").write_text(
+            f"model,qstar_fallback,qstar_tie\nm0,0.0,0.0\nm1,{fallback},{tie}\n")
+    assert older_code_folders(tmp_path, list(rows)) == [("a_tie", 13)]

@@ -331,22 +331,26 @@ NO_ENCODER_QSTAR = ("exp51_posteriors", "exp66_small_data", "exp_gradients")
 
 def same_as_today(folder: Path, version) -> bool:
     """Whether a folder made by an earlier evaluation version holds what today's code computes:
-    its version is one of SAME_WITHOUT_FALLBACK and no q* fit of it fell back (every
-    qstar_fallback of its CSVs is 0, and it has some), or its study fits no q* that could."""
+    its version is one of SAME_WITHOUT_FALLBACK and no q* fit of it, retried, still lost to
+    another member (every qstar_fallback and qstar_tie of its CSVs is 0, and it has some
+    qstar_fallback; version 11 had no ties: every such point was a fallback), or its study fits
+    no q* that could."""
     from ..inference.gaps import SAME_WITHOUT_FALLBACK
     if version not in SAME_WITHOUT_FALLBACK:
         return False
     if folder.name.startswith(NO_ENCODER_QSTAR):
         return True
     from ..results.tables import read_csv
-    shares = []
+    shares, ties = [], []
     try:
         for path in sorted(folder.glob("*.csv")):
-            shares += [float(r["qstar_fallback"]) for r in read_csv(path)
+            rows = read_csv(path)
+            shares += [float(r["qstar_fallback"]) for r in rows
                        if r.get("qstar_fallback", "") != ""]
+            ties += [float(r["qstar_tie"]) for r in rows if r.get("qstar_tie", "") != ""]
     except Exception:  # noqa: BLE001 - an unreadable CSV is reported by its own step
         return False
-    return bool(shares) and all(v == 0 for v in shares)
+    return bool(shares) and all(v == 0 for v in shares + ties)
 
 
 def older_code_folders(root: Path, folders) -> list:
