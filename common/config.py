@@ -225,6 +225,9 @@ def parse_config(cls, presets: dict, argv=None, description: str = "", exclude=(
             text = getattr(args, name)
             if text is not None:
                 overrides[name] = _parse_value(kind, text, name)
+        if "warmup_epochs" in overrides and getattr(config, "warmup_fraction", 0) and \
+                "warmup_fraction" not in overrides:   # a preset's warm-up share would take the
+            overrides["warmup_fraction"] = 0.0      # place of the epochs asked for (RunConfig)
         config = dataclasses.replace(config, **overrides)
         variant = getattr(config, "variant_overrides", None)
         if variant:  # a named variant's values, except where a flag was given

@@ -717,3 +717,19 @@ def test_a_lost_fit_is_retried_at_lower_rates_then_at_its_own_rate_from_a_fresh_
     assert elbo.tolist() == [1.0, 2.0, 0.0, 0.0] and still.tolist() == [False, False, False, True]
     assert chosen["mu"][:, 0].tolist() == [10.0, 31.0, 102.0, 103.0]
     assert best[0].tolist() == [1.0, 2.0, -5.0, -1.0]    # the best own attempt per point
+
+
+@pytest.mark.parametrize("preset", ["smoke", "quick", "long", "paper"])
+def test_the_no_annealing_variant_trains_without_warm_up_at_every_preset(preset):
+    """The long preset's warm-up is a share of the epochs (warmup_fraction), which took the place
+    of the variant's warmup_epochs=0: its 300-epoch models were the standard ones, bit for bit.
+    A --warmup-epochs flag likewise wins over the preset's share."""
+    from common.config import parse_config
+    from exp52_testgap.config import PRESETS, Exp52Config
+
+    def resolved(*flags):
+        config, *_ = parse_config(Exp52Config, PRESETS, ["--preset", preset, *flags], "doc")
+        return config.train_config().warmup_epochs
+    assert resolved("--variant", "no_annealing") == 0
+    assert resolved("--variant", "standard") > 0
+    assert resolved("--warmup-epochs", "3") == 3
