@@ -225,14 +225,16 @@ def parse_config(cls, presets: dict, argv=None, description: str = "", exclude=(
             text = getattr(args, name)
             if text is not None:
                 overrides[name] = _parse_value(kind, text, name)
-        if "warmup_epochs" in overrides and getattr(config, "warmup_fraction", 0) and \
-                "warmup_fraction" not in overrides:   # a preset's warm-up share would take the
-            overrides["warmup_fraction"] = 0.0      # place of the epochs asked for (RunConfig)
         config = dataclasses.replace(config, **overrides)
+        given = set(overrides)   # fields set on purpose: by a flag, or by a named variant
         variant = getattr(config, "variant_overrides", None)
         if variant:  # a named variant's values, except where a flag was given
-            config = dataclasses.replace(config, **{k: v for k, v in variant().items()
-                                                    if k not in overrides})
+            values = {k: v for k, v in variant().items() if k not in overrides}
+            config = dataclasses.replace(config, **values)
+            given |= set(values)
+        if "warmup_epochs" in given and "warmup_fraction" not in given and \
+                getattr(config, "warmup_fraction", 0):   # a preset's warm-up share would take the
+            config = dataclasses.replace(config, warmup_fraction=0.0)   # place of the epochs asked
         validate = getattr(config, "validate", None)
         if validate:
             validate()

@@ -12,10 +12,7 @@ from common.studies import Results, Study
 VARIANTS = {
     "standard": {},
     "large_encoder": dict(enc_hidden=(500, 500), families=("ffg", "flow"), eval_splits=("train",)),
-    # warmup_fraction too: the long preset's warm-up is a share of the epochs, which took the
-    # place of warmup_epochs=0 and trained this variant's 300-epoch models with annealing
-    "no_annealing": dict(warmup_epochs=0, warmup_fraction=0.0, families=("ffg", "flow"),
-                         eval_splits=("train",)),
+    "no_annealing": dict(warmup_epochs=0, families=("ffg", "flow"), eval_splits=("train",)),
 }
 
 
