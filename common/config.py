@@ -232,9 +232,9 @@ def parse_config(cls, presets: dict, argv=None, description: str = "", exclude=(
             values = {k: v for k, v in variant().items() if k not in overrides}
             config = dataclasses.replace(config, **values)
             given |= set(values)
-        if "warmup_epochs" in given and "warmup_fraction" not in given and \
-                getattr(config, "warmup_fraction", 0):   # a preset's warm-up share would take the
-            config = dataclasses.replace(config, warmup_fraction=0.0)   # place of the epochs asked
+        settle = getattr(config, "with_given", None)   # the config's own rules for fields set
+        if settle:                                     # on purpose (RunConfig: the warm-up)
+            config = settle(given)
         validate = getattr(config, "validate", None)
         if validate:
             validate()

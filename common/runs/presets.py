@@ -10,7 +10,7 @@ long: quick's certified estimators on models trained 300 epochs (the studies who
       on the full data: exp52, exp53, exp55); `--epochs 100` gives another length of the ladder.
 """
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from ..config import ConfigError
 from ..data import DATASETS
@@ -75,6 +75,14 @@ class RunConfig(EvalConfig):
         if self.warmup_fraction:
             shared["warmup_epochs"] = round(self.warmup_fraction * self.epochs)
         return TrainConfig(**{**shared, **overrides})
+
+    def with_given(self, given: set) -> "RunConfig":
+        """This config once the fields in `given` were set on purpose (by a flag or a named
+        variant): a warm-up length asked for turns off the preset's warm-up share, which would
+        otherwise take its place in train_config."""
+        if "warmup_epochs" in given and "warmup_fraction" not in given and self.warmup_fraction:
+            return replace(self, warmup_fraction=0.0)
+        return self
 
     def model_config(self, family: str, architecture: str = "standard"):
         """The model part: every ModelConfig field this config has, on an architecture."""
